@@ -1,0 +1,591 @@
+"""The zone state machine: what a zoned qcow2 device must do after every operation.
+
+Plain and deterministic: no I/O, no clocks, no randomness. The model is configured by
+the zoned header fields (ZoneConfig) and two policy parameters where real
+implementations differ (VictimPolicy, CloseAtStart).
+
+A refused operation is not an exception: it returns an OpResult whose `error` is one
+of the Refusal names. Only misuse of the model (a bad configuration, a negative
+length, a zone index of the wrong type) raises ModelError.
+
+Decisions the facts leave open, made here and cited as clauses:
+
+- Zones are numbered from 0; zone i starts at i * zone_size. The last zone may be
+  shorter than zone_size when the virtual size is not a multiple of it; its capacity
+  is min(zone_capacity, its length) (ZONE-4).
+- Conventional zones are writable over their whole length (their capacity is their
+  length) and report wp = zone start (ZONE-3).
+- A write may span any number of conventional zones. A write that leaves the
+  sequential zone it starts in, or runs from a conventional zone into a sequential
+  one, is refused with `exceeds-capacity`: it passes the end of the writable range
+  that starts at its offset (ZONE-8).
+- Refusal order for writes and appends (first match wins): out-of-range,
+  conventional-zone (append only), append-too-large (append only), zone-full,
+  invalid-transition (READ_ONLY / OFFLINE), not-at-write-pointer (write only),
+  exceeds-capacity, too-many-active, too-many-open.
+- Management ops on FULL/EMPTY zones follow null_blk: open of FULL, close of EMPTY or
+  FULL are `invalid-transition`; finish of FULL and reset of EMPTY are no-ops
+  (ZONE-14..ZONE-17).
+- Finishing an EMPTY zone takes an active slot for an instant, so it is refused with
+  `too-many-active` at the active limit, as NVMe ZNS and null_blk do (ZONE-16).
+  A finished zone's wp is start + capacity.
+- Explicit open may implicitly close a victim, like a write (ZONE-11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import NamedTuple
+
+from qcow2harness.errors import ModelError
+
+SECTOR = 512
+CONVENTIONAL_FLAG = 1 << 59  # WP-1: zonedmeta marks conventional zones with bit 59
+MAX_NR_ZONES = (2**32 - 1) // 8  # ZONE-4
+
+
+class ZoneState(Enum):
+    EMPTY = "empty"
+    IMPLICIT_OPEN = "implicit_open"
+    EXPLICIT_OPEN = "explicit_open"
+    CLOSED = "closed"
+    FULL = "full"
+    NOT_WRITE_POINTER = "not_write_pointer"
+    READ_ONLY = "read_only"
+    OFFLINE = "offline"
+
+
+class ZoneType(Enum):
+    CONVENTIONAL = "conventional"
+    SEQUENTIAL = "sequential"
+
+
+class Refusal(StrEnum):
+    """Why an operation was refused. The values are the protocol's error names."""
+
+    NOT_AT_WRITE_POINTER = "not-at-write-pointer"
+    EXCEEDS_CAPACITY = "exceeds-capacity"
+    ZONE_FULL = "zone-full"
+    TOO_MANY_OPEN = "too-many-open"
+    TOO_MANY_ACTIVE = "too-many-active"
+    APPEND_TOO_LARGE = "append-too-large"
+    CONVENTIONAL_ZONE = "conventional-zone"
+    OUT_OF_RANGE = "out-of-range"
+    INVALID_TRANSITION = "invalid-transition"
+
+
+class VictimPolicy(StrEnum):
+    """Which IMPLICIT_OPEN zone is closed to make room at the open limit (ZONE-11)."""
+
+    LRU = "lru"  # least recently written; the qcow2 series
+    FIFO = "fifo"  # oldest opened; QEMU's NVMe ZNS emulation
+    ROUND_ROBIN = "round-robin"  # next after the previous victim, by zone number; null_blk
+
+
+class CloseAtStart(StrEnum):
+    """What an EXPLICIT_OPEN zone whose wp is at its start becomes when closed (ZONE-15)."""
+
+    EMPTY = "empty"  # default: the zone holds nothing, so it is EMPTY again
+    CLOSED = "closed"  # NVMe ZNS: it stays active as CLOSED
+
+
+class OpResult(NamedTuple):
+    """The outcome of one operation: error is None on success; offset is set by append."""
+
+    error: Refusal | None = None
+    offset: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+OK = OpResult()
+_REFUSED = {name: OpResult(error=name) for name in Refusal}
+
+# Local aliases keep the hot path to identity tests.
+_EMPTY = ZoneState.EMPTY
+_IMP = ZoneState.IMPLICIT_OPEN
+_EXP = ZoneState.EXPLICIT_OPEN
+_CLOSED = ZoneState.CLOSED
+_FULL = ZoneState.FULL
+_NWP = ZoneState.NOT_WRITE_POINTER
+_RO = ZoneState.READ_ONLY
+_OFFLINE = ZoneState.OFFLINE
+
+
+def _is_power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneConfig:
+    """The zoned header fields that shape the model (sizes in bytes, 0 = no limit)."""
+
+    size: int
+    zone_size: int
+    zone_capacity: int
+    conventional_zones: int = 0
+    max_open_zones: int = 0
+    max_active_zones: int = 0
+    max_append_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def nr_zones(self) -> int:
+        return -(-self.size // self.zone_size)
+
+    @property
+    def sequential_zones(self) -> int:
+        return self.nr_zones - self.conventional_zones
+
+    def validate(self) -> None:
+        """Raise ModelError naming the first field that breaks a ZONE-1..ZONE-6 rule."""
+        for name in (
+            "size",
+            "zone_size",
+            "zone_capacity",
+            "conventional_zones",
+            "max_open_zones",
+            "max_active_zones",
+            "max_append_bytes",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ModelError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.size == 0 or self.size % SECTOR:
+            raise ModelError(f"size must be a positive multiple of {SECTOR}, got {self.size}")
+        if not _is_power_of_two(self.zone_size) or self.zone_size < SECTOR:
+            raise ModelError(
+                f"zone_size must be a power of two of at least {SECTOR} bytes, "
+                f"got {self.zone_size}",
+                clause="ZONE-1",
+            )
+        if not 0 < self.zone_capacity <= self.zone_size or self.zone_capacity % SECTOR:
+            raise ModelError(
+                f"zone_capacity must be a multiple of {SECTOR} in (0, zone_size="
+                f"{self.zone_size}], got {self.zone_capacity}",
+                clause="ZONE-2",
+            )
+        if self.nr_zones > MAX_NR_ZONES:
+            raise ModelError(
+                f"{self.nr_zones} zones is more than the {MAX_NR_ZONES} the table allows",
+                clause="ZONE-4",
+            )
+        if self.conventional_zones >= self.nr_zones:
+            raise ModelError(
+                f"conventional_zones ({self.conventional_zones}) must be less than "
+                f"nr_zones ({self.nr_zones})",
+                clause="ZONE-3",
+            )
+        if self.max_open_zones > self.sequential_zones:
+            raise ModelError(
+                f"max_open_zones ({self.max_open_zones}) exceeds the number of sequential "
+                f"zones ({self.sequential_zones})",
+                clause="ZONE-5",
+            )
+        if self.max_open_zones and self.max_active_zones:
+            if self.max_open_zones > self.max_active_zones:
+                raise ModelError(
+                    f"max_open_zones ({self.max_open_zones}) must not exceed "
+                    f"max_active_zones ({self.max_active_zones})",
+                    clause="ZONE-5",
+                )
+        if self.max_append_bytes % SECTOR:
+            raise ModelError(
+                f"max_append_bytes must be a multiple of {SECTOR}, got {self.max_append_bytes}",
+                clause="ZONE-6",
+            )
+        if self.max_append_bytes >= self.zone_capacity:
+            raise ModelError(
+                f"max_append_bytes ({self.max_append_bytes}) must be less than zone_capacity "
+                f"({self.zone_capacity})",
+                clause="ZONE-6",
+            )
+
+
+class Zone:
+    """One zone's geometry and volatile condition. Mutated only by ZoneModel."""
+
+    __slots__ = ("index", "start", "length", "capacity", "conventional", "state", "wp")
+
+    def __init__(self, index: int, start: int, length: int, capacity: int, conventional: bool):
+        self.index = index
+        self.start = start
+        self.length = length
+        self.capacity = capacity
+        self.conventional = conventional
+        self.state = _NWP if conventional else _EMPTY
+        self.wp = start
+
+
+class ZoneInfo(NamedTuple):
+    """A zone as a report shows it."""
+
+    index: int
+    start: int
+    length: int
+    capacity: int
+    type: ZoneType
+    state: ZoneState
+    wp: int
+
+
+class ZoneModel:
+    """The reference zone state machine for one zoned device.
+
+    Counters (open = implicit + explicit open, active = open + closed) are kept
+    incrementally, so every operation is O(1) except round-robin victim choice,
+    which is O(max_open_zones).
+    """
+
+    def __init__(
+        self,
+        config: ZoneConfig,
+        policy: VictimPolicy | str = VictimPolicy.LRU,
+        close_at_start: CloseAtStart | str = CloseAtStart.EMPTY,
+    ) -> None:
+        try:
+            self.policy = VictimPolicy(policy)
+        except ValueError:
+            choices = ", ".join(p.value for p in VictimPolicy)
+            raise ModelError(f"unknown victim policy {policy!r}; choose one of {choices}") from None
+        try:
+            self.close_at_start = CloseAtStart(close_at_start)
+        except ValueError:
+            choices = ", ".join(p.value for p in CloseAtStart)
+            raise ModelError(
+                f"unknown close-at-start rule {close_at_start!r}; choose one of {choices}"
+            ) from None
+        self.config = config
+        self._size = config.size
+        self._zone_shift = config.zone_size.bit_length() - 1
+        self._max_open = config.max_open_zones
+        self._max_active = config.max_active_zones
+        # The active limit a plain write obeys; only a writer mutant lowers it to 0.
+        self._write_active_limit = config.max_active_zones
+        self._max_append = config.max_append_bytes
+        self._lru = self.policy is VictimPolicy.LRU
+        self._conventional_end = config.conventional_zones * config.zone_size
+        zones = []
+        for index in range(config.nr_zones):
+            start = index << self._zone_shift
+            length = min(config.zone_size, config.size - start)
+            conventional = index < config.conventional_zones
+            capacity = length if conventional else min(config.zone_capacity, length)
+            zones.append(Zone(index, start, length, capacity, conventional))
+        self._zones: list[Zone] = zones
+        self._n_open = 0
+        self._n_active = 0
+        # IMPLICIT_OPEN zones in victim order (LRU: by last write; FIFO: by opening).
+        self._implicit: dict[int, None] = {}
+        self._rr_next = config.conventional_zones
+        self._faulty_conventional = 0
+
+    # ----- queries -----
+
+    @property
+    def nr_zones(self) -> int:
+        return len(self._zones)
+
+    @property
+    def open_zones(self) -> int:
+        return self._n_open
+
+    @property
+    def active_zones(self) -> int:
+        return self._n_active
+
+    def zone(self, index: int) -> ZoneInfo:
+        z = self._zones[index]
+        kind = ZoneType.CONVENTIONAL if z.conventional else ZoneType.SEQUENTIAL
+        return ZoneInfo(z.index, z.start, z.length, z.capacity, kind, z.state, z.wp)
+
+    def report(self) -> list[ZoneInfo]:
+        return [self.zone(i) for i in range(len(self._zones))]
+
+    def wps(self) -> list[int]:
+        """Every zone's write pointer (conventional zones: their start)."""
+        return [z.wp for z in self._zones]
+
+    def zone_of(self, offset: int) -> int:
+        """The index of the zone holding byte `offset`."""
+        if not 0 <= offset < self._size:
+            raise ModelError(f"offset {offset} is outside the device (size {self._size})")
+        return offset >> self._zone_shift
+
+    # ----- data ops -----
+
+    def write(self, offset: int, length: int) -> OpResult:
+        """A guest write of `length` bytes at `offset` (ZONE-7..ZONE-12)."""
+        if length <= 0:
+            raise ModelError(f"write length must be positive, got {length}")
+        end = offset + length
+        if offset < 0 or end > self._size:
+            return _REFUSED[Refusal.OUT_OF_RANGE]
+        zone = self._zones[offset >> self._zone_shift]
+        if zone.conventional:
+            if end > self._conventional_end:
+                return _REFUSED[Refusal.EXCEEDS_CAPACITY]  # ZONE-8: spills into a sequential zone
+            if self._faulty_conventional and self._span_has_fault(offset, end):
+                return _REFUSED[Refusal.INVALID_TRANSITION]  # ZONE-20
+            return OK
+        state = zone.state
+        if state is _FULL:
+            return _REFUSED[Refusal.ZONE_FULL]  # ZONE-9
+        if state is _RO or state is _OFFLINE:
+            return _REFUSED[Refusal.INVALID_TRANSITION]  # ZONE-20
+        if offset != zone.wp:
+            return _REFUSED[Refusal.NOT_AT_WRITE_POINTER]  # ZONE-7
+        return self._advance(zone, end, self._write_active_limit) or OK
+
+    def append(self, zone_index: int, length: int) -> OpResult:
+        """Zone append: write at the wp, answer where the data landed (ZONE-13)."""
+        if length <= 0:
+            raise ModelError(f"append length must be positive, got {length}")
+        zone = self._get_zone(zone_index)
+        if zone is None:
+            return _REFUSED[Refusal.OUT_OF_RANGE]
+        if zone.conventional:
+            return _REFUSED[Refusal.CONVENTIONAL_ZONE]
+        if length > self._max_append:
+            return _REFUSED[Refusal.APPEND_TOO_LARGE]
+        state = zone.state
+        if state is _FULL:
+            return _REFUSED[Refusal.ZONE_FULL]
+        if state is _RO or state is _OFFLINE:
+            return _REFUSED[Refusal.INVALID_TRANSITION]
+        offset = zone.wp
+        refused = self._advance(zone, offset + length, self._max_active)
+        return refused or OpResult(offset=offset)
+
+    def _advance(self, zone: Zone, end: int, active_limit: int) -> OpResult | None:
+        """Move a writable sequential zone's wp to `end`; None on success."""
+        limit = zone.start + zone.capacity
+        if end > limit:
+            return _REFUSED[Refusal.EXCEEDS_CAPACITY]  # ZONE-8
+        state = zone.state
+        if state is _EMPTY or state is _CLOSED:
+            refused = self._make_room(state is _EMPTY, active_limit)
+            if refused is not None:
+                return refused
+            self._set_state(zone, _IMP)
+        elif self._lru and state is _IMP:
+            self._implicit[zone.index] = self._implicit.pop(zone.index)  # most recent last
+        zone.wp = end
+        if end == limit:
+            self._set_state(zone, _FULL)  # ZONE-12
+        return None
+
+    # ----- management ops -----
+
+    def open(self, zone_index: int) -> OpResult:
+        """Explicit open (ZONE-14)."""
+        zone, refused = self._managed(zone_index)
+        if zone is None:
+            return refused
+        state = zone.state
+        if state is _EXP:
+            return OK
+        if state is _IMP:
+            self._set_state(zone, _EXP)
+            return OK
+        if state is _EMPTY or state is _CLOSED:
+            refused_room = self._make_room(state is _EMPTY, self._max_active)
+            if refused_room is not None:
+                return refused_room
+            self._set_state(zone, _EXP)
+            return OK
+        return _REFUSED[Refusal.INVALID_TRANSITION]  # FULL, READ_ONLY, OFFLINE
+
+    def close(self, zone_index: int) -> OpResult:
+        """Close an open zone (ZONE-15); closing a CLOSED zone is a no-op."""
+        zone, refused = self._managed(zone_index)
+        if zone is None:
+            return refused
+        state = zone.state
+        if state is _CLOSED:
+            return OK
+        if state is _IMP or state is _EXP:
+            self._close_zone(zone)
+            return OK
+        return _REFUSED[Refusal.INVALID_TRANSITION]  # EMPTY, FULL, READ_ONLY, OFFLINE
+
+    def finish(self, zone_index: int) -> OpResult:
+        """Make the zone FULL, freeing its slots (ZONE-16)."""
+        zone, refused = self._managed(zone_index)
+        if zone is None:
+            return refused
+        state = zone.state
+        if state is _FULL:
+            return OK
+        if state is _RO or state is _OFFLINE:
+            return _REFUSED[Refusal.INVALID_TRANSITION]
+        if state is _EMPTY and self._max_active and self._n_active >= self._max_active:
+            return _REFUSED[Refusal.TOO_MANY_ACTIVE]
+        zone.wp = zone.start + zone.capacity
+        self._set_state(zone, _FULL)
+        return OK
+
+    def reset(self, zone_index: int) -> OpResult:
+        """Make the zone EMPTY with wp at its start (ZONE-17)."""
+        zone, refused = self._managed(zone_index)
+        if zone is None:
+            return refused
+        if zone.state is _RO or zone.state is _OFFLINE:
+            return _REFUSED[Refusal.INVALID_TRANSITION]
+        zone.wp = zone.start
+        self._set_state(zone, _EMPTY)
+        return OK
+
+    def reset_all(self) -> OpResult:
+        """Reset every sequential zone; skip conventional and faulty ones (ZONE-17)."""
+        for zone in self._zones:
+            if zone.conventional or zone.state is _RO or zone.state is _OFFLINE:
+                continue
+            zone.wp = zone.start
+            self._set_state(zone, _EMPTY)
+        return OK
+
+    def flush(self) -> OpResult:
+        """Flush changes no zone condition; durability is persistence.py's business."""
+        return OK
+
+    def reopen(self) -> OpResult:
+        """A clean power cycle: wps persist, open zones come back closed (ZONE-19)."""
+        for zone in self._zones:
+            state = zone.state
+            if state is _IMP or state is _EXP or state is _CLOSED:
+                self._set_state(zone, _EMPTY if zone.wp == zone.start else _CLOSED)
+        self._rr_next = self.config.conventional_zones
+        return OK
+
+    def restore(self, wps: Sequence[int]) -> None:
+        """Adopt persisted write pointers, as after a crash or an image open (WP-2).
+
+        Each sequential zone becomes EMPTY (wp = start), FULL (wp >= start + capacity,
+        normalised to start + capacity) or CLOSED. Faulty zones keep their condition.
+        """
+        if len(wps) != len(self._zones):
+            raise ModelError(f"expected {len(self._zones)} write pointers, got {len(wps)}")
+        for zone, wp in zip(self._zones, wps, strict=True):
+            if zone.conventional or zone.state is _RO or zone.state is _OFFLINE:
+                continue
+            if not zone.start <= wp <= zone.start + zone.length:
+                raise ModelError(
+                    f"zone {zone.index}: wp {wp:#x} outside [{zone.start:#x}, "
+                    f"{zone.start + zone.length:#x}]",
+                    clause="WP-2",
+                )
+            limit = zone.start + zone.capacity
+            if wp >= limit:
+                zone.wp = limit
+                self._set_state(zone, _FULL)
+            else:
+                zone.wp = wp
+                self._set_state(zone, _EMPTY if wp == zone.start else _CLOSED)
+        self._rr_next = self.config.conventional_zones
+
+    # ----- fault injection -----
+
+    def inject_fault(self, zone_index: int, state: ZoneState | str) -> None:
+        """Put a zone in READ_ONLY or OFFLINE, as a failing device would (ZONE-20)."""
+        try:
+            fault = ZoneState(state)
+        except ValueError:
+            raise ModelError(f"unknown zone state {state!r}") from None
+        if fault is not _RO and fault is not _OFFLINE:
+            raise ModelError(f"a fault makes a zone read_only or offline, not {fault.value}")
+        zone = self._get_zone(zone_index)
+        if zone is None:
+            raise ModelError(f"zone {zone_index} does not exist ({len(self._zones)} zones)")
+        if zone.conventional and zone.state is _NWP:
+            self._faulty_conventional += 1
+        self._set_state(zone, fault)
+
+    # ----- internals -----
+
+    def _get_zone(self, zone_index: int) -> Zone | None:
+        if not isinstance(zone_index, int) or isinstance(zone_index, bool):
+            raise ModelError(f"zone index must be an integer, got {zone_index!r}")
+        if 0 <= zone_index < len(self._zones):
+            return self._zones[zone_index]
+        return None
+
+    def _managed(self, zone_index: int) -> tuple[Zone | None, OpResult]:
+        """The zone a management op may act on, or None and the refusal (ZONE-18)."""
+        zone = self._get_zone(zone_index)
+        if zone is None:
+            return None, _REFUSED[Refusal.OUT_OF_RANGE]
+        if zone.conventional:
+            return None, _REFUSED[Refusal.CONVENTIONAL_ZONE]
+        return zone, OK
+
+    def _span_has_fault(self, offset: int, end: int) -> bool:
+        first = offset >> self._zone_shift
+        last = (end - 1) >> self._zone_shift
+        return any(self._zones[i].state is not _NWP for i in range(first, last + 1))
+
+    def _make_room(self, needs_active: bool, active_limit: int) -> OpResult | None:
+        """Check slots for a zone about to open (ZONE-10, ZONE-11); None if it may."""
+        if needs_active and active_limit and self._n_active >= active_limit:
+            return _REFUSED[Refusal.TOO_MANY_ACTIVE]
+        if self._max_open and self._n_open >= self._max_open:
+            victim = self._pick_victim()
+            if victim is None:
+                return _REFUSED[Refusal.TOO_MANY_OPEN]
+            self._close_zone(victim)
+        return None
+
+    def _pick_victim(self) -> Zone | None:
+        if not self._implicit:
+            return None
+        if self.policy is not VictimPolicy.ROUND_ROBIN:
+            return self._zones[next(iter(self._implicit))]
+        nr = len(self._zones)
+        first = self._rr_next
+        index = min(self._implicit, key=lambda i: (i - first) % nr)
+        self._rr_next = (index + 1) % nr
+        return self._zones[index]
+
+    def _close_zone(self, zone: Zone) -> None:
+        if zone.wp != zone.start:
+            self._set_state(zone, _CLOSED)
+        elif zone.state is _EXP and self.close_at_start is CloseAtStart.CLOSED:
+            self._set_state(zone, _CLOSED)
+        else:
+            self._set_state(zone, _EMPTY)
+
+    def _set_state(self, zone: Zone, new: ZoneState) -> None:
+        """Change a zone's condition, keeping the open/active counters right."""
+        old = zone.state
+        if old is new:
+            return
+        was_open = old is _IMP or old is _EXP
+        is_open = new is _IMP or new is _EXP
+        self._n_open += is_open - was_open
+        self._n_active += (is_open or new is _CLOSED) - (was_open or old is _CLOSED)
+        if old is _IMP:
+            del self._implicit[zone.index]
+        if new is _IMP:
+            self._implicit[zone.index] = None
+        zone.state = new
+
+
+__all__ = [
+    "CONVENTIONAL_FLAG",
+    "CloseAtStart",
+    "OK",
+    "OpResult",
+    "Refusal",
+    "ZoneConfig",
+    "ZoneInfo",
+    "ZoneModel",
+    "ZoneState",
+    "ZoneType",
+    "VictimPolicy",
+]
