@@ -226,7 +226,7 @@ class Zone:
 class ZoneInfo(NamedTuple):
     """A zone as a report shows it."""
 
-    index: int
+    number: int
     start: int
     length: int
     capacity: int
