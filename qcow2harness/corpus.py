@@ -1,0 +1,180 @@
+"""The seed corpus, built reproducibly by the real qemu-img across its feature matrix.
+
+`build_corpus(DIR)` writes every image plus `manifest.json`, which records for
+each image the exact commands that made it. Images are kept small: a few MiB
+of virtual size and a few written clusters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qcow2harness import qemu
+
+VIRTUAL_SIZE = "4M"
+LUKS_SECRET = "qcow2-harness"
+
+
+@dataclass
+class Recipe:
+    """How one corpus image is made: qemu-img create options, then steps."""
+
+    name: str
+    description: str
+    create_options: str = ""
+    # Each step is (tool, args...) with {img} and {dir} substituted.
+    steps: list[tuple[str, ...]] = field(default_factory=list)
+    create: bool = True
+    image_opts: bool = False  # qemu-io needs --image-opts (encrypted images)
+
+    def commands(self, directory: str) -> list[tuple[str, ...]]:
+        img = os.path.join(directory, self.name + ".qcow2")
+        cmds: list[tuple[str, ...]] = []
+        if self.create:
+            args: tuple[str, ...] = ("create", "-q", "-f", "qcow2")
+            if "encrypt" in self.create_options:
+                args += ("--object", f"secret,id=sec0,data={LUKS_SECRET}")
+            if self.create_options:
+                args += ("-o", self.create_options)
+            cmds.append(("qemu-img", *args, img, VIRTUAL_SIZE))
+        for step in self.steps:
+            cmds.append(tuple(part.format(img=img, dir=directory) for part in step))
+        return cmds
+
+
+def _write(img_pattern: str, offset: str, length: str) -> tuple[str, ...]:
+    return ("qemu-io", "-c", f"write -q -P {img_pattern} {offset} {length}", "{img}")
+
+
+# A few writes that allocate clusters in two L2 ranges and leave holes.
+STANDARD_WRITES = [
+    _write("0x11", "0", "64k"),
+    _write("0x22", "1M", "4k"),
+    ("qemu-io", "-c", "write -q -z 2M 64k", "{img}"),
+]
+
+
+def qemu_recipes() -> list[Recipe]:
+    recipes: list[Recipe] = []
+    for compat in ("0.10", "1.1"):
+        recipes.append(Recipe(f"qemu-compat-{compat}", f"compat={compat}, default options",
+                              f"compat={compat}", list(STANDARD_WRITES)))
+    for cluster_size in ("512", "4k", "64k", "2M"):
+        recipes.append(Recipe(f"qemu-cluster-{cluster_size}", f"cluster_size={cluster_size}",
+                              f"cluster_size={cluster_size}", list(STANDARD_WRITES)))
+    for refcount_bits in (1, 2, 4, 8, 16, 32, 64):
+        recipes.append(Recipe(f"qemu-refcount-bits-{refcount_bits}",
+                              f"refcount_bits={refcount_bits}",
+                              f"refcount_bits={refcount_bits}", list(STANDARD_WRITES)))
+    recipes.append(Recipe("qemu-lazy-refcounts", "lazy_refcounts=on",
+                          "lazy_refcounts=on", list(STANDARD_WRITES)))
+    recipes.append(Recipe("qemu-extended-l2", "extended_l2=on with 64 KiB clusters",
+                          "extended_l2=on,cluster_size=64k",
+                          [_write("0x33", "0", "4k"), _write("0x44", "40k", "8k"),
+                           ("qemu-io", "-c", "write -q -z 1M 2k", "{img}")]))
+    recipes.append(Recipe("qemu-preallocation-metadata", "preallocation=metadata",
+                          "preallocation=metadata"))
+    for compression in ("zlib", "zstd"):
+        recipes.append(Recipe(
+            f"qemu-compressed-{compression}",
+            f"compressed clusters ({compression}) written by qemu-io -c 'write -c'",
+            f"compression_type={compression}",
+            [("qemu-io", "-c", "write -c -q -P 0x55 0 64k", "{img}"),
+             ("qemu-io", "-c", "write -c -q -P 0x66 128k 64k", "{img}")]))
+    recipes.append(Recipe(
+        "qemu-convert-compressed", "qemu-img convert -c of a qcow2 with data",
+        create=False,
+        steps=[("qemu-img", "create", "-q", "-f", "qcow2", "{dir}/convert-src.tmp", VIRTUAL_SIZE),
+               ("qemu-io", "-c", "write -q -P 0x77 0 192k", "{dir}/convert-src.tmp"),
+               ("qemu-img", "convert", "-c", "-O", "qcow2", "{dir}/convert-src.tmp", "{img}")]))
+    recipes.append(Recipe(
+        "qemu-backing-base", "base image of a backing chain", "", [_write("0x01", "0", "128k")]))
+    recipes.append(Recipe(
+        "qemu-backing-overlay", "overlay with a backing file and backing format",
+        create=False,
+        steps=[("qemu-img", "create", "-q", "-f", "qcow2", "-b", "qemu-backing-base.qcow2",
+                "-F", "qcow2", "{img}"),
+               _write("0x02", "64k", "4k")]))
+    recipes.append(Recipe(
+        "qemu-data-file", "external data file (data_file_raw=off)",
+        "data_file=qemu-data-file.data",
+        [_write("0x88", "0", "64k")]))
+    recipes.append(Recipe(
+        "qemu-data-file-raw", "external data file with data_file_raw=on",
+        "data_file=qemu-data-file-raw.data,data_file_raw=on",
+        [_write("0x99", "0", "64k")]))
+    recipes.append(Recipe(
+        "qemu-snapshot", "an internal snapshot, then more writes",
+        "", [_write("0xaa", "0", "64k"), ("qemu-img", "snapshot", "-c", "snap0", "{img}"),
+             _write("0xbb", "0", "4k")]))
+    recipes.append(Recipe(
+        "qemu-bitmap", "a persistent dirty bitmap",
+        "", [_write("0xcc", "0", "64k"), ("qemu-img", "bitmap", "--add", "{img}", "bitmap0"),
+             ("qemu-img", "bitmap", "--add", "-g", "128k", "{img}", "bitmap1")]))
+    recipes.append(Recipe(
+        "qemu-luks", "LUKS encryption (secret 'qcow2-harness')",
+        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"))
+    return recipes
+
+
+def _run_step(step: tuple[str, ...], directory: str) -> None:
+    tool, *args = step
+    # Relative backing names resolve against the image's directory.
+    cwd = os.getcwd()
+    os.chdir(directory)
+    try:
+        qemu.run(tool, *args)
+    finally:
+        os.chdir(cwd)
+
+
+ExtraBuilder = Callable[[str], Iterable[dict[str, Any]]]
+EXTRA_BUILDERS: list[ExtraBuilder] = []
+
+
+def build_corpus(directory: str, only: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Build every recipe into `directory`; returns (and writes) the manifest."""
+    os.makedirs(directory, exist_ok=True)
+    wanted = list(only or [])
+    manifest: list[dict[str, Any]] = []
+    version = str(qemu.qemu_version())
+    for recipe in qemu_recipes():
+        if wanted and not any(w in recipe.name for w in wanted):
+            continue
+        img = os.path.join(directory, recipe.name + ".qcow2")
+        for leftover in (img, img.replace(".qcow2", ".data")):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        commands = recipe.commands(directory)
+        for step in commands:
+            _run_step(step, directory)
+        manifest.append({
+            "name": recipe.name,
+            "file": os.path.basename(img),
+            "description": recipe.description,
+            "made_by": version,
+            "commands": [" ".join(c).replace(directory + "/", "") for c in commands],
+            "size": os.path.getsize(img),
+            "conformant": True,
+        })
+    for builder in EXTRA_BUILDERS:
+        for entry in builder(directory):
+            if not wanted or any(w in entry["name"] for w in wanted):
+                manifest.append(entry)
+    for tmp in os.listdir(directory):
+        if tmp.endswith(".tmp"):
+            os.unlink(os.path.join(directory, tmp))
+    with open(os.path.join(directory, "manifest.json"), "w") as out:
+        json.dump(manifest, out, indent=2)
+    return manifest
+
+
+def default_corpus_dir() -> str:
+    return os.environ.get("QCOW2_HARNESS_CORPUS") or os.path.join(
+        tempfile.gettempdir(), "qcow2-harness-corpus"
+    )

@@ -1,0 +1,326 @@
+"""The image model: a read-only qcow2 file seen through the generated parser.
+
+This is the one place where parser exceptions become `ParseError`s (with the
+structure, the byte offset and the clause). Structures reached by offset are
+parsed only when asked for, so opening any image reads only the header.
+
+Bulk tables (L1, refcount table, zonedmeta) are also offered as numpy arrays
+read straight from the offsets the Kaitai parse located; tests cross-check the
+two views on the corpus so that ksy/ stays the single source of the layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+from kaitaistruct import KaitaiStream, KaitaiStructError
+
+from qcow2harness.errors import ParseError
+from qcow2harness.parser.qcow2 import Qcow2
+from qcow2harness.parser.qcow2_bitmaps import Qcow2Bitmaps
+from qcow2harness.parser.qcow2_zoned import Qcow2Zoned
+
+ExtensionType = Qcow2.HeaderExtensionType
+
+# cluster_bits beyond this cannot address anything through 56-bit L2 offsets.
+MAX_MODEL_CLUSTER_BITS = 56
+MIN_CLUSTER_BITS = 9
+
+
+# The `valid:` checks of ksy/qcow2.ksy, by KSY path: field name, offset, clause.
+HARD_INVARIANTS = {
+    "/types/header/seq/0": ("magic", 0, "HDR-1"),
+    "/types/header/seq/1": ("version", 4, "HDR-2"),
+}
+
+
+@contextlib.contextmanager
+def parsing(
+    structure: str, offset: int, clause: str, stream: KaitaiStream | None = None
+) -> Iterator[None]:
+    """Turn any failure inside the generated parser into one ParseError.
+
+    `offset` is where the structure starts; when `stream` is the file itself,
+    the offset reported for a truncation is where the read failed.
+    """
+    try:
+        yield
+    except ParseError:
+        raise
+    except KaitaiStructError as exc:
+        invariant = HARD_INVARIANTS.get(getattr(exc, "src_path", None) or "")
+        if invariant is not None:
+            field, field_offset, field_clause = invariant
+            raise ParseError(
+                f"not a qcow2 image: {structure} {field}: {_describe(exc)}",
+                structure=f"{structure}.{field}",
+                offset=field_offset,
+                clause=field_clause,
+            ) from exc
+        where = offset if stream is None else stream.pos()
+        raise ParseError(
+            f"{structure} does not parse: {_describe(exc)}",
+            structure=structure,
+            offset=where,
+            clause=clause,
+        ) from exc
+    except (EOFError, ValueError, OverflowError, UnicodeDecodeError, IndexError) as exc:
+        raise ParseError(
+            f"{structure} does not parse: {_describe(exc)}",
+            structure=structure,
+            offset=offset,
+            clause=clause,
+        ) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    needed = getattr(exc, "bytes_needed", None)
+    available = getattr(exc, "bytes_available", None)
+    if needed is not None and available is not None:
+        return f"truncated: needs {needed} more bytes, {available} left"
+    if hasattr(exc, "expected") and hasattr(exc, "actual"):
+        return f"expected {exc.expected!r}, found {exc.actual!r}"
+    if hasattr(exc, "actual"):
+        return f"value {exc.actual!r} is not allowed"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+@dataclass(frozen=True)
+class Extension:
+    """One header extension as found in the file."""
+
+    index: int
+    offset: int  # of its magic, in the image file
+    magic: int
+    length: int
+    node: Any  # the generated Qcow2.HeaderExtension
+
+    @property
+    def name(self) -> str:
+        try:
+            return ExtensionType(self.magic).name
+        except ValueError:
+            return "unknown"
+
+    @property
+    def is_known(self) -> bool:
+        return self.name != "unknown"
+
+    @property
+    def body(self) -> Any:
+        return self.node.body
+
+    @property
+    def is_body_typed(self) -> bool:
+        return bool(self.node.is_body_typed)
+
+
+class Image:
+    """A qcow2 image opened read-only."""
+
+    def __init__(self, stream: BinaryIO, path: str = "<bytes>") -> None:
+        self.path = path
+        self._stream = stream
+        stream.seek(0, os.SEEK_END)
+        self.file_size = stream.tell()
+        stream.seek(0)
+        self._kaitai_io = KaitaiStream(stream)
+        with parsing("qcow2 header", 0, "HDR-1", self._kaitai_io):
+            self.root = Qcow2(self._kaitai_io)
+        self.header = self.root.header
+        self._extensions: list[Extension] | None = None
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Image:
+        # Read-only: the checker and info never change an image.
+        stream = open(path, "rb")  # noqa: SIM115 - closed by Image.close
+        try:
+            return cls(stream, os.fspath(path))
+        except BaseException:
+            stream.close()
+            raise
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Image:
+        return cls(io.BytesIO(data))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> Image:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- header-derived values --------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return int(self.header.version)
+
+    @property
+    def cluster_bits(self) -> int:
+        return int(self.header.cluster_bits)
+
+    @property
+    def cluster_bits_usable(self) -> bool:
+        return MIN_CLUSTER_BITS <= self.cluster_bits <= MAX_MODEL_CLUSTER_BITS
+
+    @property
+    def cluster_size(self) -> int:
+        """Cluster size; refuses to derive one from an unusable cluster_bits."""
+        if not self.cluster_bits_usable:
+            raise ParseError(
+                f"cluster_bits {self.cluster_bits} is outside "
+                f"{MIN_CLUSTER_BITS}..{MAX_MODEL_CLUSTER_BITS}; no structure can be located",
+                structure="header.cluster_bits",
+                offset=20,
+                clause="HDR-5",
+            )
+        return int(self.root.cluster_size)
+
+    @property
+    def len_header(self) -> int:
+        return int(self.root.len_header)
+
+    @property
+    def refcount_order(self) -> int:
+        return int(self.root.refcount_order)
+
+    # -- header extensions --------------------------------------------------
+
+    def extensions(self) -> list[Extension]:
+        """All header extensions (the end marker excluded), parsed on first use."""
+        if self._extensions is None:
+            self.cluster_size  # noqa: B018 - validates cluster_bits first
+            if self.len_header > self.file_size:
+                raise ParseError(
+                    f"header_length {self.len_header} runs past the end of the "
+                    f"{self.file_size}-byte file",
+                    structure="header",
+                    offset=100,
+                    clause="HDR-11",
+                )
+            with parsing("header extension list", self.len_header, "EXT-1"):
+                entries = list(self.root.header_extensions.entries)
+            found = []
+            offset = self.len_header
+            for index, node in enumerate(entries):
+                magic = int(node.magic)
+                length = int(node.len_body)
+                if magic != ExtensionType.end:
+                    found.append(Extension(index, offset, magic, length, node))
+                offset += 8 + length + (-length % 8)
+            self._extensions = found
+        return self._extensions
+
+    def extension(self, kind: ExtensionType) -> Extension | None:
+        """The first extension of a known kind, or None."""
+        for ext in self.extensions():
+            if ext.magic == kind:
+                return ext
+        return None
+
+    def string_extension(self, kind: ExtensionType) -> str | None:
+        ext = self.extension(kind)
+        if ext is None:
+            return None
+        return decode_name(ext.body.value)
+
+    @property
+    def backing_file_name(self) -> str | None:
+        if self.header.ofs_backing_file_name == 0:
+            return None
+        offset = int(self.header.ofs_backing_file_name)
+        with parsing("backing file name", offset, "HDR-3"):
+            return decode_name(self.root.backing_file_name)
+
+    @property
+    def zoned(self) -> Qcow2Zoned | None:
+        ext = self.extension(ExtensionType.zoned)
+        if ext is None or not ext.is_body_typed:
+            return None
+        body: Qcow2Zoned = ext.body
+        return body
+
+    @property
+    def bitmaps(self) -> Qcow2Bitmaps | None:
+        ext = self.extension(ExtensionType.bitmaps)
+        if ext is None or not ext.is_body_typed:
+            return None
+        body: Qcow2Bitmaps = ext.body
+        return body
+
+    def bitmap_directory(self) -> list[Any]:
+        ext = self.extension(ExtensionType.bitmaps)
+        if ext is None or not ext.is_body_typed:
+            return []
+        offset = int(ext.body.ofs_bitmap_directory)
+        self._require_in_file("bitmap directory", offset, int(ext.body.len_bitmap_directory),
+                              "BMP-4")
+        with parsing("bitmap directory", offset, "BMP-5"):
+            return list(ext.node.bitmap_directory.entries)
+
+    def snapshots(self) -> list[Any]:
+        count = int(self.header.num_snapshots)
+        if count == 0:
+            return []
+        offset = int(self.header.ofs_snapshot_table)
+        # Each entry is at least 40 bytes: refuse counts the file cannot back.
+        self._require_in_file("snapshot table", offset, count * 40, "SNAP-2")
+        with parsing("snapshot table", offset, "SNAP-3"):
+            return list(self.root.snapshot_table)
+
+    # -- bulk tables as numpy arrays -----------------------------------------
+
+    def _require_in_file(self, what: str, offset: int, length: int, clause: str) -> None:
+        if offset < 0 or length < 0 or offset + length > self.file_size:
+            raise ParseError(
+                f"{what} at {offset:#x}, {length} bytes, runs past the end of the "
+                f"{self.file_size}-byte file",
+                structure=what,
+                offset=offset,
+                clause=clause,
+            )
+
+    def read_u64_table(self, what: str, offset: int, count: int, clause: str) -> np.ndarray:
+        """Read `count` big-endian u64 entries; never more than the file holds."""
+        length = count * 8
+        self._require_in_file(what, offset, length, clause)
+        self._stream.seek(offset)
+        data = self._stream.read(length)
+        return np.frombuffer(data, dtype=">u8").astype(np.uint64)
+
+    def l1_entries(self) -> np.ndarray:
+        return self.read_u64_table(
+            "L1 table", int(self.header.ofs_l1_table), int(self.header.num_l1_entries), "L1-2"
+        )
+
+    def refcount_table_entries(self) -> np.ndarray:
+        count = int(self.header.num_refcount_table_clusters) * self.cluster_size // 8
+        return self.read_u64_table(
+            "refcount table", int(self.header.ofs_refcount_table), count, "RC-2"
+        )
+
+    def zonedmeta_entries(self) -> np.ndarray | None:
+        zoned = self.zoned
+        if zoned is None:
+            return None
+        return self.read_u64_table(
+            "zonedmeta table", int(zoned.ofs_zonedmeta), int(zoned.num_zones), "WP-3"
+        )
+
+
+def decode_name(raw: bytes) -> str:
+    """Names in qcow2 are bytes; show them as UTF-8 without ever failing."""
+    return raw.decode("utf-8", errors="backslashreplace")

@@ -1,0 +1,326 @@
+"""`qcow2-harness info`: everything the header and its extensions say.
+
+`describe()` returns a JSON-ready dict; `render()` turns it into text. Only the
+header, the extensions, the small tables they point at (snapshot table, bitmap
+directory, zonedmeta) and the L1 and refcount tables are read: never an L2
+table or a refcount block, so the cost does not grow with the guest size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from qcow2harness.image import ExtensionType, Image, decode_name
+
+# Bit numbers of the named feature flags, from the ksy `is_*` / `has_*` instances.
+INCOMPATIBLE_FLAGS = {
+    0: ("dirty", "is_dirty"),
+    1: ("corrupt", "is_corrupt"),
+    2: ("external_data_file", "has_external_data_file"),
+    3: ("compression_type", "has_compression_type"),
+    4: ("extended_l2", "is_extended_l2"),
+    5: ("zoned", "is_zoned"),
+}
+COMPATIBLE_FLAGS = {0: ("lazy_refcounts", "has_lazy_refcounts")}
+AUTOCLEAR_FLAGS = {0: ("bitmaps", "has_bitmaps"), 1: ("data_file_raw", "is_data_file_raw")}
+
+HEADER_FIELDS = (
+    "version",
+    "ofs_backing_file_name",
+    "len_backing_file_name",
+    "cluster_bits",
+    "virtual_size",
+    "crypt_method",
+    "num_l1_entries",
+    "ofs_l1_table",
+    "ofs_refcount_table",
+    "num_refcount_table_clusters",
+    "num_snapshots",
+    "ofs_snapshot_table",
+    "incompatible_features",
+    "compatible_features",
+    "autoclear_features",
+    "refcount_order",
+    "len_header",
+    "compression_type",
+)
+
+ZONED_FIELDS = (
+    "zoned_model",
+    "zone_size",
+    "zone_capacity",
+    "num_conventional_zones",
+    "num_zones",
+    "max_active_zones",
+    "max_open_zones",
+    "max_append_bytes",
+    "len_zonedmeta",
+    "ofs_zonedmeta",
+)
+
+# Addressable bits of an L1 / refcount table entry, as the ksy instances define them.
+L1_OFFSET_MASK = np.uint64(0x00FFFFFFFFFFFE00)
+REFTABLE_OFFSET_MASK = np.uint64(0xFFFFFFFFFFFFFE00)
+
+
+def _plain(value: Any) -> Any:
+    """Enums by name, bytes as text; everything else as is."""
+    if value is None:
+        return None
+    if hasattr(value, "name") and isinstance(value, int):
+        return value.name
+    if isinstance(value, bytes):
+        return decode_name(value)
+    return value
+
+
+def _flags(header: Any, table: dict[int, tuple[str, str]]) -> list[str]:
+    return [name for _bit, (name, attr) in sorted(table.items()) if getattr(header, attr)]
+
+
+def _unknown_bits(mask: int | None, table: dict[int, tuple[str, str]]) -> list[int]:
+    if not mask:
+        return []
+    return [bit for bit in range(64) if mask >> bit & 1 and bit not in table]
+
+
+def describe_header(image: Image) -> dict[str, Any]:
+    header = image.header
+    fields = {name: _plain(getattr(header, name, None)) for name in HEADER_FIELDS}
+    if image.version < 3:
+        # v2 defaults (HDR-11, RC-1); reported so that v2 and v3 read alike.
+        fields.update(
+            incompatible_features=0,
+            compatible_features=0,
+            autoclear_features=0,
+            refcount_order=image.refcount_order,
+            len_header=image.len_header,
+        )
+    return fields
+
+
+def describe_features(image: Image) -> dict[str, Any]:
+    header = image.header
+    return {
+        "incompatible": _flags(header, INCOMPATIBLE_FLAGS),
+        "compatible": _flags(header, COMPATIBLE_FLAGS),
+        "autoclear": _flags(header, AUTOCLEAR_FLAGS),
+        "unknown_incompatible_bits": _unknown_bits(
+            getattr(header, "incompatible_features", 0), INCOMPATIBLE_FLAGS
+        ),
+        "unknown_compatible_bits": _unknown_bits(
+            getattr(header, "compatible_features", 0), COMPATIBLE_FLAGS
+        ),
+        "unknown_autoclear_bits": _unknown_bits(
+            getattr(header, "autoclear_features", 0), AUTOCLEAR_FLAGS
+        ),
+    }
+
+
+def _decode_body(ext: Any) -> dict[str, Any] | str | None:
+    if not ext.is_body_typed:
+        return None
+    body = ext.body
+    if ext.magic in (ExtensionType.backing_file_format, ExtensionType.external_data_file):
+        return decode_name(body.value)
+    if ext.magic == ExtensionType.feature_name_table:
+        return {
+            "features": [
+                {
+                    "type": _plain(entry.feature_type),
+                    "bit": entry.bit,
+                    "name": decode_name(entry.name.rstrip(b"\0")),
+                }
+                for entry in body.entries
+            ]
+        }
+    if ext.magic == ExtensionType.bitmaps:
+        return {
+            "num_bitmaps": body.num_bitmaps,
+            "reserved": body.reserved,
+            "len_bitmap_directory": body.len_bitmap_directory,
+            "ofs_bitmap_directory": body.ofs_bitmap_directory,
+        }
+    if ext.magic == ExtensionType.full_disk_encryption:
+        return {"ofs_crypt_header": body.ofs_crypt_header, "len_crypt_header": body.len_crypt_header}
+    if ext.magic == ExtensionType.zoned:
+        return {name: _plain(getattr(body, name)) for name in ZONED_FIELDS}
+    return None
+
+
+def describe_extensions(image: Image) -> list[dict[str, Any]]:
+    return [
+        {
+            "magic": f"{ext.magic:#010x}",
+            "name": ext.name,
+            "offset": ext.offset,
+            "length": ext.length,
+            "decoded": _decode_body(ext),
+        }
+        for ext in image.extensions()
+    ]
+
+
+def describe_snapshots(image: Image) -> list[dict[str, Any]]:
+    snapshots = []
+    for entry in image.snapshots():
+        extra = entry.extra_data
+        snapshots.append(
+            {
+                "id": decode_name(entry.id_str),
+                "name": decode_name(entry.name),
+                "date_sec": entry.date_sec,
+                "date_nsec": entry.date_nsec,
+                "vm_clock_nsec": entry.vm_clock_nsec,
+                "vm_state_size": getattr(extra, "len_vm_state_64", None) or entry.len_vm_state_32,
+                "disk_size": getattr(extra, "disk_size", None),
+                "icount": getattr(extra, "icount", None),
+                "ofs_l1_table": entry.ofs_l1_table,
+                "num_l1_entries": entry.num_l1_entries,
+                "len_extra_data": entry.len_extra_data,
+            }
+        )
+    return snapshots
+
+
+def describe_bitmaps(image: Image) -> list[dict[str, Any]]:
+    flag_names = {0: "in_use", 1: "auto", 2: "extra_data_compatible"}
+    return [
+        {
+            "name": decode_name(entry.name),
+            "flags": [name for bit, name in flag_names.items() if entry.flags >> bit & 1],
+            "granularity": 1 << entry.granularity_bits if entry.granularity_bits < 64 else None,
+            "granularity_bits": entry.granularity_bits,
+            "type": entry.bitmap_type,
+            "ofs_bitmap_table": entry.ofs_bitmap_table,
+            "num_bitmap_table_entries": entry.num_bitmap_table_entries,
+        }
+        for entry in image.bitmap_directory()
+    ]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def describe_clusters(image: Image) -> dict[str, int]:
+    cluster_size = image.cluster_size
+    l1 = image.l1_entries()
+    reftable = image.refcount_table_entries()
+    return {
+        "cluster_size": cluster_size,
+        "virtual": _ceil_div(int(image.header.virtual_size), cluster_size),
+        "file": _ceil_div(image.file_size, cluster_size),
+        "l1_entries": int(l1.size),
+        "l2_tables": int(np.count_nonzero(l1 & L1_OFFSET_MASK)),
+        "refcount_table_entries": int(reftable.size),
+        "refcount_blocks": int(np.count_nonzero(reftable & REFTABLE_OFFSET_MASK)),
+    }
+
+
+def describe_zones(image: Image) -> dict[str, Any] | None:
+    """The zone configuration and a report of every zone's persisted state."""
+    zoned = image.zoned
+    if zoned is None:
+        return None
+    from qcow2harness.reference.zones import persisted_zone_report
+
+    config = {name: _plain(getattr(zoned, name)) for name in ZONED_FIELDS}
+    entries = image.zonedmeta_entries()
+    assert entries is not None
+    zones = persisted_zone_report(
+        zone_size=int(zoned.zone_size),
+        zone_capacity=int(zoned.zone_capacity),
+        num_conventional_zones=int(zoned.num_conventional_zones),
+        virtual_size=int(image.header.virtual_size),
+        zonedmeta=[int(raw) for raw in entries],
+    )
+    return {"config": config, "zones": zones}
+
+
+def describe(image: Image) -> dict[str, Any]:
+    header = describe_header(image)
+    return {
+        "format": "qcow2",
+        "path": image.path,
+        "file_size": image.file_size,
+        "compat": "0.10" if image.version == 2 else "1.1",
+        "virtual_size": header["virtual_size"],
+        "cluster_size": image.cluster_size,
+        "refcount_bits": 1 << image.refcount_order,
+        "compression_type": header["compression_type"] or "deflate",
+        "header": header,
+        "features": describe_features(image),
+        "extensions": describe_extensions(image),
+        "backing_file": image.backing_file_name,
+        "backing_format": image.string_extension(ExtensionType.backing_file_format),
+        "data_file": image.string_extension(ExtensionType.external_data_file),
+        "snapshots": describe_snapshots(image),
+        "bitmaps": describe_bitmaps(image),
+        "clusters": describe_clusters(image),
+        "zoned": describe_zones(image),
+    }
+
+
+# -- text rendering ----------------------------------------------------------
+
+ZONES_SHOWN = 32
+
+
+def render(info: dict[str, Any]) -> str:
+    out = []
+    add = out.append
+    add(f"image: {info['path']}")
+    add(f"file format: qcow2 (compat {info['compat']})")
+    add(f"virtual size: {info['virtual_size']} bytes")
+    add(f"file size: {info['file_size']} bytes")
+    add(f"cluster size: {info['cluster_size']}")
+    add(f"refcount bits: {info['refcount_bits']}")
+    add(f"compression type: {info['compression_type']}")
+    for key in ("backing_file", "backing_format", "data_file"):
+        if info[key] is not None:
+            add(f"{key.replace('_', ' ')}: {info[key]}")
+    features = info["features"]
+    for kind in ("incompatible", "compatible", "autoclear"):
+        names = features[kind] + [f"bit{b}" for b in features[f"unknown_{kind}_bits"]]
+        add(f"{kind} features: {', '.join(names) if names else '-'}")
+    add("header:")
+    for name, value in info["header"].items():
+        add(f"    {name:<28} {value:#x}" if isinstance(value, int) and name.startswith("ofs_")
+            else f"    {name:<28} {value}")
+    add(f"header extensions: {len(info['extensions'])}")
+    for ext in info["extensions"]:
+        add(f"    {ext['magic']} {ext['name']:<22} length {ext['length']} at {ext['offset']:#x}")
+        decoded = ext["decoded"]
+        if isinstance(decoded, dict) and ext["name"] not in ("zoned", "feature_name_table"):
+            for key, value in decoded.items():
+                add(f"        {key}: {value}")
+    clusters = info["clusters"]
+    add("clusters: " + ", ".join(f"{k} {v}" for k, v in clusters.items() if k != "cluster_size"))
+    if info["snapshots"]:
+        add(f"snapshots: {len(info['snapshots'])}")
+        for snap in info["snapshots"]:
+            add(f"    id {snap['id']} name {snap['name']!r} vm state {snap['vm_state_size']}"
+                f" L1 {snap['num_l1_entries']} at {snap['ofs_l1_table']:#x}")
+    if info["bitmaps"]:
+        add(f"bitmaps: {len(info['bitmaps'])}")
+        for bitmap in info["bitmaps"]:
+            add(f"    {bitmap['name']} granularity {bitmap['granularity']}"
+                f" flags {','.join(bitmap['flags']) or '-'}")
+    zoned = info["zoned"]
+    if zoned is not None:
+        add("zoned:")
+        for key, value in zoned["config"].items():
+            add(f"    {key:<24} {value}")
+        zones = zoned["zones"]
+        add(f"zone report ({len(zones)} zones):")
+        add(f"    {'zone':>6} {'start':>14} {'capacity':>12} {'type':<12} {'state':<18} wp")
+        for zone in zones[:ZONES_SHOWN]:
+            add(f"    {zone['index']:>6} {zone['start']:>#14x} {zone['capacity']:>12}"
+                f" {zone['type']:<12} {zone['state']:<18} {zone['wp']:#x}")
+        if len(zones) > ZONES_SHOWN:
+            add(f"    ... {len(zones) - ZONES_SHOWN} more (use --json for all)")
+    return "\n".join(out)
+
