@@ -1,0 +1,57 @@
+# qcow2-harness. Two commands on a fresh Debian 12 machine with Python 3.11,
+# Node 20 and apt:  `make demo`  and  `make test`. Both bootstrap everything.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := qemu-utils
+
+.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type fuzz crash clean
+
+all: test
+
+setup: system-deps node-deps venv
+
+# Debian packages: the real writer (qemu-img, qemu-io) comes from qemu-utils.
+system-deps:
+	@if ! command -v qemu-img >/dev/null 2>&1 || ! command -v qemu-io >/dev/null 2>&1; then \
+		echo "setup: installing $(APT_PACKAGES) with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@command -v node >/dev/null 2>&1 || { echo "setup: Node.js 20 is required (apt-get install nodejs npm)"; exit 1; }
+
+# The Kaitai compiler (npm build, driven by ksy/build.js).
+node-deps: node_modules/.stamp
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+venv: $(BIN)/.stamp
+$(BIN)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,lint,fuzz]' tox
+	@touch $@
+
+demo: setup
+	$(BIN)/qcow2-harness demo
+
+test: setup
+	$(BIN)/tox -p auto -e py,ksy,lint,type
+
+bench: setup
+	$(BIN)/python bench/run.py --out bench/results.md
+
+ksy: node-deps
+	node ksy/build.js
+
+lint: setup
+	$(BIN)/tox -e lint
+
+type: setup
+	$(BIN)/tox -e type
+
+clean:
+	rm -rf .tox build dist *.egg-info data
