@@ -64,6 +64,16 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from qcow2harness.demo import run_demo
+
+    for title, text in run_demo(args.dir):
+        print(f"\n=== {title} ===")
+        print(text)
+    print(f"\ndemo: images are in {args.dir}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="qcow2-harness",
@@ -85,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("dir", help="output directory")
     corpus.add_argument("--only", action="append", help="build only images whose name has this")
     corpus.set_defaults(func=cmd_corpus)
+
+    demo = sub.add_parser("demo", help="the main job on built-in defaults (make demo)")
+    demo.add_argument("--dir", default="data/demo", help="where to put the images")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

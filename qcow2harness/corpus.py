@@ -124,13 +124,8 @@ def qemu_recipes() -> list[Recipe]:
 
 def _run_step(step: tuple[str, ...], directory: str) -> None:
     tool, *args = step
-    # Relative backing names resolve against the image's directory.
-    cwd = os.getcwd()
-    os.chdir(directory)
-    try:
-        qemu.run(tool, *args)
-    finally:
-        os.chdir(cwd)
+    # Relative backing and data file names resolve against the image's directory.
+    qemu.run(tool, *args, cwd=directory)
 
 
 ExtraBuilder = Callable[[str], Iterable[dict[str, Any]]]
@@ -139,6 +134,7 @@ EXTRA_BUILDERS: list[ExtraBuilder] = []
 
 def build_corpus(directory: str, only: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Build every recipe into `directory`; returns (and writes) the manifest."""
+    directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
     wanted = list(only or [])
     manifest: list[dict[str, Any]] = []

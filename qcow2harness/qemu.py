@@ -57,11 +57,13 @@ def qemu_version(tool: str = "qemu-img") -> QemuVersion:
     return QemuVersion(major, minor, micro, first.strip())
 
 
-def run(tool: str, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    tool: str, *args: str, check: bool = True, timeout: float = 300, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run qemu-img / qemu-io; raise WriterError (with its stderr) on failure."""
     path = require_tool(tool)
     proc = subprocess.run(
-        [path, *args], capture_output=True, text=True, check=False, timeout=timeout
+        [path, *args], capture_output=True, text=True, check=False, timeout=timeout, cwd=cwd
     )
     if check and proc.returncode != 0:
         raise WriterError(
