@@ -192,9 +192,7 @@ def parse(data: Mapping[str, Any]) -> Registry:
     return Registry(meta, families, clauses, resolutions)
 
 
-def _table_list(
-    data: Mapping[str, Any], key: str, problems: list[str]
-) -> list[Mapping[str, Any]]:
+def _table_list(data: Mapping[str, Any], key: str, problems: list[str]) -> list[Mapping[str, Any]]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         problems.append(f"{key!r} must be an array of tables ([[{key}]])")
@@ -473,9 +471,7 @@ def render_markdown(registry: Registry) -> str:
             + " |"
         )
     total = [sum(1 for c in registry if c.level == level) for level in LEVELS]
-    out.append(
-        f"| | **Total** | {len(registry)} | " + " | ".join(str(n) for n in total) + " |"
-    )
+    out.append(f"| | **Total** | {len(registry)} | " + " | ".join(str(n) for n in total) + " |")
     out += [
         f"| [RES](#resolutions) | Resolved contradictions | {len(registry.resolutions)} | | | |",
         "",
