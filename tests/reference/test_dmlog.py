@@ -120,7 +120,7 @@ def test_truncated_logs(tmp_path: Path) -> None:
         list(read_log(log))
     sample_log(log)
     raw = log.read_bytes()
-    log.write_bytes(raw[:2048])  # first write complete; four counted entries missing
+    log.write_bytes(raw[:2560])  # a write and a flush; three counted entries missing
     with pytest.raises(ParseError, match="counts 5"):
         list(read_log(log))
     log.write_bytes(raw + b"\x01" * 100)
