@@ -19,8 +19,9 @@ crash engine tell from the bytes which write a byte came from.
   last completed flush (WP-5);
 - the byte ranges that may read old or new, with the content ids each may hold (WP-5);
 - per recoverable wp, the data it implies: a recovered wp W that some operation j set
-  means operation j's data is durable, so [start, W) reads as it did after j, except
-  where a later operation may have overwritten it (WP-3).
+  means operation j's data is durable, so the zone reads as it did after j (below W
+  its data, above W zeros; after a reset, zeros throughout), except where a later
+  operation may have overwritten it (WP-3).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class WpPoint:
 
     wp: int
     sequence: int  # op number that set it; -1 for the durable value
-    data: tuple[Extent, ...]  # [zone start, wp) as it read right after that op
+    data: tuple[Extent, ...]  # the whole zone as it read right after that op
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,8 +386,9 @@ class PersistenceModel:
             if len(matches) != 1:
                 continue
             point = matches[0]
+            zone_end = window.start + self.config.zone_size
             overwritten = any(
-                t.sequence > point.sequence and t.offset < wp and t.end > window.start
+                t.sequence > point.sequence and t.offset < zone_end and t.end > window.start
                 for t in answer.touches
             )
             if not overwritten:  # WP-3: that op's data is durable and nothing came after
@@ -422,8 +424,8 @@ class PersistenceModel:
         for zone, wp in enumerate(self.zones.wps()):
             points = self._points.get(zone)
             if points is not None and points[-1].wp != wp:
-                start = self.zones.zone(zone).start
-                data = tuple(self._content.slice(start, wp))
+                info = self.zones.zone(zone)
+                data = tuple(self._content.slice(info.start, info.start + info.length))
                 points.append(WpPoint(wp, self._sequence, data))
 
     def _mark_durable(self) -> None:
@@ -433,7 +435,7 @@ class PersistenceModel:
         self._points: dict[int, list[WpPoint]] = {}
         for info in self.zones.report():
             if info.type is ZoneType.SEQUENTIAL:
-                data = tuple(self._content.slice(info.start, info.wp))
+                data = tuple(self._content.slice(info.start, info.start + info.length))
                 self._points[info.number] = [WpPoint(info.wp, -1, data)]
 
     def _classify(self) -> tuple[tuple[Extent, ...], tuple[Uncertain, ...]]:
