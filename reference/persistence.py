@@ -401,9 +401,9 @@ class PersistenceModel:
     # ----- internals -----
 
     def _done(self, result: OpResult) -> OpResult:
-        self._sequence += 1
         if result.ok:
-            self._note_wps()
+            self._note_wps()  # points and touches of one op share its sequence number
+        self._sequence += 1
         return result
 
     def _store(self, offset: int, end: int) -> None:

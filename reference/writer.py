@@ -485,6 +485,26 @@ class ReferenceWriter:
     def zonedmeta_offset(self) -> int:
         return self._zonedmeta_offset
 
+    def region(self, host_offset: int) -> str:
+        """What the file holds at `host_offset`: header, l1, reftable, refblock,
+        zonedmeta, l2 or data (crash engines sort log entries with it)."""
+        cluster = host_offset - host_offset % self.cluster_size
+        if cluster == 0:
+            return "header"
+        if self._l1_offset <= host_offset < self._l1_offset + self._l1_clusters * self.cluster_size:
+            return "l1"
+        reftable_end = self._reftable_offset + self._reftable_clusters * self.cluster_size
+        if self._reftable_offset <= host_offset < reftable_end:
+            return "reftable"
+        zonedmeta_end = self._zonedmeta_offset + self._zonedmeta_clusters * self.cluster_size
+        if self._zonedmeta_clusters and self._zonedmeta_offset <= host_offset < zonedmeta_end:
+            return "zonedmeta"
+        if cluster in self._refblocks.values():
+            return "refblock"
+        if cluster in self._l2_offsets.values():
+            return "l2"
+        return "data"
+
     def refcount(self, host_offset: int) -> int:
         """The in-memory refcount of the cluster holding `host_offset`."""
         index = host_offset // self.cluster_size
