@@ -53,6 +53,31 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from qcow2harness.checker import check_path
+
+    report = check_path(args.image)
+    if args.json:
+        _emit_json(report.to_json())
+        return report.exit_code
+    for finding in report.findings:
+        print(finding.one_line())
+    for clause, count in sorted(report.suppressed.items()):
+        print(f"{'':<6} {clause:<8} ... and {count} more")
+    counts = report.level_counts
+    if report.exit_code == EXIT_OK:
+        print("No errors were found on the image.")
+    else:
+        print(f"{counts['MUST']} MUST violation(s), {counts['SHOULD']} SHOULD finding(s).")
+    stats = report.stats
+    if "clusters_in_file" in stats:
+        print(f"{stats.get('data_clusters', 0)} data clusters, "
+              f"{stats.get('l2_tables', 0)} L2 tables, "
+              f"{stats.get('leaked_clusters', 0)} leaked, "
+              f"{stats['clusters_in_file']} clusters in the file.")
+    return report.exit_code
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     from qcow2harness.corpus import build_corpus
 
@@ -89,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("image", help="qcow2 image (opened read-only)")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
+
+    check = sub.add_parser("check", help="check an image against the spec's clauses")
+    check.add_argument("image", help="qcow2 image (opened read-only, never modified)")
+    check.add_argument("--json", action="store_true", help="machine-readable report")
+    check.set_defaults(func=cmd_check)
 
     corpus = sub.add_parser("corpus", help="build the seed corpus with the real qemu-img")
     corpus.add_argument("action", choices=["build"])

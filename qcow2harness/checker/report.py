@@ -1,0 +1,94 @@
+"""Findings and the check report: the contract later tooling relies on.
+
+A finding names a clause; its level comes from the clause registry (spec/),
+never from the check that found it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from qcow2harness.spec.registry import Registry, load
+
+# Individual findings kept per clause; the rest are counted (bounded output on hostile input).
+FINDINGS_PER_CLAUSE = 32
+
+
+@dataclass(frozen=True)
+class Finding:
+    clause: str
+    level: str  # MUST, SHOULD or MAY (from the registry)
+    message: str
+    offset: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"clause": self.clause, "level": self.level, "message": self.message,
+                "offset": self.offset}
+
+    def one_line(self) -> str:
+        where = f" (offset {self.offset:#x})" if self.offset is not None else ""
+        return f"{self.level:<6} {self.clause:<8} {self.message}{where}"
+
+
+@dataclass
+class Report:
+    path: str
+    findings: list[Finding] = field(default_factory=list)
+    suppressed: Counter[str] = field(default_factory=Counter)
+    level_counts: Counter[str] = field(default_factory=Counter)  # suppressed ones included
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def violations(self) -> list[Finding]:
+        """Findings that count against conformance (MUST and SHOULD)."""
+        return [f for f in self.findings if f.level in ("MUST", "SHOULD")]
+
+    @property
+    def conformant(self) -> bool:
+        return not any(f.level == "MUST" for f in self.findings)
+
+    @property
+    def exit_code(self) -> int:
+        if not self.conformant:
+            return 2
+        if any(f.level == "SHOULD" for f in self.findings):
+            return 3
+        return 0
+
+    def clauses(self) -> set[str]:
+        return {f.clause for f in self.findings} | set(self.suppressed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "conformant": self.conformant,
+            "exit_code": self.exit_code,
+            "violations": [f.to_json() for f in self.violations],
+            "notes": [f.to_json() for f in self.findings if f.level == "MAY"],
+            "suppressed": dict(self.suppressed),
+            "counts": {level: self.level_counts[level] for level in ("MUST", "SHOULD", "MAY")},
+            "stats": self.stats,
+        }
+
+
+class Findings:
+    """Collects findings, looking up each clause's level; caps repeats per clause."""
+
+    def __init__(self, report: Report, registry: Registry | None = None) -> None:
+        self.report = report
+        self.registry = registry or load()
+        self._per_clause: Counter[str] = Counter()
+
+    def add(self, clause: str, message: str, offset: int | None = None) -> None:
+        level = self.registry[clause].level  # KeyError: a check cites an unknown clause
+        self._per_clause[clause] += 1
+        self.report.level_counts[level] += 1
+        if self._per_clause[clause] > FINDINGS_PER_CLAUSE:
+            self.report.suppressed[clause] += 1
+            return
+        self.report.findings.append(Finding(clause, level, message, offset))
+
+    def count(self, clause: str) -> int:
+        return self._per_clause[clause]
