@@ -366,7 +366,7 @@ def test_reopen_forgets_closed_mutant_overruns_active_limit(tmp_path: Path) -> N
 
 
 def test_write_skips_active_limit_mutant(tmp_path: Path) -> None:
-    ops = [
+    ops: list[dict[str, Any]] = [
         {"op": "write", "offset": ZONE, "length": 512},
         {"op": "write", "offset": 2 * ZONE, "length": 512},
         {"op": "close", "zone": 1},
@@ -424,7 +424,7 @@ def crash_violations(
     return problems
 
 
-CRASH_OPS = [
+CRASH_OPS: list[dict[str, Any]] = [
     {"op": "write", "offset": ZONE, "length": 5000},
     {"op": "flush"},
     {"op": "write", "offset": ZONE + 5000, "length": 3000},
