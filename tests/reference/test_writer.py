@@ -349,7 +349,7 @@ def test_skip_wp_update_mutant_loses_writes_on_reopen(tmp_path: Path) -> None:
 
 
 def test_reopen_forgets_closed_mutant_overruns_active_limit(tmp_path: Path) -> None:
-    ops = [
+    ops: list[dict[str, Any]] = [
         {"op": "write", "offset": ZONE, "length": 512},
         {"op": "write", "offset": 2 * ZONE, "length": 512},
         {"op": "write", "offset": 3 * ZONE, "length": 512},
