@@ -161,6 +161,8 @@ def read_stored_refcounts(walk: Walk) -> None:
     """Read every refcount block into walk.stored (RC-1, RC-2)."""
     image, out = walk.image, walk.out
     order = image.refcount_order
+    if order not in STORED_DTYPE:
+        return  # HDR-14 is reported by the header checks; no refcount can be read
     try:
         table = image.refcount_table_entries()
     except ParseError as error:
