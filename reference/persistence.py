@@ -1,7 +1,8 @@
 """The persistence and crash model: what a zoned qcow2 image may hold after a crash.
 
 Every operation changes volatile state; a completed flush makes everything before it
-durable (WP-4). Inside one operation a correct writer persists in this order (WP-3):
+durable (PERS-3, PERS-5). Inside one operation a correct writer persists in this order
+(PERS-1, PERS-2, PERS-8):
 
     1. the guest data;
     2. the qcow2 metadata that makes it visible (refcounts, then L2/L1);
@@ -14,14 +15,14 @@ crash engine tell from the bytes which write a byte came from.
 `crash()` answers, for a crash at the current point of the history:
 
 - per sequential zone, the write pointers that may be recovered: every value the zone
-  held since the last completed flush, the durable one included (WP-4);
+  held since the last completed flush, the durable one included (PERS-3);
 - the byte ranges that must read back exactly: those no operation touched since the
-  last completed flush (WP-5);
-- the byte ranges that may read old or new, with the content ids each may hold (WP-5);
+  last completed flush (PERS-5);
+- the byte ranges that may read old or new, with the content ids each may hold (PERS-5);
 - per recoverable wp, the data it implies: a recovered wp W that some operation j set
   means operation j's data is durable, so the zone reads as it did after j (below W
   its data, above W zeros; after a reset, zeros throughout), except where a later
-  operation may have overwritten it (WP-3).
+  operation may have overwritten it (PERS-4).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from .zones import (
 ZEROS = 0
 UNKNOWN = -1  # after a crash recovery the model no longer knows which of old/new survived
 
-PERSISTENCE_ORDER = ("data", "metadata", "wp")  # WP-3
+PERSISTENCE_ORDER = ("data", "metadata", "wp")  # PERS-1, PERS-2
 
 
 def pattern_byte(content: int) -> int | None:
@@ -201,19 +202,19 @@ class CrashAnswer:
             wp = recovered_wps[window.zone]
             if wp not in window.allowed:
                 problems.append(
-                    f"WP-4: zone {window.zone} recovered wp {wp:#x}, allowed "
+                    f"PERS-3: zone {window.zone} recovered wp {wp:#x}, allowed "
                     f"{[hex(v) for v in window.allowed]}"
                 )
         for extent in self.exact:
             if not _reads_as(read(extent.offset, extent.length), {extent.content}):
                 problems.append(
-                    f"WP-5: bytes [{extent.offset:#x}, {extent.end:#x}) were durable as "
+                    f"PERS-5: bytes [{extent.offset:#x}, {extent.end:#x}) were durable as "
                     f"content {extent.content} and read back otherwise"
                 )
         for uncertain in self.old_or_new:
             if not _reads_as(read(uncertain.offset, uncertain.length), uncertain.candidates):
                 problems.append(
-                    f"WP-5: bytes [{uncertain.offset:#x}, {uncertain.end:#x}) hold none of "
+                    f"PERS-5: bytes [{uncertain.offset:#x}, {uncertain.end:#x}) hold none of "
                     f"contents {sorted(uncertain.candidates)}"
                 )
         for window in self.windows:
@@ -221,7 +222,7 @@ class CrashAnswer:
             points = [p for p in self.wp_points[window.zone] if p.wp == wp]
             if points and not any(self._data_matches(p, read) for p in points):
                 problems.append(
-                    f"WP-3: zone {window.zone} recovered wp {wp:#x} but the data written "
+                    f"PERS-4: zone {window.zone} recovered wp {wp:#x} but the data written "
                     f"below it is not all there"
                 )
         return problems
@@ -316,7 +317,7 @@ class PersistenceModel:
         return result
 
     def reopen(self) -> OpResult:
-        """A clean power cycle: flush, then reopen (ZONE-19)."""
+        """A clean power cycle: flush, then reopen (ZSM-17)."""
         self.flush()
         return self._done(self.zones.reopen())
 
@@ -375,7 +376,7 @@ class PersistenceModel:
             if chosen[window.zone] not in window.allowed:
                 raise ModelError(
                     f"zone {window.zone}: wp {chosen[window.zone]:#x} cannot be recovered",
-                    clause="WP-4",
+                    clause="PERS-3",
                 )
         content = self._durable_content.copy()
         for uncertain in answer.old_or_new:
@@ -391,7 +392,7 @@ class PersistenceModel:
                 t.sequence > point.sequence and t.offset < zone_end and t.end > window.start
                 for t in answer.touches
             )
-            if not overwritten:  # WP-3: that op's data is durable and nothing came after
+            if not overwritten:  # PERS-4: that op's data is durable and nothing came after
                 for extent in point.data:
                     content.set(extent.offset, extent.end, extent.content)
         self._content = content

@@ -25,7 +25,7 @@ the wps actually recovered; without it the model continues from the durable wps.
 Error names: the zone refusals (zones.Refusal), plus "malformed" (not a JSON object,
 unknown op, missing or ill-typed field), "not-created" (an op before create),
 "already-created" (a second create) and "bad-config" (create with a configuration
-that breaks a ZONE-1..ZONE-6 rule).
+that breaks a ZONE-6..ZONE-16 rule).
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ Clusters are never freed: a zone reset marks its whole clusters "reads as zeros"
 (the L2 zero flag) and writes zeros over partial ones, so refcounts only grow.
 
 Every operation is checked by the zone model first; an accepted one reaches the
-file in the order WP-3 prescribes, with a barrier (file flush) between stages:
+file in the order PERS-1, PERS-2 and PERS-8 prescribe, with a barrier (file flush) between stages:
 
     data -> refcount blocks -> refcount table -> L2 -> L1 -> write pointer
 
-A guest flush fsyncs the file (WP-4). With `log=` every file write, barrier and
+A guest flush fsyncs the file (PERS-3). With `log=` every file write, barrier and
 flush is recorded in the dm-log-writes format, plus one MARK per acknowledged op
 ("<n> <op> ok|<refusal>"), so a crash engine can replay any prefix.
 
@@ -46,9 +46,9 @@ from .zones import (
 QCOW_MAGIC = 0x514649FB
 HEADER = struct.Struct(">IIQIIQIIQQIIQQQQII")  # the 104-byte v3 header
 HEADER_LENGTH = 104
-ZONED_EXT_MAGIC = 0x007A6264  # WP-7
+ZONED_EXT_MAGIC = 0x007A6264  # ZONE-1
 ZONED_EXT = struct.Struct(">B3xQQIIIIIQQ")  # 56 bytes, v10 layout
-INCOMPAT_ZONED = 1 << 5  # WP-7
+INCOMPAT_ZONED = 1 << 5  # ZONE-1
 REFCOUNT_ORDER = 4  # 16-bit refcounts
 L1_COPIED = 1 << 63
 L2_COPIED = 1 << 63
@@ -82,7 +82,7 @@ class Mutant(StrEnum):
 
 @dataclass
 class _Stages:
-    """File writes of one operation, grouped by persistence stage (WP-3)."""
+    """File writes of one operation, grouped by persistence stage (PERS-1, PERS-2)."""
 
     data: list[tuple[int, bytes]]
     refblock: list[tuple[int, bytes]]
@@ -308,7 +308,9 @@ class ReferenceWriter:
                 self._load_zoned(body, size)
             position += 8 + _round_up(length, 8)
         if bool(incompat & INCOMPAT_ZONED) != (self.config is not None):
-            raise WriterError("incompatible bit 5 and the zoned extension disagree", clause="WP-7")
+            raise WriterError(
+                "incompatible bit 5 and the zoned extension disagree", clause="ZONE-1"
+            )
         clusters = -(-os.fstat(self._fd).st_size // self.cluster_size)
         self._refcounts = [0] * clusters
         self._refblocks = {}
@@ -347,7 +349,9 @@ class ReferenceWriter:
             max_active_zones=max_active, max_append_bytes=max_append,
         )
         if nr_zones != self.config.nr_zones or meta_size != 8 * nr_zones:
-            raise WriterError("zoned extension: nr_zones or zonedmeta_size is wrong", clause="WP-8")
+            raise WriterError(
+                "zoned extension: nr_zones or zonedmeta_size is wrong", clause="ZONE-18"
+            )
         self._zonedmeta_offset = meta_offset
         self._zonedmeta_clusters = _round_up(meta_size, self.cluster_size) // self.cluster_size
 
@@ -389,7 +393,7 @@ class ReferenceWriter:
         return self._ack("append", result)
 
     def open_zone(self, zone: int) -> OpResult:
-        """Explicit open: memory only (open states are never persisted, WP-2)."""
+        """Explicit open: memory only (open states are never persisted, WP-8)."""
         return self._ack("open", self._zoned_only().open(zone))
 
     def close_zone(self, zone: int) -> OpResult:
@@ -423,13 +427,13 @@ class ReferenceWriter:
         return self._ack("reset_all", result)
 
     def flush(self) -> OpResult:
-        """Guest flush: everything acknowledged so far becomes durable (WP-4)."""
+        """Guest flush: everything acknowledged so far becomes durable (PERS-3)."""
         if Mutant.NO_FLUSH_BEFORE_ACK not in self.mutants:
             self._barrier()
         return self._ack("flush", OpResult())
 
     def reopen(self) -> OpResult:
-        """Clean power cycle: flush, close, and parse the image again from disk (ZONE-19)."""
+        """Clean power cycle: flush, close, and parse the image again from disk (ZSM-17)."""
         self.flush()
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR)
@@ -589,7 +593,7 @@ class ReferenceWriter:
                 stages.wp.append((self._zonedmeta_offset + 8 * zone, entry))
 
     def _commit_reset(self, before: Sequence[int], zones_reset: Iterable[int]) -> None:
-        """Zero the reset zones' data, then their wps (WP-3), unless mutated."""
+        """Zero the reset zones' data, then their wps (PERS-1, PERS-2), unless mutated."""
         stages = _Stages.empty()
         dirty: dict[int, set[int]] = {}
         for zone in zones_reset:

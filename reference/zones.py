@@ -12,24 +12,24 @@ Decisions the facts leave open, made here and cited as clauses:
 
 - Zones are numbered from 0; zone i starts at i * zone_size. The last zone may be
   shorter than zone_size when the virtual size is not a multiple of it; its capacity
-  is min(zone_capacity, its length) (ZONE-4).
+  is min(zone_capacity, its length) (ZONE-9, ZSM-4).
 - Conventional zones are writable over their whole length (their capacity is their
-  length) and report wp = zone start (ZONE-3).
+  length) and report wp = zone start (ZONE-11).
 - A write may span any number of conventional zones. A write that leaves the
   sequential zone it starts in, or runs from a conventional zone into a sequential
   one, is refused with `exceeds-capacity`: it passes the end of the writable range
-  that starts at its offset (ZONE-8).
+  that starts at its offset (ZSM-4).
 - Refusal order for writes and appends (first match wins): out-of-range,
   conventional-zone (append only), append-too-large (append only), zone-full,
   invalid-transition (READ_ONLY / OFFLINE), not-at-write-pointer (write only),
   exceeds-capacity, too-many-active, too-many-open.
 - Management ops on FULL/EMPTY zones follow null_blk: open of FULL, close of EMPTY or
   FULL are `invalid-transition`; finish of FULL and reset of EMPTY are no-ops
-  (ZONE-14..ZONE-17).
+  (ZSM-12..ZSM-15).
 - Finishing an EMPTY zone takes an active slot for an instant, so it is refused with
-  `too-many-active` at the active limit, as NVMe ZNS and null_blk do (ZONE-16).
+  `too-many-active` at the active limit, as NVMe ZNS and null_blk do (ZSM-14).
   A finished zone's wp is start + capacity.
-- Explicit open may implicitly close a victim, like a write (ZONE-11).
+- Explicit open may implicitly close a victim, like a write (ZSM-6).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from qcow2harness.errors import ModelError
 
 SECTOR = 512
 CONVENTIONAL_FLAG = 1 << 59  # WP-1: zonedmeta marks conventional zones with bit 59
-MAX_NR_ZONES = (2**32 - 1) // 8  # ZONE-4
+MAX_NR_ZONES = (2**32 - 1) // 8  # ZONE-10
 
 
 class ZoneState(Enum):
@@ -77,7 +77,7 @@ class Refusal(StrEnum):
 
 
 class VictimPolicy(StrEnum):
-    """Which IMPLICIT_OPEN zone is closed to make room at the open limit (ZONE-11)."""
+    """Which IMPLICIT_OPEN zone is closed to make room at the open limit (ZSM-6)."""
 
     LRU = "lru"  # least recently written; the qcow2 series
     FIFO = "fifo"  # oldest opened; QEMU's NVMe ZNS emulation
@@ -85,7 +85,7 @@ class VictimPolicy(StrEnum):
 
 
 class CloseAtStart(StrEnum):
-    """What an EXPLICIT_OPEN zone whose wp is at its start becomes when closed (ZONE-15)."""
+    """What an EXPLICIT_OPEN zone whose wp is at its start becomes when closed (ZSM-13)."""
 
     EMPTY = "empty"  # default: the zone holds nothing, so it is EMPTY again
     CLOSED = "closed"  # NVMe ZNS: it stays active as CLOSED
@@ -144,7 +144,7 @@ class ZoneConfig:
         return self.nr_zones - self.conventional_zones
 
     def validate(self) -> None:
-        """Raise ModelError naming the first field that breaks a ZONE-1..ZONE-6 rule."""
+        """Raise ModelError naming the first field that breaks a ZONE-6..ZONE-16 field rule."""
         for name in (
             "size",
             "zone_size",
@@ -163,48 +163,48 @@ class ZoneConfig:
             raise ModelError(
                 f"zone_size must be a power of two of at least {SECTOR} bytes, "
                 f"got {self.zone_size}",
-                clause="ZONE-1",
+                clause="ZONE-6",
             )
         if not 0 < self.zone_capacity <= self.zone_size or self.zone_capacity % SECTOR:
             raise ModelError(
                 f"zone_capacity must be a multiple of {SECTOR} in (0, zone_size="
                 f"{self.zone_size}], got {self.zone_capacity}",
-                clause="ZONE-2",
+                clause="ZONE-7",
             )
         if self.nr_zones > MAX_NR_ZONES:
             raise ModelError(
                 f"{self.nr_zones} zones is more than the {MAX_NR_ZONES} the table allows",
-                clause="ZONE-4",
+                clause="ZONE-10",
             )
         if self.conventional_zones >= self.nr_zones:
             raise ModelError(
                 f"conventional_zones ({self.conventional_zones}) must be less than "
                 f"nr_zones ({self.nr_zones})",
-                clause="ZONE-3",
+                clause="ZONE-11",
             )
         if self.max_open_zones > self.sequential_zones:
             raise ModelError(
                 f"max_open_zones ({self.max_open_zones}) exceeds the number of sequential "
                 f"zones ({self.sequential_zones})",
-                clause="ZONE-5",
+                clause="ZONE-12",
             )
         if self.max_open_zones and self.max_active_zones:
             if self.max_open_zones > self.max_active_zones:
                 raise ModelError(
                     f"max_open_zones ({self.max_open_zones}) must not exceed "
                     f"max_active_zones ({self.max_active_zones})",
-                    clause="ZONE-5",
+                    clause="ZONE-13",
                 )
         if self.max_append_bytes % SECTOR:
             raise ModelError(
                 f"max_append_bytes must be a multiple of {SECTOR}, got {self.max_append_bytes}",
-                clause="ZONE-6",
+                clause="ZONE-16",
             )
         if self.max_append_bytes >= self.zone_capacity:
             raise ModelError(
                 f"max_append_bytes ({self.max_append_bytes}) must be less than zone_capacity "
                 f"({self.zone_capacity})",
-                clause="ZONE-6",
+                clause="ZONE-16",
             )
 
 
@@ -321,7 +321,7 @@ class ZoneModel:
     # ----- data ops -----
 
     def write(self, offset: int, length: int) -> OpResult:
-        """A guest write of `length` bytes at `offset` (ZONE-7..ZONE-12)."""
+        """A guest write of `length` bytes at `offset` (ZSM-3..ZSM-8)."""
         if length <= 0:
             raise ModelError(f"write length must be positive, got {length}")
         end = offset + length
@@ -330,21 +330,21 @@ class ZoneModel:
         zone = self._zones[offset >> self._zone_shift]
         if zone.conventional:
             if end > self._conventional_end:
-                return _REFUSED[Refusal.EXCEEDS_CAPACITY]  # ZONE-8: spills into a sequential zone
+                return _REFUSED[Refusal.EXCEEDS_CAPACITY]  # ZSM-4: spills into a sequential zone
             if self._faulty_conventional and self._span_has_fault(offset, end):
-                return _REFUSED[Refusal.INVALID_TRANSITION]  # ZONE-20
+                return _REFUSED[Refusal.INVALID_TRANSITION]  # ZSM-1
             return OK
         state = zone.state
         if state is _FULL:
-            return _REFUSED[Refusal.ZONE_FULL]  # ZONE-9
+            return _REFUSED[Refusal.ZONE_FULL]  # ZSM-9
         if state is _RO or state is _OFFLINE:
-            return _REFUSED[Refusal.INVALID_TRANSITION]  # ZONE-20
+            return _REFUSED[Refusal.INVALID_TRANSITION]  # ZSM-1
         if offset != zone.wp:
-            return _REFUSED[Refusal.NOT_AT_WRITE_POINTER]  # ZONE-7
+            return _REFUSED[Refusal.NOT_AT_WRITE_POINTER]  # ZSM-3
         return self._advance(zone, end, self._write_active_limit) or OK
 
     def append(self, zone_index: int, length: int) -> OpResult:
-        """Zone append: write at the wp, answer where the data landed (ZONE-13)."""
+        """Zone append: write at the wp, answer where the data landed (ZSM-11)."""
         if length <= 0:
             raise ModelError(f"append length must be positive, got {length}")
         zone = self._get_zone(zone_index)
@@ -367,7 +367,7 @@ class ZoneModel:
         """Move a writable sequential zone's wp to `end`; None on success."""
         limit = zone.start + zone.capacity
         if end > limit:
-            return _REFUSED[Refusal.EXCEEDS_CAPACITY]  # ZONE-8
+            return _REFUSED[Refusal.EXCEEDS_CAPACITY]  # ZSM-4
         state = zone.state
         if state is _EMPTY or state is _CLOSED:
             refused = self._make_room(state is _EMPTY, active_limit)
@@ -378,13 +378,13 @@ class ZoneModel:
             self._implicit[zone.index] = self._implicit.pop(zone.index)  # most recent last
         zone.wp = end
         if end == limit:
-            self._set_state(zone, _FULL)  # ZONE-12
+            self._set_state(zone, _FULL)  # ZSM-8
         return None
 
     # ----- management ops -----
 
     def open(self, zone_index: int) -> OpResult:
-        """Explicit open (ZONE-14)."""
+        """Explicit open (ZSM-12)."""
         zone, refused = self._managed(zone_index)
         if zone is None:
             return refused
@@ -403,7 +403,7 @@ class ZoneModel:
         return _REFUSED[Refusal.INVALID_TRANSITION]  # FULL, READ_ONLY, OFFLINE
 
     def close(self, zone_index: int) -> OpResult:
-        """Close an open zone (ZONE-15); closing a CLOSED zone is a no-op."""
+        """Close an open zone (ZSM-13); closing a CLOSED zone is a no-op."""
         zone, refused = self._managed(zone_index)
         if zone is None:
             return refused
@@ -416,7 +416,7 @@ class ZoneModel:
         return _REFUSED[Refusal.INVALID_TRANSITION]  # EMPTY, FULL, READ_ONLY, OFFLINE
 
     def finish(self, zone_index: int) -> OpResult:
-        """Make the zone FULL, freeing its slots (ZONE-16)."""
+        """Make the zone FULL, freeing its slots (ZSM-14)."""
         zone, refused = self._managed(zone_index)
         if zone is None:
             return refused
@@ -432,7 +432,7 @@ class ZoneModel:
         return OK
 
     def reset(self, zone_index: int) -> OpResult:
-        """Make the zone EMPTY with wp at its start (ZONE-17)."""
+        """Make the zone EMPTY with wp at its start (ZSM-15)."""
         zone, refused = self._managed(zone_index)
         if zone is None:
             return refused
@@ -443,7 +443,7 @@ class ZoneModel:
         return OK
 
     def reset_all(self) -> OpResult:
-        """Reset every sequential zone; skip conventional and faulty ones (ZONE-17)."""
+        """Reset every sequential zone; skip conventional and faulty ones (ZSM-15)."""
         for zone in self._zones:
             if zone.conventional or zone.state is _RO or zone.state is _OFFLINE:
                 continue
@@ -456,7 +456,7 @@ class ZoneModel:
         return OK
 
     def reopen(self) -> OpResult:
-        """A clean power cycle: wps persist, open zones come back closed (ZONE-19)."""
+        """A clean power cycle: wps persist, open zones come back closed (ZSM-17)."""
         for zone in self._zones:
             state = zone.state
             if state is _IMP or state is _EXP or state is _CLOSED:
@@ -465,7 +465,7 @@ class ZoneModel:
         return OK
 
     def restore(self, wps: Sequence[int]) -> None:
-        """Adopt persisted write pointers, as after a crash or an image open (WP-2).
+        """Adopt persisted write pointers, as after a crash or an image open (WP-8).
 
         Each sequential zone becomes EMPTY (wp = start), FULL (wp >= start + capacity,
         normalised to start + capacity) or CLOSED. Faulty zones keep their condition.
@@ -479,7 +479,7 @@ class ZoneModel:
                 raise ModelError(
                     f"zone {zone.index}: wp {wp:#x} outside [{zone.start:#x}, "
                     f"{zone.start + zone.length:#x}]",
-                    clause="WP-2",
+                    clause="WP-8",
                 )
             limit = zone.start + zone.capacity
             if wp >= limit:
@@ -493,7 +493,7 @@ class ZoneModel:
     # ----- fault injection -----
 
     def inject_fault(self, zone_index: int, state: ZoneState | str) -> None:
-        """Put a zone in READ_ONLY or OFFLINE, as a failing device would (ZONE-20)."""
+        """Put a zone in READ_ONLY or OFFLINE, as a failing device would (ZSM-1)."""
         try:
             fault = ZoneState(state)
         except ValueError:
@@ -517,7 +517,7 @@ class ZoneModel:
         return None
 
     def _managed(self, zone_index: int) -> tuple[Zone | None, OpResult]:
-        """The zone a management op may act on, or None and the refusal (ZONE-18)."""
+        """The zone a management op may act on, or None and the refusal (ZSM-10)."""
         zone = self._get_zone(zone_index)
         if zone is None:
             return None, _REFUSED[Refusal.OUT_OF_RANGE]
@@ -531,7 +531,7 @@ class ZoneModel:
         return any(self._zones[i].state is not _NWP for i in range(first, last + 1))
 
     def _make_room(self, needs_active: bool, active_limit: int) -> OpResult | None:
-        """Check slots for a zone about to open (ZONE-10, ZONE-11); None if it may."""
+        """Check slots for a zone about to open (ZSM-5, ZSM-6); None if it may."""
         if needs_active and active_limit and self._n_active >= active_limit:
             return _REFUSED[Refusal.TOO_MANY_ACTIVE]
         if self._max_open and self._n_open >= self._max_open:

@@ -1,4 +1,4 @@
-"""Persistence and crash model: durable wps, exact vs old-or-new bytes, WP-3 implications."""
+"""Persistence and crash model: durable wps, exact vs old-or-new bytes, PERS-4 implications."""
 
 from __future__ import annotations
 
@@ -113,16 +113,16 @@ def test_violations_accept_a_good_recovery_and_name_bad_ones() -> None:
     middle = list(wps)
     middle[1] = ZONE + 1024
     assert answer.violations(middle, disk.read) == []
-    # wp says write 3 is durable but its data never arrived: WP-3
+    # wp says write 3 is durable but its data never arrived: PERS-4
     problems = answer.violations(wps, disk.read)
-    assert len(problems) == 1 and problems[0].startswith("WP-3")
-    # a wp nobody ever held: WP-4
+    assert len(problems) == 1 and problems[0].startswith("PERS-4")
+    # a wp nobody ever held: PERS-3
     bogus = list(wps)
     bogus[1] = ZONE + 4096
-    assert any(p.startswith("WP-4") for p in answer.violations(bogus, disk.read))
-    # flushed data lost: WP-5
+    assert any(p.startswith("PERS-3") for p in answer.violations(bogus, disk.read))
+    # flushed data lost: PERS-5
     disk.fill(ZONE, 512, ZEROS)
-    assert any(p.startswith("WP-5") for p in answer.violations(durable, disk.read))
+    assert any(p.startswith("PERS-5") for p in answer.violations(durable, disk.read))
 
 
 def test_reset_zeroes_before_its_wp() -> None:
@@ -138,7 +138,7 @@ def test_reset_zeroes_before_its_wp() -> None:
     disk.fill(ZONE, 1024, 1)  # nothing of the reset reached the disk
     assert answer.violations(old_wp, disk.read) == []
     problems = answer.violations(model.zones.wps(), disk.read)
-    assert len(problems) == 1 and problems[0].startswith("WP-3"), "wp=start over old data"
+    assert len(problems) == 1 and problems[0].startswith("PERS-4"), "wp=start over old data"
 
 
 def test_reopen_is_a_clean_power_cycle() -> None:

@@ -89,7 +89,7 @@ def test_crash_with_recovered_wps() -> None:
     ask(s, op="write", offset=8704, length=512)
     wps[1] = 8192 + 100
     bad = ask(s, op="crash", wps=wps)
-    assert bad["ok"] is False and bad["error"] == "malformed" and "WP-4" in bad["message"]
+    assert bad["ok"] is False and bad["error"] == "malformed" and "PERS-3" in bad["message"]
 
 
 def test_policy_and_fault_extension() -> None:

@@ -146,7 +146,7 @@ def test_zoned_header_extension_and_wp_table(tmp_path: Path) -> None:
     assert table[0] == 0 | CONVENTIONAL_FLAG
     assert table[1] == ZONE + 5000
     assert table[2:] == tuple(z * ZONE for z in range(2, 8))
-    assert layout["refcount"](meta_offset) == 1, "zonedmeta clusters are refcounted (WP-6)"
+    assert layout["refcount"](meta_offset) == 1, "zonedmeta clusters are refcounted (ZONE-21)"
 
 
 def test_plain_images_have_no_zoned_bit(tmp_path: Path) -> None:
@@ -444,4 +444,4 @@ def test_every_crash_of_the_correct_writer_is_allowed(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mutant", ["wp-before-data", "reset-wp-before-zero"])
 def test_crash_replay_catches_ordering_mutants(tmp_path: Path, mutant: str) -> None:
     problems = crash_violations(tmp_path, CRASH_OPS, (mutant,))
-    assert problems and all("WP-3" in p for p in problems), problems
+    assert problems and all("PERS-4" in p for p in problems), problems

@@ -393,7 +393,7 @@ def test_restore_derives_conditions_from_wps() -> None:
     model.restore(wps)
     assert [model.zone(z).state for z in (1, 2, 3)] == [S.EMPTY, S.CLOSED, S.FULL]
     assert model.zone(3).wp == start(3) + CAPACITY
-    wps[4] = start(5) + 512  # beyond start + zone_size: WP-2
+    wps[4] = start(5) + 512  # beyond start + zone_size: WP-8
     with pytest.raises(ModelError):
         model.restore(wps)
 
@@ -414,19 +414,19 @@ GOOD = dict(
 @pytest.mark.parametrize(
     ("change", "clause"),
     [
-        ({"zone_size": 3 * 16384}, "ZONE-1"),
-        ({"zone_size": 256}, "ZONE-1"),
-        ({"zone_capacity": ZONE + 512}, "ZONE-2"),
-        ({"zone_capacity": 0}, "ZONE-2"),
-        ({"zone_capacity": 1000}, "ZONE-2"),
-        ({"conventional_zones": 8}, "ZONE-3"),
-        ({"max_open_zones": 4, "max_active_zones": 3}, "ZONE-5"),
-        ({"max_open_zones": 8, "max_active_zones": 0}, "ZONE-5"),
-        ({"max_append_bytes": 1000}, "ZONE-6"),
-        ({"max_append_bytes": CAPACITY}, "ZONE-6"),
+        ({"zone_size": 3 * 16384}, "ZONE-6"),
+        ({"zone_size": 256}, "ZONE-6"),
+        ({"zone_capacity": ZONE + 512}, "ZONE-7"),
+        ({"zone_capacity": 0}, "ZONE-7"),
+        ({"zone_capacity": 1000}, "ZONE-7"),
+        ({"conventional_zones": 8}, "ZONE-11"),
+        ({"max_open_zones": 4, "max_active_zones": 3}, "ZONE-13"),
+        ({"max_open_zones": 8, "max_active_zones": 0}, "ZONE-12"),
+        ({"max_append_bytes": 1000}, "ZONE-16"),
+        ({"max_append_bytes": CAPACITY}, "ZONE-16"),
         ({"size": 1000}, None),
         ({"max_open_zones": -1}, None),
-        ({"size": 1 << 62, "zone_size": 512, "zone_capacity": 512}, "ZONE-4"),
+        ({"size": 1 << 62, "zone_size": 512, "zone_capacity": 512}, "ZONE-10"),
     ],
 )
 def test_bad_config_is_refused_with_clause(change: dict[str, int], clause: str | None) -> None:
