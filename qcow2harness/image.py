@@ -293,12 +293,20 @@ class Image:
                 clause=clause,
             )
 
+    def pread(self, offset: int, length: int) -> bytes:
+        """Read without moving a shared position; short at the end of the file."""
+        try:
+            fd = self._stream.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self._stream.seek(offset)
+            return self._stream.read(length)
+        return os.pread(fd, length, offset)
+
     def read_u64_table(self, what: str, offset: int, count: int, clause: str) -> np.ndarray:
         """Read `count` big-endian u64 entries; never more than the file holds."""
         length = count * 8
         self._require_in_file(what, offset, length, clause)
-        self._stream.seek(offset)
-        data = self._stream.read(length)
+        data = self.pread(offset, length)
         return np.frombuffer(data, dtype=">u8").astype(np.uint64)
 
     def l1_entries(self) -> np.ndarray:

@@ -12,7 +12,7 @@ how many L1 entries point to them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -37,7 +37,8 @@ LOW32 = np.uint64(0xFFFFFFFF)
 SECTOR = 512
 
 # L2 tables are read in batches of this many bytes, to bound memory.
-L2_BATCH_BYTES = 16 * 1024 * 1024
+L2_BATCH_BYTES = 4 * 1024 * 1024
+COMPARE_CHUNK = 1 << 22
 
 
 class Role(IntEnum):
@@ -59,6 +60,9 @@ class Role(IntEnum):
     DATA = 13
     COMPRESSED = 14
 
+
+# report(clause, mask over (table, entry), text, byte offset within the entry)
+Reporter = Callable[..., None]
 
 ROLE_NAMES = {role: role.name.lower().replace("_", " ") for role in Role}
 
@@ -120,24 +124,41 @@ class Walk:
             if not isinstance(weights, int):
                 weights = weights[keep]
         idx = indices.astype(np.intp)
-        np.add.at(self.refs, idx, weights if isinstance(weights, int) else
-                  weights.astype(self.refs.dtype))
+        add_references(self.refs, idx, weights)
         current = self.roles[idx]
+        # Same-role sharing (snapshots, CMP-3) shows in the refcounts, not as an overlap.
         clash = (current != Role.NONE) & (current != role)
-        # Compressed clusters may share host clusters with each other (CMP-3).
         if clash.any():
             at = int(idx[np.argmax(clash)])
             self.out.add("OVL-1", f"{int(clash.sum())} {what or ROLE_NAMES[role]} cluster(s) "
                          f"overlap other metadata, first cluster {at} "
                          f"({ROLE_NAMES[Role(int(self.roles[at]))]})", at << self.cluster_bits)
-        self.roles[idx[current == Role.NONE]] = role
+        if role != Role.DATA:
+            # Metadata is claimed before data, so data needs no role of its own to be
+            # caught overlapping metadata; skipping the scatter keeps the walk linear.
+            self.roles[idx[current == Role.NONE]] = role
 
     # -- reading -------------------------------------------------------------
 
     def pread(self, offset: int, length: int) -> bytes:
-        stream = self.image._stream
-        stream.seek(offset)
-        return stream.read(length)
+        return self.image.pread(offset, length)
+
+
+def add_references(refs: np.ndarray, indices: np.ndarray, weights: np.ndarray | int) -> None:
+    """refs[indices] += weights, counting repeated indices (two entries, one cluster)."""
+    if indices.size == 0:
+        return
+    low, high = int(indices.min()), int(indices.max())
+    if high - low < 4 * indices.size + 1024:
+        # Dense (the usual layout): one bincount over the span is exact and fast.
+        counts = np.bincount(indices - low, minlength=high - low + 1,
+                             weights=None if isinstance(weights, int) else weights)
+        if isinstance(weights, int):
+            counts *= weights
+        refs[low:high + 1] += counts.astype(refs.dtype)
+    else:
+        np.add.at(refs, indices, weights if isinstance(weights, int)
+                  else weights.astype(refs.dtype))
 
 
 def decode_refcounts(raw: bytes, refcount_order: int) -> np.ndarray:
@@ -261,156 +282,182 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
 
 
 def walk_l2_tables(walk: Walk, multiplicity: Counter[int], active_l2: dict[int, int]) -> None:
-    image = walk.image
-    extended = bool(image.header.is_extended_l2)
-    external = bool(image.header.has_external_data_file)
+    """Read the L2 tables in batches and check each batch with whole-array operations."""
+    extended = bool(walk.image.header.is_extended_l2)
     tables = sorted(multiplicity)
     per_batch = max(1, L2_BATCH_BYTES // walk.cluster_size)
     for start in range(0, len(tables), per_batch):
-        batch = tables[start:start + per_batch]
-        for l2_offset in batch:
-            raw = np.frombuffer(walk.pread(l2_offset, walk.cluster_size), dtype=">u8")
-            raw = raw.astype(np.uint64)
-            if extended:
-                descriptors, bitmaps = raw[0::2], raw[1::2]
-            else:
-                descriptors, bitmaps = raw, None
-            check_l2_table(walk, l2_offset, descriptors, bitmaps, multiplicity[l2_offset],
-                           active_l2.get(l2_offset), external)
+        offsets = tables[start:start + per_batch]
+        raw = b"".join(walk.pread(offset, walk.cluster_size) for offset in offsets)
+        batch = L2Batch(
+            offsets=np.array(offsets, dtype=np.uint64),
+            weights=np.array([multiplicity[o] for o in offsets], dtype=np.uint32),
+            guest_bases=np.array([active_l2.get(o, -1) for o in offsets], dtype=np.int64),
+            entry_bytes=np.frombuffer(raw, dtype=np.uint8).reshape(
+                len(offsets), -1, 16 if extended else 8),
+        )
+        check_l2_batch(walk, batch)
 
 
-def check_l2_table(walk: Walk, l2_offset: int, descriptors: np.ndarray,
-                   bitmaps: np.ndarray | None, weight: int, guest_base: int | None,
-                   external: bool) -> None:
-    """One L2 table; `guest_base` is set when the active L1 maps it (COPIED is checked)."""
-    active = guest_base is not None
+@dataclass
+class L2Batch:
+    """Several L2 tables, entry_bytes[table, entry, byte] as stored (big-endian)."""
+
+    offsets: np.ndarray  # file offset of each table
+    weights: np.ndarray  # L1 entries pointing at each table
+    guest_bases: np.ndarray  # guest offset mapped by entry 0, or -1 when not active
+    entry_bytes: np.ndarray
+
+    @property
+    def entry_size(self) -> int:
+        return int(self.entry_bytes.shape[2])
+
+    def descriptors(self) -> np.ndarray:
+        """The 64-bit descriptors, native byte order, shape (tables, entries)."""
+        first8 = np.ascontiguousarray(self.entry_bytes[:, :, :8])
+        return first8.view(">u8")[:, :, 0].astype(np.uint64)
+
+    def bitmaps(self) -> np.ndarray:
+        last8 = np.ascontiguousarray(self.entry_bytes[:, :, 8:16])
+        return last8.view(">u8")[:, :, 0].astype(np.uint64)
+
+    def where(self, table: int, entry: int) -> tuple[int, int]:
+        """(table offset, offset of the entry) for a finding."""
+        offset = int(self.offsets[table])
+        return offset, offset + entry * self.entry_size
+
+
+def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
     out, image = walk.out, walk.image
-    entry_size = 16 if bitmaps is not None else 8
-    compressed = (descriptors & COMPRESSED) != 0
-    standard = ~compressed
+    extended = batch.entry_size == 16
+    external = bool(image.header.has_external_data_file)
+    # Flag bytes, read without building 64-bit arrays: byte 0 holds bits 56-63.
+    top = batch.entry_bytes[:, :, 0]
+    low = batch.entry_bytes[:, :, 7]
+    compressed = (top & 0x40) != 0
+    any_compressed = bool(compressed.any())
+    descriptors = batch.descriptors()
 
-    def at(index: int) -> int:
-        return l2_offset + index * entry_size
+    def report(clause: str, mask: np.ndarray, text: str, extra: int = 0) -> None:
+        for table, entry in zip(*np.nonzero(mask), strict=True):
+            l2_offset, at = batch.where(int(table), int(entry))
+            value = int(descriptors[table, entry])
+            out.add(clause, f"L2 table {l2_offset:#x} entry {int(entry)}: {text} "
+                    f"({value:#x})", at + extra)
 
-    reserved_mask = L2_RESERVED_EXTENDED if bitmaps is not None else L2_RESERVED
-    reserved = np.nonzero(standard & ((descriptors & reserved_mask) != 0))[0]
-    for index in reserved:
-        zero_bit_only = bitmaps is not None and int(descriptors[index]) & 0x3F000000000001FE == 0
-        clause = "EL2-2" if zero_bit_only else "L2-1"
-        out.add(clause, f"L2 table {l2_offset:#x} entry {int(index)} has reserved bits set "
-                f"({int(descriptors[index]):#x})", at(int(index)))
-    if image.version < 3:
-        zero = np.nonzero(standard & ((descriptors & ZERO_FLAG) != 0))[0]
-        for index in zero:
-            out.add("L2-4", f"L2 table {l2_offset:#x} entry {int(index)} uses the zero flag "
-                    "in a version 2 image", at(int(index)))
+    standard = ~compressed if any_compressed else np.ones(compressed.shape, dtype=bool)
+    reserved_mask = L2_RESERVED_EXTENDED if extended else L2_RESERVED
+    bad_bits = reserved_mask | (np.uint64(walk.cluster_size - 1) & OFFSET_MASK)
+    if bool(((descriptors & bad_bits) != 0).any()):
+        reserved = standard & ((descriptors & reserved_mask) != 0)
+        if extended:
+            zero_flag_only = reserved & ((descriptors & L2_RESERVED) == 0)
+            report("EL2-2", zero_flag_only, "zero flag set in an extended L2 entry")
+            reserved &= ~zero_flag_only
+        report("L2-1", reserved, "reserved bits set")
+        misaligned = standard & ((descriptors & np.uint64(walk.cluster_size - 1)
+                                  & OFFSET_MASK) != 0)
+        report("L2-2", misaligned, "data offset is not cluster-aligned")
+    if image.version < 3 and bool((low & 1).any()):
+        report("L2-4", standard & ((low & 1) != 0), "zero flag in a version 2 image")
 
-    host = np.where(standard, descriptors & OFFSET_MASK, np.uint64(0))
+    host = descriptors & OFFSET_MASK
+    if any_compressed:
+        host[compressed] = 0
+    host &= ~np.uint64(walk.cluster_size - 1)  # misaligned ones were reported above
     allocated = host != 0
-    misaligned = np.nonzero(allocated & ((host & np.uint64(walk.cluster_size - 1)) != 0))[0]
-    for index in misaligned:
-        out.add("L2-2", f"L2 table {l2_offset:#x} entry {int(index)}: data offset "
-                f"{int(host[index]):#x} is not cluster-aligned", at(int(index)))
-    aligned = allocated & ((host & np.uint64(walk.cluster_size - 1)) == 0)
-
     if external:
-        _check_external_l2(walk, l2_offset, descriptors, host, compressed, at, guest_base)
+        _check_external(walk, batch, host, allocated, compressed, report)
     else:
-        walk.claim_clusters(host[aligned] >> np.uint64(walk.cluster_bits), Role.DATA,
-                            weight, what="data")
-        walk.stats["data_clusters"] += int(np.count_nonzero(aligned)) * weight
-
-    if compressed.any():
-        _check_compressed(walk, l2_offset, descriptors[compressed],
-                          np.nonzero(compressed)[0], weight, at, external)
-
-    if active and walk.stored is not None and not external:
-        copied = (descriptors & COPIED) != 0
-        index_in_file = (host >> np.uint64(walk.cluster_bits)).astype(np.intp)
-        inside = aligned & (index_in_file < walk.num_clusters)
-        refcount = np.zeros(descriptors.size, dtype=np.uint64)
-        refcount[inside] = walk.stored[index_in_file[inside]]
-        wrong = np.nonzero(inside & (copied != (refcount == 1)))[0]
-        for index in wrong:
-            out.add("L2-3", f"L2 table {l2_offset:#x} entry {int(index)} has COPIED="
-                    f"{int(copied[index])} but its cluster's refcount is {int(refcount[index])}",
-                    at(int(index)))
-        compressed_copied = np.nonzero(compressed & copied)[0]
-        for index in compressed_copied:
-            out.add("L2-3", f"L2 table {l2_offset:#x} entry {int(index)}: compressed cluster "
-                    "with COPIED set", at(int(index)))
-
-    if bitmaps is not None:
-        _check_subclusters(walk, l2_offset, descriptors, bitmaps, compressed, allocated, at)
+        _count_data(walk, batch, host, allocated)
+    if any_compressed:
+        report("L2-3", compressed & ((top & 0x80) != 0), "compressed cluster with COPIED set")
+        if external:
+            report("DATA-6", compressed, "compressed cluster with an external data file")
+        else:
+            _check_compressed(walk, batch, descriptors, compressed, report)
+    if not external:
+        _check_copied(walk, batch, host, allocated, top, report)
+    if extended:
+        _check_subclusters(batch, compressed, allocated, report)
 
 
-def _check_external_l2(walk: Walk, l2_offset: int, descriptors: np.ndarray, host: np.ndarray,
-                       compressed: np.ndarray, at: object, guest_base: int | None) -> None:
-    """DATA-5 (host offset = guest offset) and DATA-6 (no compressed clusters)."""
-    out = walk.out
-    assert callable(at)
-    if guest_base is not None:
-        guest = np.uint64(guest_base) + np.arange(descriptors.size, dtype=np.uint64) * np.uint64(
-            walk.cluster_size)
-        for index in np.nonzero((host != 0) & (host != guest))[0]:
-            out.add("DATA-5", f"L2 table {l2_offset:#x} entry {int(index)}: host offset "
-                    f"{int(host[index]):#x} is not the guest offset {int(guest[index]):#x}",
-                    at(int(index)))
-    for index in np.nonzero(compressed)[0]:
-        out.add("DATA-6", f"L2 table {l2_offset:#x} entry {int(index)}: compressed cluster "
-                "in an image with an external data file", at(int(index)))
+def _count_data(walk: Walk, batch: L2Batch, host: np.ndarray, allocated: np.ndarray) -> None:
+    """References to data clusters (RC-3), weighted by how many L1 entries share a table."""
+    weights = np.broadcast_to(batch.weights[:, None], host.shape)[allocated]
+    indices = host[allocated] >> np.uint64(walk.cluster_bits)
+    walk.stats["data_clusters"] += int(weights.sum())
+    walk.claim_clusters(indices, Role.DATA, weights, what="data")
 
 
-def _check_compressed(walk: Walk, l2_offset: int, descriptors: np.ndarray,
-                      indices: np.ndarray, weight: int, at: object, external: bool) -> None:
-    """CMP-1/CMP-2 and the references a compressed range makes (CMP-3)."""
-    assert callable(at)
-    if external:
+def _check_copied(walk: Walk, batch: L2Batch, host: np.ndarray, allocated: np.ndarray,
+                  top: np.ndarray, report: Reporter) -> None:
+    """L2-3: COPIED exactly when the data cluster's refcount is 1 (active tables only)."""
+    if walk.stored is None:
         return
-    out, image = walk.out, walk.image
+    active = (batch.guest_bases >= 0)[:, None] & allocated
+    indices = (host >> np.uint64(walk.cluster_bits)).astype(np.intp)
+    active &= indices < walk.num_clusters
+    if not active.any():
+        return
+    refcount_is_one = np.zeros(host.shape, dtype=bool)
+    refcount_is_one[active] = walk.stored[indices[active]] == 1
+    copied = (top & 0x80) != 0
+    report("L2-3", active & (copied != refcount_is_one),
+           "COPIED flag disagrees with the data cluster's refcount")
+
+
+def _check_external(walk: Walk, batch: L2Batch, host: np.ndarray, allocated: np.ndarray,
+                    compressed: np.ndarray, report: Reporter) -> None:
+    """DATA-5: with an external data file, host offset = guest offset."""
+    active = batch.guest_bases >= 0
+    if not active.any():
+        return
+    entries = host.shape[1]
+    guest = (batch.guest_bases[:, None].astype(np.uint64)
+             + np.arange(entries, dtype=np.uint64)[None, :] * np.uint64(walk.cluster_size))
+    report("DATA-5", active[:, None] & allocated & (host != guest),
+           "host offset differs from the guest offset")
+
+
+def _check_compressed(walk: Walk, batch: L2Batch, descriptors: np.ndarray,
+                      compressed: np.ndarray, report: Reporter) -> None:
+    """CMP-1, CMP-2 and the references a compressed range makes (CMP-3)."""
+    file_size = np.uint64(walk.image.file_size)
     offset_bits = 62 - (walk.cluster_bits - 8)
-    offsets = descriptors & np.uint64((1 << offset_bits) - 1)
+    offsets = np.where(compressed, descriptors & np.uint64((1 << offset_bits) - 1), 0)
     sectors = ((descriptors >> np.uint64(offset_bits))
                & np.uint64((1 << (walk.cluster_bits - 8)) - 1)) + np.uint64(1)
     ends = (offsets & ~np.uint64(SECTOR - 1)) + sectors * np.uint64(SECTOR)
-    for k in np.nonzero(offsets >= np.uint64(1 << 56))[0]:
-        out.add("CMP-1", f"L2 table {l2_offset:#x} entry {int(indices[k])}: compressed offset "
-                f"{int(offsets[k]):#x} sets bits at 56 or above", at(int(indices[k])))
+    report("CMP-1", compressed & (offsets >= np.uint64(1 << 56)),
+           "compressed offset sets bits at 56 or above")
     # The sector count is an upper bound: the data may end inside its last
     # sector, so only a last sector that starts past the end is an error.
-    file_size = np.uint64(image.file_size)
-    past = np.nonzero(ends - np.uint64(SECTOR) >= file_size)[0]
-    for k in past:
-        out.add("CMP-2", f"L2 table {l2_offset:#x} entry {int(indices[k])}: compressed data "
-                f"{int(offsets[k]):#x}..{int(ends[k]):#x} runs past the end of the file",
-                at(int(indices[k])))
-    inside = ends - np.uint64(SECTOR) < file_size
+    past = compressed & (ends - np.uint64(SECTOR) >= file_size)
+    report("CMP-2", past, "compressed data runs past the end of the file")
+    inside = compressed & ~past
+    weights = np.broadcast_to(batch.weights[:, None], compressed.shape)[inside]
     first = offsets[inside] >> np.uint64(walk.cluster_bits)
     last = (np.minimum(ends[inside], file_size) - np.uint64(1)) >> np.uint64(walk.cluster_bits)
     for extra in range(3):
         clusters = first + np.uint64(extra)
-        clusters = clusters[clusters <= last]
-        walk.claim_clusters(clusters, Role.COMPRESSED, weight, clause_past_eof="CMP-2",
-                            what="compressed data")
-    walk.stats["compressed_clusters"] += int(indices.size) * weight
+        spans = clusters <= last
+        walk.claim_clusters(clusters[spans], Role.COMPRESSED, weights[spans],
+                            clause_past_eof="CMP-2", what="compressed data")
+    walk.stats["compressed_clusters"] += int(weights.sum())
 
 
-def _check_subclusters(walk: Walk, l2_offset: int, descriptors: np.ndarray,
-                       bitmaps: np.ndarray, compressed: np.ndarray, allocated: np.ndarray,
-                       at: object) -> None:
-    assert callable(at)
-    out = walk.out
+def _check_subclusters(batch: L2Batch, compressed: np.ndarray, allocated: np.ndarray,
+                       report: Reporter) -> None:
+    """EL2-3..5: the subcluster bitmap of extended L2 entries."""
+    bitmaps = batch.bitmaps()
     alloc = bitmaps & LOW32
     zero = bitmaps >> np.uint64(32)
-    for index in np.nonzero(~compressed & ((alloc & zero) != 0))[0]:
-        out.add("EL2-3", f"L2 table {l2_offset:#x} entry {int(index)}: subclusters both "
-                f"allocated and zero ({int(bitmaps[index]):#x})", at(int(index)) + 8)
-    for index in np.nonzero(~compressed & ~allocated & (alloc != 0))[0]:
-        out.add("EL2-4", f"L2 table {l2_offset:#x} entry {int(index)}: allocated subclusters "
-                "without a host cluster", at(int(index)) + 8)
-    for index in np.nonzero(compressed & (bitmaps != 0))[0]:
-        out.add("EL2-5", f"L2 table {l2_offset:#x} entry {int(index)}: compressed cluster "
-                f"with a non-zero subcluster bitmap", at(int(index)) + 8)
+    report("EL2-3", ~compressed & ((alloc & zero) != 0),
+           "subclusters both allocated and zero", 8)
+    report("EL2-4", ~compressed & ~allocated & (alloc != 0),
+           "allocated subclusters without a host cluster", 8)
+    report("EL2-5", compressed & (bitmaps != 0), "compressed cluster with a subcluster bitmap", 8)
 
 
 def compare_refcounts(walk: Walk) -> None:
@@ -418,21 +465,29 @@ def compare_refcounts(walk: Walk) -> None:
     if walk.stored is None:
         return
     out = walk.out
-    stored = walk.stored.astype(np.uint64)
-    refs = walk.refs.astype(np.uint64)
     dirty = bool(walk.image.header.is_dirty)
-    below = np.nonzero(stored < refs)[0]
-    above = np.nonzero(stored > refs)[0]
-    walk.stats["corrupt_refcounts"] = int(below.size)
-    walk.stats["leaked_clusters"] = int(above.size)
-    for index in below:
-        clause = "HDR-12" if dirty else "RC-4"
-        out.add(clause, f"cluster {int(index)} has refcount {int(stored[index])} but "
-                f"{int(refs[index])} reference(s)", int(index) << walk.cluster_bits)
-    for index in above:
-        clause = "HDR-12" if dirty else "RC-5"
-        out.add(clause, f"cluster {int(index)} is leaked: refcount {int(stored[index])}, "
-                f"{int(refs[index])} reference(s)", int(index) << walk.cluster_bits)
+    below_total = above_total = 0
+    for start in range(0, walk.num_clusters, COMPARE_CHUNK):
+        stored = walk.stored[start:start + COMPARE_CHUNK]
+        refs = walk.refs[start:start + COMPARE_CHUNK]
+        if stored.dtype == np.uint64:
+            refs = refs.astype(np.uint64)
+        below = np.nonzero(stored < refs)[0]
+        above = np.nonzero(stored > refs)[0]
+        below_total += int(below.size)
+        above_total += int(above.size)
+        for index in below:
+            cluster = start + int(index)
+            out.add("HDR-12" if dirty else "RC-4", f"cluster {cluster} has refcount "
+                    f"{int(stored[index])} but {int(refs[index])} reference(s)",
+                    cluster << walk.cluster_bits)
+        for index in above:
+            cluster = start + int(index)
+            out.add("HDR-12" if dirty else "RC-5", f"cluster {cluster} is leaked: refcount "
+                    f"{int(stored[index])}, {int(refs[index])} reference(s)",
+                    cluster << walk.cluster_bits)
+    walk.stats["corrupt_refcounts"] = below_total
+    walk.stats["leaked_clusters"] = above_total
 
 
 def new_walk(image: Image, out: Findings) -> Walk:
