@@ -89,6 +89,17 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    """JSON lines in, exactly one JSON line out per input line (reference/trace.py)."""
+    from qcow2harness.reference.trace import run as run_trace
+
+    errors = 0
+    for answer in run_trace(sys.stdin):
+        print(answer, flush=True)
+        errors += '"ok": false' in answer
+    return EXIT_INVALID if errors and args.strict else EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from qcow2harness.demo import run_demo
 
@@ -119,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("image", help="qcow2 image (opened read-only, never modified)")
     check.add_argument("--json", action="store_true", help="machine-readable report")
     check.set_defaults(func=cmd_check)
+
+    model = sub.add_parser(
+        "model", help="the reference zone model as a JSON-lines service on stdin/stdout",
+        description="First line: {\"op\":\"create\",\"size\":N,\"zone_size\":N,...}; then "
+        "write, append, open, close, finish, reset, reset_all, flush, reopen, crash, report. "
+        "One JSON answer per line, each with \"ok\" and \"error\".")
+    model.add_argument("--strict", action="store_true",
+                       help="exit 2 if any answer was ok:false (a refused op counts)")
+    model.set_defaults(func=cmd_model)
 
     corpus = sub.add_parser("corpus", help="build the seed corpus with the real qemu-img")
     corpus.add_argument("action", choices=["build"])

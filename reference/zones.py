@@ -159,53 +159,202 @@ class ZoneConfig:
                 raise ModelError(f"{name} must be a non-negative integer, got {value!r}")
         if self.size == 0 or self.size % SECTOR:
             raise ModelError(f"size must be a positive multiple of {SECTOR}, got {self.size}")
-        if not _is_power_of_two(self.zone_size) or self.zone_size < SECTOR:
-            raise ModelError(
-                f"zone_size must be a power of two of at least {SECTOR} bytes, "
-                f"got {self.zone_size}",
-                clause="ZONE-6",
-            )
-        if not 0 < self.zone_capacity <= self.zone_size or self.zone_capacity % SECTOR:
-            raise ModelError(
-                f"zone_capacity must be a multiple of {SECTOR} in (0, zone_size="
-                f"{self.zone_size}], got {self.zone_capacity}",
-                clause="ZONE-7",
-            )
-        if self.nr_zones > MAX_NR_ZONES:
-            raise ModelError(
-                f"{self.nr_zones} zones is more than the {MAX_NR_ZONES} the table allows",
-                clause="ZONE-10",
-            )
-        if self.conventional_zones >= self.nr_zones:
-            raise ModelError(
-                f"conventional_zones ({self.conventional_zones}) must be less than "
-                f"nr_zones ({self.nr_zones})",
-                clause="ZONE-11",
-            )
-        if self.max_open_zones > self.sequential_zones:
-            raise ModelError(
-                f"max_open_zones ({self.max_open_zones}) exceeds the number of sequential "
-                f"zones ({self.sequential_zones})",
-                clause="ZONE-12",
-            )
-        if self.max_open_zones and self.max_active_zones:
-            if self.max_open_zones > self.max_active_zones:
-                raise ModelError(
-                    f"max_open_zones ({self.max_open_zones}) must not exceed "
-                    f"max_active_zones ({self.max_active_zones})",
-                    clause="ZONE-13",
-                )
-        if self.max_append_bytes % SECTOR:
-            raise ModelError(
-                f"max_append_bytes must be a multiple of {SECTOR}, got {self.max_append_bytes}",
-                clause="ZONE-16",
-            )
-        if self.max_append_bytes >= self.zone_capacity:
-            raise ModelError(
-                f"max_append_bytes ({self.max_append_bytes}) must be less than zone_capacity "
-                f"({self.zone_capacity})",
-                clause="ZONE-16",
-            )
+        for clause, _field, message in config_problems(
+            self.size, self.zone_size, self.zone_capacity, self.conventional_zones,
+            self.max_open_zones, self.max_active_zones, self.max_append_bytes,
+        ):
+            raise ModelError(message, clause=clause)
+
+
+# (clause, header field, message): every rule a zone configuration breaks.
+Problem = tuple[str, str, str]
+
+
+def config_problems(
+    size: int,
+    zone_size: int,
+    zone_capacity: int,
+    conventional_zones: int,
+    max_open_zones: int,
+    max_active_zones: int,
+    max_append_bytes: int,
+) -> list[Problem]:
+    """The MUST rules on the zone geometry and limits (ZONE-6, -7, -10..-13, -16), all of them."""
+    problems: list[Problem] = []
+    if not _is_power_of_two(zone_size) or zone_size < SECTOR:
+        problems.append(("ZONE-6", "zone_size", f"zone_size must be a power of two of at "
+                         f"least {SECTOR} bytes, got {zone_size}"))
+        return problems  # nothing below can be computed without a zone size
+    if not 0 < zone_capacity <= zone_size or zone_capacity % SECTOR:
+        problems.append(("ZONE-7", "zone_capacity", f"zone_capacity must be a multiple of "
+                         f"{SECTOR} in (0, zone_size={zone_size}], got {zone_capacity}"))
+    nr_zones = -(-size // zone_size)
+    if nr_zones > MAX_NR_ZONES:
+        problems.append(("ZONE-10", "nr_zones", f"{nr_zones} zones is more than the "
+                         f"{MAX_NR_ZONES} the table allows"))
+    if conventional_zones >= nr_zones:
+        problems.append(("ZONE-11", "conventional_zones", f"conventional_zones "
+                         f"({conventional_zones}) must be less than nr_zones ({nr_zones})"))
+    sequential = max(nr_zones - conventional_zones, 0)
+    if max_open_zones > sequential:
+        problems.append(("ZONE-12", "max_open_zones", f"max_open_zones ({max_open_zones}) "
+                         f"exceeds the number of sequential zones ({sequential})"))
+    if max_open_zones and max_active_zones and max_open_zones > max_active_zones:
+        problems.append(("ZONE-13", "max_open_zones", f"max_open_zones ({max_open_zones}) "
+                         f"must not exceed max_active_zones ({max_active_zones})"))
+    if max_append_bytes % SECTOR:
+        problems.append(("ZONE-16", "max_append_bytes", f"max_append_bytes must be a "
+                         f"multiple of {SECTOR}, got {max_append_bytes}"))
+    elif max_append_bytes >= zone_capacity > 0:
+        problems.append(("ZONE-16", "max_append_bytes", f"max_append_bytes "
+                         f"({max_append_bytes}) must be less than zone_capacity "
+                         f"({zone_capacity})"))
+    return problems
+
+
+def header_problems(fields: dict[str, int | bytes]) -> list[Problem]:
+    """Every rule the on-disk zoned extension breaks (ZONE-4..ZONE-20).
+
+    `fields` holds the extension's fields by their v10 names plus virtual_size,
+    cluster_size and file_size.
+    """
+    def value(name: str) -> int:
+        number = fields[name]
+        assert isinstance(number, int)
+        return number
+
+    problems: list[Problem] = []
+    if value("zoned_model") != 1:
+        problems.append(("ZONE-4", "zoned_model", f"zoned byte is {value('zoned_model')}; "
+                         "only 1 (host-managed) is defined"))
+    if any(bytes(fields["reserved"])):  # type: ignore[arg-type]
+        problems.append(("ZONE-5", "reserved", "reserved bytes 1-3 are not zero"))
+    zone_size, capacity = value("zone_size"), value("zone_capacity")
+    geometry = config_problems(
+        value("virtual_size"), zone_size, capacity, value("conventional_zones"),
+        value("max_open_zones"), value("max_active_zones"), value("max_append_bytes"))
+    problems.extend(geometry)
+    nr_zones = value("nr_zones")
+    if not any(clause == "ZONE-6" for clause, _, _ in geometry):
+        expected = -(-value("virtual_size") // zone_size)
+        if nr_zones != expected:
+            problems.append(("ZONE-9", "nr_zones", f"nr_zones is {nr_zones}, but the virtual "
+                             f"size needs {expected} zones of {zone_size} bytes"))
+        sequential = max(expected - value("conventional_zones"), 0)
+        if value("max_active_zones") > sequential:
+            problems.append(("ZONE-14", "max_active_zones", f"max_active_zones "
+                             f"({value('max_active_zones')}) exceeds the {sequential} "
+                             "sequential zones; store 0 for no limit"))
+        append = value("max_append_bytes")
+        if append and append % SECTOR == 0 and append < capacity <= append + SECTOR:
+            problems.append(("ZONE-17", "max_append_bytes", f"max_append_bytes + 512 "
+                             f"({append + SECTOR}) is not below zone_capacity ({capacity})"))
+    if value("zonedmeta_size") != 8 * nr_zones:
+        problems.append(("ZONE-18", "zonedmeta_size", f"zonedmeta_size is "
+                         f"{value('zonedmeta_size')}, not 8 * nr_zones = {8 * nr_zones}"))
+    offset, cluster_size = value("zonedmeta_offset"), value("cluster_size")
+    if offset == 0 or offset % cluster_size:
+        problems.append(("ZONE-19", "zonedmeta_offset", f"zonedmeta_offset {offset:#x} is "
+                         f"not a non-zero multiple of the cluster size {cluster_size}"))
+    elif offset + 8 * nr_zones > value("file_size"):
+        problems.append(("ZONE-20", "zonedmeta_offset", f"the write-pointer table at "
+                         f"{offset:#x} ({8 * nr_zones} bytes) runs past the end of the file"))
+    return problems
+
+
+# (clause, zone index or None for the whole table, message)
+TableProblem = tuple[str, int | None, str]
+RESERVED_ENTRY_BITS = ~((1 << 60) - 1) & (2**64 - 1)
+WP_BITS = CONVENTIONAL_FLAG - 1
+
+
+def zonedmeta_problems(fields: dict[str, int | bytes], entries: Sequence[int]) -> list[
+        TableProblem]:
+    """WP-2..WP-7 over the write-pointer table, read big-endian.
+
+    When the table breaks the rules big-endian but satisfies them all with each
+    entry byte-swapped, the one finding is WP-2: written in host (little-endian) order.
+    """
+    problems = _entry_problems(fields, entries)
+    if problems:
+        swapped = [int.from_bytes(entry.to_bytes(8, "big"), "little") for entry in entries]
+        if not _entry_problems(fields, swapped):
+            return [("WP-2", None, "the write-pointer table is little-endian (host byte "
+                     "order, as the posted v10 code writes it); qcow2 numbers are big-endian")]
+    return problems
+
+
+def _entry_problems(fields: dict[str, int | bytes], entries: Sequence[int]) -> list[
+        TableProblem]:
+    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
+    conventional = int(fields["conventional_zones"])  # type: ignore[arg-type]
+    size = int(fields["virtual_size"])  # type: ignore[arg-type]
+    problems: list[TableProblem] = []
+    for index, entry in enumerate(entries):
+        start = index * zone_size
+        if entry & RESERVED_ENTRY_BITS:
+            problems.append(("WP-3", index, f"zone {index}: reserved bits 60-63 set "
+                             f"({entry:#x})"))
+        is_conventional = bool(entry & CONVENTIONAL_FLAG)
+        if is_conventional != (index < conventional):
+            problems.append(("WP-4", index, f"zone {index}: conventional bit "
+                             f"{'set' if is_conventional else 'clear'}, but the zone is "
+                             f"{'conventional' if index < conventional else 'sequential'}"))
+            continue
+        wp = entry & WP_BITS
+        if is_conventional:
+            if wp != start:
+                problems.append(("WP-5", index, f"zone {index}: conventional entry holds "
+                                 f"{wp:#x}, not its start {start:#x}"))
+            continue
+        end = min(start + zone_size, size) if size > start else start + zone_size
+        if not start <= wp <= max(end, start + zone_size):
+            problems.append(("WP-6", index, f"zone {index}: write pointer {wp:#x} is outside "
+                             f"the zone [{start:#x}, {start + zone_size:#x}]"))
+        elif (wp - start) % SECTOR:
+            problems.append(("WP-7", index, f"zone {index}: write pointer {wp:#x} is not "
+                             f"512-byte aligned within the zone"))
+    return problems
+
+
+def persisted_state(start: int, capacity: int, wp: int) -> ZoneState:
+    """The state a sequential zone's stored wp gives (WP-8): open states are never stored."""
+    if wp == start:
+        return ZoneState.EMPTY
+    if wp >= start + capacity:
+        return ZoneState.FULL
+    return ZoneState.CLOSED
+
+
+def persisted_zone_report(
+    zone_size: int,
+    zone_capacity: int,
+    num_conventional_zones: int,
+    virtual_size: int,
+    zonedmeta: Sequence[int],
+) -> list[dict[str, int | str]]:
+    """One row per zonedmeta entry, as stored; tolerant of a broken table (for `info`)."""
+    rows: list[dict[str, int | str]] = []
+    for index, entry in enumerate(zonedmeta):
+        start = index * zone_size
+        conventional = bool(entry & CONVENTIONAL_FLAG)
+        wp = entry & WP_BITS
+        length = max(min(zone_size, virtual_size - start), 0)
+        if conventional:
+            capacity, kind, state = length, ZoneType.CONVENTIONAL, ZoneState.NOT_WRITE_POINTER
+        else:
+            capacity, kind = min(zone_capacity, length), ZoneType.SEQUENTIAL
+            state = persisted_state(start, capacity, wp)
+        in_zone = start <= wp <= start + zone_size
+        rows.append({
+            "index": index,
+            "start": start,
+            "capacity": capacity,
+            "type": kind.value,
+            "state": state.value if in_zone else "invalid",
+            "wp": wp,
+        })
+    return rows
 
 
 class Zone:
@@ -481,13 +630,9 @@ class ZoneModel:
                     f"{zone.start + zone.length:#x}]",
                     clause="WP-8",
                 )
-            limit = zone.start + zone.capacity
-            if wp >= limit:
-                zone.wp = limit
-                self._set_state(zone, _FULL)
-            else:
-                zone.wp = wp
-                self._set_state(zone, _EMPTY if wp == zone.start else _CLOSED)
+            state = persisted_state(zone.start, zone.capacity, wp)
+            zone.wp = min(wp, zone.start + zone.capacity)
+            self._set_state(zone, state)
         self._rr_next = self.config.conventional_zones
 
     # ----- fault injection -----
