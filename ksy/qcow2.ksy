@@ -35,19 +35,19 @@ instances:
   cluster_size:
     value: 1 << header.cluster_bits
     doc: Cluster size in bytes. Only meaningful once cluster_bits is checked (HDR clauses).
-    doc-ref: spec/SPEC.md HDR-5
+    doc-ref: spec/SPEC.md HDR-4
   len_header:
     value: 'header.version >= 3 ? header.len_header : 72'
     doc: Effective header length; v2 headers are always 72 bytes.
-    doc-ref: spec/SPEC.md HDR-11
+    doc-ref: spec/SPEC.md HDR-6
   refcount_order:
     value: 'header.version >= 3 ? header.refcount_order : 4'
     doc: Effective refcount order; v2 images always use 16-bit refcounts.
-    doc-ref: spec/SPEC.md RC-1
+    doc-ref: spec/SPEC.md HDR-14
   refcount_bits:
     value: 1 << refcount_order
     doc: Width of one refcount block entry in bits.
-    doc-ref: spec/SPEC.md RC-1
+    doc-ref: spec/SPEC.md HDR-14
   len_l2_entry:
     value: 'header.is_extended_l2 ? 16 : 8'
     doc: Size of one L2 entry; 16 bytes with extended L2 entries.
@@ -55,7 +55,7 @@ instances:
   num_l2_entries:
     value: cluster_size / len_l2_entry
     doc: Entries per L2 table (an L2 table is one cluster).
-    doc-ref: spec/SPEC.md L2-1
+    doc-ref: spec/SPEC.md HDR-16
   len_header_extension_area:
     value: '(cluster_size < _io.size ? cluster_size : _io.size) - len_header'
     doc: |
@@ -73,7 +73,7 @@ instances:
     size: header.len_backing_file_name
     if: header.ofs_backing_file_name != 0
     doc: Backing file name bytes; not NUL-terminated, at most 1023 bytes.
-    doc-ref: spec/SPEC.md HDR-3
+    doc-ref: spec/SPEC.md HDR-24
   l1_table:
     pos: header.ofs_l1_table
     size: header.num_l1_entries * 8
@@ -112,21 +112,21 @@ types:
       - id: ofs_backing_file_name
         type: u8
         doc: Image file offset of the backing file name; 0 = no backing file.
-        doc-ref: spec/SPEC.md HDR-3
+        doc-ref: spec/SPEC.md HDR-24
         -orig-id: backing_file_offset
       - id: len_backing_file_name
         type: u4
         doc: Length of the backing file name, at most 1023.
-        doc-ref: spec/SPEC.md HDR-4
+        doc-ref: spec/SPEC.md HDR-24
         -orig-id: backing_file_size
       - id: cluster_bits
         type: u4
         doc: log2 of the cluster size; at least 9 (QEMU accepts at most 21).
-        doc-ref: spec/SPEC.md HDR-5
+        doc-ref: spec/SPEC.md HDR-4
       - id: virtual_size
         type: u8
         doc: Guest-visible disk size in bytes.
-        doc-ref: spec/SPEC.md HDR-6
+        doc-ref: spec/SPEC.md HDR-16
         -orig-id: size
       - id: crypt_method
         type: u4
@@ -136,79 +136,79 @@ types:
       - id: num_l1_entries
         type: u4
         doc: Number of entries in the active L1 table.
-        doc-ref: spec/SPEC.md L1-1
+        doc-ref: spec/SPEC.md HDR-16
         -orig-id: l1_size
       - id: ofs_l1_table
         type: u8
         doc: Cluster-aligned image file offset of the active L1 table.
-        doc-ref: spec/SPEC.md L1-2
+        doc-ref: spec/SPEC.md HDR-15
         -orig-id: l1_table_offset
       - id: ofs_refcount_table
         type: u8
         doc: Cluster-aligned image file offset of the refcount table.
-        doc-ref: spec/SPEC.md RC-2
+        doc-ref: spec/SPEC.md HDR-18
         -orig-id: refcount_table_offset
       - id: num_refcount_table_clusters
         type: u4
         doc: Number of clusters the refcount table occupies.
-        doc-ref: spec/SPEC.md RC-3
+        doc-ref: spec/SPEC.md HDR-19
         -orig-id: refcount_table_clusters
       - id: num_snapshots
         type: u4
         doc: Number of internal snapshots.
-        doc-ref: spec/SPEC.md SNAP-1
+        doc-ref: spec/SPEC.md HDR-21
         -orig-id: nb_snapshots
       - id: ofs_snapshot_table
         type: u8
         doc: Cluster-aligned image file offset of the snapshot table.
-        doc-ref: spec/SPEC.md SNAP-2
+        doc-ref: spec/SPEC.md HDR-20
         -orig-id: snapshots_offset
       - id: incompatible_features
         type: u8
         if: version >= 3
         doc: Incompatible feature bits; an unknown set bit means refuse the image.
-        doc-ref: spec/SPEC.md HDR-7
+        doc-ref: spec/SPEC.md HDR-9
       - id: compatible_features
         type: u8
         if: version >= 3
         doc: Compatible feature bits; unknown bits may be ignored.
-        doc-ref: spec/SPEC.md HDR-8
+        doc-ref: spec/SPEC.md HDR-10
       - id: autoclear_features
         type: u8
         if: version >= 3
         doc: Autoclear feature bits; a writer clears the bits it does not know.
-        doc-ref: spec/SPEC.md HDR-9
+        doc-ref: spec/SPEC.md HDR-11
       - id: refcount_order
         type: u4
         if: version >= 3
         doc: refcount_bits = 1 << refcount_order; at most 6.
-        doc-ref: spec/SPEC.md RC-1
+        doc-ref: spec/SPEC.md HDR-14
       - id: len_header
         type: u4
         if: version >= 3
         doc: Header length in bytes; at least 104 and a multiple of 8.
-        doc-ref: spec/SPEC.md HDR-11
+        doc-ref: spec/SPEC.md HDR-6
         -orig-id: header_length
       - id: compression_type
         type: u1
         enum: compression_type
         if: version >= 3 and len_header > 104
         doc: Compression type of compressed clusters; present when header_length > 104.
-        doc-ref: spec/SPEC.md CMP-1
+        doc-ref: spec/SPEC.md HDR-22
       - id: header_padding
         size: len_header - 105
         if: version >= 3 and len_header > 105
         doc: Padding and unknown additional fields up to header_length.
-        doc-ref: spec/SPEC.md HDR-12
+        doc-ref: spec/SPEC.md HDR-23
     instances:
       is_dirty:
         value: version >= 3 and incompatible_features & 1 != 0
         doc: Incompatible bit 0, refcounts may be inconsistent (lazy refcounts).
-        doc-ref: spec/SPEC.md HDR-13
+        doc-ref: spec/SPEC.md HDR-12
       is_corrupt:
         value: version >= 3 and incompatible_features & 2 != 0
         doc: Incompatible bit 1, the image is known to be corrupt.
-        doc-ref: spec/SPEC.md HDR-14
+        doc-ref: spec/SPEC.md HDR-13
       has_external_data_file:
         value: version >= 3 and incompatible_features & 4 != 0
         doc: Incompatible bit 2, guest data lives in an external data file.
@@ -216,7 +216,7 @@ types:
       has_compression_type:
         value: version >= 3 and incompatible_features & 8 != 0
         doc: Incompatible bit 3, compression_type is present and non-zero.
-        doc-ref: spec/SPEC.md CMP-1
+        doc-ref: spec/SPEC.md HDR-22
       is_extended_l2:
         value: version >= 3 and incompatible_features & 16 != 0
         doc: Incompatible bit 4, L2 entries are 128 bits with subcluster bitmaps.
@@ -228,19 +228,19 @@ types:
       unknown_incompatible_features:
         value: 'version >= 3 ? incompatible_features & 0xffffffffffffffc0 : 0'
         doc: Incompatible bits 6-63, which no implementation knows.
-        doc-ref: spec/SPEC.md HDR-7
+        doc-ref: spec/SPEC.md HDR-9
       has_lazy_refcounts:
         value: version >= 3 and compatible_features & 1 != 0
         doc: Compatible bit 0, refcount updates may be postponed.
-        doc-ref: spec/SPEC.md HDR-8
+        doc-ref: spec/SPEC.md HDR-12
       has_bitmaps:
         value: version >= 3 and autoclear_features & 1 != 0
         doc: Autoclear bit 0, the bitmaps extension is consistent.
-        doc-ref: spec/SPEC.md BMP-14
+        doc-ref: spec/SPEC.md BMP-1
       is_data_file_raw:
         value: version >= 3 and autoclear_features & 2 != 0
         doc: Autoclear bit 1, the external data file is a valid raw image.
-        doc-ref: spec/SPEC.md DATA-2
+        doc-ref: spec/SPEC.md DATA-3
   header_extension_list:
     doc: Header extensions, each padded to 8 bytes, ended by magic 0.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#header-extensions
@@ -261,11 +261,11 @@ types:
         type: u4
         enum: header_extension_type
         doc: Extension type; unknown values are kept and ignored.
-        doc-ref: spec/SPEC.md EXT-3
+        doc-ref: spec/SPEC.md EXT-4
       - id: len_body
         type: u4
         doc: Length of the extension data, without padding.
-        doc-ref: spec/SPEC.md EXT-4
+        doc-ref: spec/SPEC.md EXT-1
         -orig-id: length
       - id: body
         size: len_body
@@ -279,12 +279,12 @@ types:
             header_extension_type::full_disk_encryption: full_disk_encryption_pointer
             header_extension_type::zoned: qcow2_zoned
         doc: Extension data, typed by magic.
-        doc-ref: spec/SPEC.md EXT-4
+        doc-ref: spec/SPEC.md EXT-1
         -orig-id: data
       - id: padding
         size: (8 - len_body % 8) % 8
         doc: Pads the extension to a multiple of 8 bytes.
-        doc-ref: spec/SPEC.md EXT-5
+        doc-ref: spec/SPEC.md EXT-1
     instances:
       len_body_min:
         value: |
@@ -292,11 +292,11 @@ types:
           magic == header_extension_type::bitmaps ? 24 :
           magic == header_extension_type::full_disk_encryption ? 16 : 0
         doc: Smallest body that can be decoded as this extension type.
-        doc-ref: spec/SPEC.md EXT-6
+        doc-ref: spec/SPEC.md EXT-1
       is_body_typed:
         value: len_body >= len_body_min
         doc: True when the body was decoded by type (false for a short known extension).
-        doc-ref: spec/SPEC.md EXT-6
+        doc-ref: spec/SPEC.md EXT-1
       zonedmeta:
         io: _root._io
         pos: body.as<qcow2_zoned>.ofs_zonedmeta
@@ -319,7 +319,7 @@ types:
         size: body.as<full_disk_encryption_pointer>.len_crypt_header
         if: magic == header_extension_type::full_disk_encryption and is_body_typed
         doc: The encryption (LUKS) header bytes.
-        doc-ref: spec/SPEC.md CRYPT-2
+        doc-ref: spec/SPEC.md CRYPT-3
   string_body:
     doc: A string extension; its length is the extension length, no terminator.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#string-header-extensions
@@ -327,7 +327,7 @@ types:
       - id: value
         size-eos: true
         doc: The string bytes (backing format or external data file name).
-        doc-ref: spec/SPEC.md EXT-7
+        doc-ref: spec/SPEC.md EXT-5
   feature_name_table:
     doc: Names for feature bits, for tools that do not know them.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#feature-name-table
@@ -337,7 +337,7 @@ types:
         repeat: expr
         repeat-expr: _io.size / 48
         doc: One 48-byte entry per named feature.
-        doc-ref: spec/SPEC.md EXT-8
+        doc-ref: spec/SPEC.md EXT-7
   feature_name:
     doc: One feature name table entry.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#feature-name-table
@@ -346,16 +346,16 @@ types:
         type: u1
         enum: feature_type
         doc: Which feature bitmap the bit is in.
-        doc-ref: spec/SPEC.md EXT-8
+        doc-ref: spec/SPEC.md EXT-7
         -orig-id: type
       - id: bit
         type: u1
         doc: Bit number, 0-63.
-        doc-ref: spec/SPEC.md EXT-8
+        doc-ref: spec/SPEC.md EXT-7
       - id: name
         size: 46
         doc: Feature name, zero-padded, not always NUL-terminated.
-        doc-ref: spec/SPEC.md EXT-8
+        doc-ref: spec/SPEC.md EXT-7
   full_disk_encryption_pointer:
     doc: Where the encryption header is in the image file.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#full-disk-encryption-header-pointer
@@ -363,12 +363,12 @@ types:
       - id: ofs_crypt_header
         type: u8
         doc: Cluster-aligned offset of the encryption header.
-        doc-ref: spec/SPEC.md CRYPT-2
+        doc-ref: spec/SPEC.md CRYPT-3
         -orig-id: offset
       - id: len_crypt_header
         type: u8
         doc: Length of the encryption header in bytes.
-        doc-ref: spec/SPEC.md CRYPT-2
+        doc-ref: spec/SPEC.md CRYPT-3
         -orig-id: length
   l1_table:
     doc: An L1 table (active or a snapshot's).
@@ -378,7 +378,7 @@ types:
         type: l1_entry
         repeat: eos
         doc: One entry per L2 table's worth of guest clusters.
-        doc-ref: spec/SPEC.md L1-3
+        doc-ref: spec/SPEC.md L1-2
   l1_entry:
     doc: An L1 entry; points at an L2 table.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#cluster-mapping
@@ -386,20 +386,20 @@ types:
       - id: raw
         type: u8
         doc: The entry as stored.
-        doc-ref: spec/SPEC.md L1-3
+        doc-ref: spec/SPEC.md L1-1
     instances:
       ofs_l2_table:
         value: raw & 0x00fffffffffffe00
         doc: Bits 9-55, L2 table offset; 0 = unallocated.
-        doc-ref: spec/SPEC.md L1-3
+        doc-ref: spec/SPEC.md L1-2
       is_copied:
         value: raw >> 63 == 1
         doc: Bit 63, set iff the L2 table's refcount is exactly 1.
-        doc-ref: spec/SPEC.md L1-4
+        doc-ref: spec/SPEC.md L1-3
       reserved_bits:
         value: raw & 0x7f000000000001ff
         doc: Bits 0-8 and 56-62; must be zero.
-        doc-ref: spec/SPEC.md L1-5
+        doc-ref: spec/SPEC.md L1-1
       l2_table:
         io: _root._io
         pos: ofs_l2_table
@@ -407,7 +407,7 @@ types:
         type: l2_table
         if: ofs_l2_table != 0
         doc: The L2 table this entry points at.
-        doc-ref: spec/SPEC.md L2-1
+        doc-ref: spec/SPEC.md L1-2
   l2_table:
     doc: An L2 table, one cluster of L2 entries.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#cluster-mapping
@@ -416,7 +416,7 @@ types:
         type: l2_entry
         repeat: eos
         doc: One entry per guest cluster.
-        doc-ref: spec/SPEC.md L2-1
+        doc-ref: spec/SPEC.md L2-6
   l2_entry:
     doc: |
       An L2 entry: a standard or compressed cluster descriptor, followed by a
@@ -426,12 +426,12 @@ types:
       - id: raw
         type: u8
         doc: The cluster descriptor as stored.
-        doc-ref: spec/SPEC.md L2-2
+        doc-ref: spec/SPEC.md L2-6
       - id: subcluster_bitmap
         type: u8
         if: _root.header.is_extended_l2
         doc: Bits 0-31 allocated, bits 32-63 reads-as-zero, one bit per subcluster.
-        doc-ref: spec/SPEC.md EL2-2
+        doc-ref: spec/SPEC.md EL2-3
     instances:
       is_copied:
         value: raw >> 63 == 1
@@ -440,43 +440,43 @@ types:
       is_compressed:
         value: (raw >> 62) & 1 == 1
         doc: Bit 62, the descriptor is a compressed cluster descriptor.
-        doc-ref: spec/SPEC.md L2-4
+        doc-ref: spec/SPEC.md CMP-1
       is_zero:
         value: not is_compressed and raw & 1 == 1
         doc: Bit 0 of a standard descriptor, the cluster reads as zeros.
-        doc-ref: spec/SPEC.md L2-5
+        doc-ref: spec/SPEC.md L2-4
       ofs_host_cluster:
         value: 'is_compressed ? 0 : raw & 0x00fffffffffffe00'
         doc: Bits 9-55 of a standard descriptor, host cluster offset; 0 = unallocated.
-        doc-ref: spec/SPEC.md L2-6
+        doc-ref: spec/SPEC.md L2-2
       reserved_bits:
         value: 'is_compressed ? 0 : raw & 0x3f000000000001fe'
         doc: Bits 1-8 and 56-61 of a standard descriptor; must be zero.
-        doc-ref: spec/SPEC.md L2-7
+        doc-ref: spec/SPEC.md L2-1
       num_compressed_offset_bits:
         value: 62 - (_root.header.cluster_bits - 8)
         doc: Width x of the host offset field of a compressed descriptor.
-        doc-ref: spec/SPEC.md CMP-2
+        doc-ref: spec/SPEC.md CMP-1
       ofs_compressed_data:
         value: 'is_compressed ? raw & ((1 << num_compressed_offset_bits) - 1) : 0'
         doc: Bits 0 to x-1, host byte offset of the compressed data.
-        doc-ref: spec/SPEC.md CMP-2
+        doc-ref: spec/SPEC.md CMP-1
       num_compressed_sectors:
         value: |
           is_compressed ?
             ((raw >> num_compressed_offset_bits) & ((1 << (_root.header.cluster_bits - 8)) - 1)) + 1 : 0
         doc: Bits x to 61 plus one, 512-byte sectors holding the compressed data.
-        doc-ref: spec/SPEC.md CMP-3
+        doc-ref: spec/SPEC.md CMP-2
       allocated_subclusters:
         value: 'subcluster_bitmap & 0xffffffff'
         if: _root.header.is_extended_l2
         doc: Bitmap of subclusters with data in the host cluster.
-        doc-ref: spec/SPEC.md EL2-2
+        doc-ref: spec/SPEC.md EL2-3
       zero_subclusters:
         value: subcluster_bitmap >> 32
         if: _root.header.is_extended_l2
         doc: Bitmap of subclusters that read as zeros.
-        doc-ref: spec/SPEC.md EL2-2
+        doc-ref: spec/SPEC.md EL2-3
   refcount_table:
     doc: The refcount table; each entry points at a refcount block.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#host-cluster-management
@@ -485,7 +485,7 @@ types:
         type: refcount_table_entry
         repeat: eos
         doc: One entry per refcount block's worth of host clusters.
-        doc-ref: spec/SPEC.md RC-4
+        doc-ref: spec/SPEC.md RC-1
   refcount_table_entry:
     doc: A refcount table entry.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#host-cluster-management
@@ -493,16 +493,16 @@ types:
       - id: raw
         type: u8
         doc: The entry as stored.
-        doc-ref: spec/SPEC.md RC-4
+        doc-ref: spec/SPEC.md RC-1
     instances:
       ofs_refcount_block:
         value: raw & 0xfffffffffffffe00
         doc: Bits 9-63, refcount block offset; 0 = not allocated.
-        doc-ref: spec/SPEC.md RC-4
+        doc-ref: spec/SPEC.md RC-1
       reserved_bits:
         value: raw & 0x1ff
         doc: Bits 0-8; must be zero.
-        doc-ref: spec/SPEC.md RC-5
+        doc-ref: spec/SPEC.md RC-1
       refcount_block:
         io: _root._io
         pos: ofs_refcount_block
@@ -510,7 +510,7 @@ types:
         type: refcount_block
         if: ofs_refcount_block != 0
         doc: The refcount block this entry points at.
-        doc-ref: spec/SPEC.md RC-6
+        doc-ref: spec/SPEC.md RC-2
   refcount_block:
     doc: |
       One cluster of refcounts, refcount_bits each. Sub-byte refcounts are
@@ -530,63 +530,63 @@ types:
             6: refcount_64
         repeat: eos
         doc: Refcount of each host cluster this block covers.
-        doc-ref: spec/SPEC.md RC-6
+        doc-ref: spec/SPEC.md RC-3
   refcount_1:
     doc: A 1-bit refcount.
-    doc-ref: spec/SPEC.md RC-6
+    doc-ref: spec/SPEC.md RC-3
     seq:
       - id: value
         type: b1le
         doc: Reference count.
-        doc-ref: spec/SPEC.md RC-6
+        doc-ref: spec/SPEC.md RC-3
   refcount_2:
     doc: A 2-bit refcount.
-    doc-ref: spec/SPEC.md RC-6
+    doc-ref: spec/SPEC.md RC-3
     seq:
       - id: value
         type: b2le
         doc: Reference count.
-        doc-ref: spec/SPEC.md RC-6
+        doc-ref: spec/SPEC.md RC-3
   refcount_4:
     doc: A 4-bit refcount.
-    doc-ref: spec/SPEC.md RC-6
+    doc-ref: spec/SPEC.md RC-3
     seq:
       - id: value
         type: b4le
         doc: Reference count.
-        doc-ref: spec/SPEC.md RC-6
+        doc-ref: spec/SPEC.md RC-3
   refcount_8:
     doc: An 8-bit refcount.
-    doc-ref: spec/SPEC.md RC-6
+    doc-ref: spec/SPEC.md RC-3
     seq:
       - id: value
         type: u1
         doc: Reference count.
-        doc-ref: spec/SPEC.md RC-6
+        doc-ref: spec/SPEC.md RC-3
   refcount_16:
     doc: A 16-bit refcount.
-    doc-ref: spec/SPEC.md RC-6
+    doc-ref: spec/SPEC.md RC-3
     seq:
       - id: value
         type: u2
         doc: Reference count.
-        doc-ref: spec/SPEC.md RC-6
+        doc-ref: spec/SPEC.md RC-3
   refcount_32:
     doc: A 32-bit refcount.
-    doc-ref: spec/SPEC.md RC-6
+    doc-ref: spec/SPEC.md RC-3
     seq:
       - id: value
         type: u4
         doc: Reference count.
-        doc-ref: spec/SPEC.md RC-6
+        doc-ref: spec/SPEC.md RC-3
   refcount_64:
     doc: A 64-bit refcount.
-    doc-ref: spec/SPEC.md RC-6
+    doc-ref: spec/SPEC.md RC-3
     seq:
       - id: value
         type: u8
         doc: Reference count.
-        doc-ref: spec/SPEC.md RC-6
+        doc-ref: spec/SPEC.md RC-3
   snapshot_table_entry:
     doc: One internal snapshot, padded to a multiple of 8 bytes.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#snapshots
@@ -599,57 +599,57 @@ types:
       - id: num_l1_entries
         type: u4
         doc: Number of entries in the snapshot's L1 table.
-        doc-ref: spec/SPEC.md SNAP-3
+        doc-ref: spec/SPEC.md SNAP-4
         -orig-id: l1_size
       - id: len_id_str
         type: u2
         doc: Length of the unique ID string.
-        doc-ref: spec/SPEC.md SNAP-4
+        doc-ref: spec/SPEC.md SNAP-2
         -orig-id: id_str_size
       - id: len_name
         type: u2
         doc: Length of the name.
-        doc-ref: spec/SPEC.md SNAP-4
+        doc-ref: spec/SPEC.md SNAP-2
         -orig-id: name_size
       - id: date_sec
         type: u4
         doc: Creation time, seconds since the epoch.
-        doc-ref: spec/SPEC.md SNAP-5
+        doc-ref: spec/SPEC.md SNAP-1
       - id: date_nsec
         type: u4
         doc: Creation time, nanoseconds part.
-        doc-ref: spec/SPEC.md SNAP-5
+        doc-ref: spec/SPEC.md SNAP-1
       - id: vm_clock_nsec
         type: u8
         doc: Guest clock at snapshot time, in nanoseconds.
-        doc-ref: spec/SPEC.md SNAP-5
+        doc-ref: spec/SPEC.md SNAP-1
       - id: len_vm_state_32
         type: u4
         doc: Size of saved VM state; see len_vm_state_64 in the extra data.
-        doc-ref: spec/SPEC.md SNAP-6
+        doc-ref: spec/SPEC.md SNAP-5
         -orig-id: vm_state_size
       - id: len_extra_data
         type: u4
         doc: Size of the extra data; at least 16 for images written by QEMU >= 5.0.
-        doc-ref: spec/SPEC.md SNAP-7
+        doc-ref: spec/SPEC.md SNAP-6
         -orig-id: extra_data_size
       - id: extra_data
         size: len_extra_data
         type: snapshot_extra_data
         doc: Optional extra fields, known by length.
-        doc-ref: spec/SPEC.md SNAP-7
+        doc-ref: spec/SPEC.md SNAP-5
       - id: id_str
         size: len_id_str
         doc: Unique ID string, not NUL-terminated.
-        doc-ref: spec/SPEC.md SNAP-4
+        doc-ref: spec/SPEC.md SNAP-2
       - id: name
         size: len_name
         doc: Snapshot name, not NUL-terminated.
-        doc-ref: spec/SPEC.md SNAP-4
+        doc-ref: spec/SPEC.md SNAP-2
       - id: padding
         size: (8 - (40 + len_extra_data + len_id_str + len_name) % 8) % 8
         doc: Pads the entry to a multiple of 8 bytes.
-        doc-ref: spec/SPEC.md SNAP-8
+        doc-ref: spec/SPEC.md SNAP-2
     instances:
       l1_table:
         io: _root._io
@@ -657,7 +657,7 @@ types:
         size: num_l1_entries * 8
         type: l1_table
         doc: The snapshot's L1 table.
-        doc-ref: spec/SPEC.md SNAP-3
+        doc-ref: spec/SPEC.md SNAP-7
   snapshot_extra_data:
     doc: Snapshot extra data; fields are present when the extra data is long enough.
     doc-ref: https://gitlab.com/qemu-project/qemu/-/blob/0a233da8a02a6126140b9dbd3af29e6763a390b1/docs/interop/qcow2.rst#snapshots
@@ -666,22 +666,22 @@ types:
         type: u8
         if: _io.size >= 8
         doc: Size of the saved VM state (64-bit).
-        doc-ref: spec/SPEC.md SNAP-7
+        doc-ref: spec/SPEC.md SNAP-5
         -orig-id: vm_state_size_large
       - id: disk_size
         type: u8
         if: _io.size >= 16
         doc: Virtual disk size at snapshot time.
-        doc-ref: spec/SPEC.md SNAP-7
+        doc-ref: spec/SPEC.md SNAP-5
       - id: icount
         type: u8
         if: _io.size >= 24
         doc: Instruction count at snapshot time, or -1 when not recorded.
-        doc-ref: spec/SPEC.md SNAP-7
+        doc-ref: spec/SPEC.md SNAP-5
       - id: unknown
         size-eos: true
         doc: Extra data this description does not know; must be preserved.
-        doc-ref: spec/SPEC.md SNAP-7
+        doc-ref: spec/SPEC.md SNAP-6
 enums:
   crypt_method:
     0: none

@@ -94,3 +94,19 @@ def test_javascript_parser_agrees_with_python(
             # Kaitai's JavaScript target does 64-bit masks with 32-bit bitwise
             # operators on doubles, so they are wrong there (see ksy/README.md).
             assert len(js["l1"]) == header.num_l1_entries
+
+
+@pytest.mark.parametrize("path", KSY_FILES, ids=lambda p: p.name)
+def test_doc_refs_name_existing_clauses(path: pathlib.Path) -> None:
+    from qcow2harness.spec.registry import load
+
+    registry = load()
+    cited = []
+    for where, node in _documented_nodes(load_ksy(path), path.stem):
+        refs = node.get("doc-ref", [])
+        for ref in [refs] if isinstance(refs, str) else refs:
+            if ref.startswith("spec/SPEC.md "):
+                clause = ref.split()[1]
+                assert clause in registry, f"{where}: {clause} is not in spec/clauses.toml"
+                cited.append(clause)
+    assert cited, "a .ksy that cites no clause"

@@ -3,8 +3,8 @@
 
 import kaitaistruct
 from kaitaistruct import KaitaiStruct, KaitaiStream, BytesIO
-from . import qcow2_bitmaps
 from . import qcow2_zoned
+from . import qcow2_bitmaps
 from enum import IntEnum
 
 
@@ -252,7 +252,7 @@ class Qcow2(KaitaiStruct):
             """Autoclear bit 0, the bitmaps extension is consistent.
             
             .. seealso::
-               spec/SPEC.md BMP-14
+               spec/SPEC.md BMP-1
             """
             if hasattr(self, '_m_has_bitmaps'):
                 return self._m_has_bitmaps
@@ -265,7 +265,7 @@ class Qcow2(KaitaiStruct):
             """Incompatible bit 3, compression_type is present and non-zero.
             
             .. seealso::
-               spec/SPEC.md CMP-1
+               spec/SPEC.md HDR-22
             """
             if hasattr(self, '_m_has_compression_type'):
                 return self._m_has_compression_type
@@ -291,7 +291,7 @@ class Qcow2(KaitaiStruct):
             """Compatible bit 0, refcount updates may be postponed.
             
             .. seealso::
-               spec/SPEC.md HDR-8
+               spec/SPEC.md HDR-12
             """
             if hasattr(self, '_m_has_lazy_refcounts'):
                 return self._m_has_lazy_refcounts
@@ -304,7 +304,7 @@ class Qcow2(KaitaiStruct):
             """Incompatible bit 1, the image is known to be corrupt.
             
             .. seealso::
-               spec/SPEC.md HDR-14
+               spec/SPEC.md HDR-13
             """
             if hasattr(self, '_m_is_corrupt'):
                 return self._m_is_corrupt
@@ -317,7 +317,7 @@ class Qcow2(KaitaiStruct):
             """Autoclear bit 1, the external data file is a valid raw image.
             
             .. seealso::
-               spec/SPEC.md DATA-2
+               spec/SPEC.md DATA-3
             """
             if hasattr(self, '_m_is_data_file_raw'):
                 return self._m_is_data_file_raw
@@ -330,7 +330,7 @@ class Qcow2(KaitaiStruct):
             """Incompatible bit 0, refcounts may be inconsistent (lazy refcounts).
             
             .. seealso::
-               spec/SPEC.md HDR-13
+               spec/SPEC.md HDR-12
             """
             if hasattr(self, '_m_is_dirty'):
                 return self._m_is_dirty
@@ -369,7 +369,7 @@ class Qcow2(KaitaiStruct):
             """Incompatible bits 6-63, which no implementation knows.
             
             .. seealso::
-               spec/SPEC.md HDR-7
+               spec/SPEC.md HDR-9
             """
             if hasattr(self, '_m_unknown_incompatible_features'):
                 return self._m_unknown_incompatible_features
@@ -496,7 +496,7 @@ class Qcow2(KaitaiStruct):
             """The encryption (LUKS) header bytes.
             
             .. seealso::
-               spec/SPEC.md CRYPT-2
+               spec/SPEC.md CRYPT-3
             """
             if hasattr(self, '_m_crypt_header'):
                 return self._m_crypt_header
@@ -516,7 +516,7 @@ class Qcow2(KaitaiStruct):
             """True when the body was decoded by type (false for a short known extension).
             
             .. seealso::
-               spec/SPEC.md EXT-6
+               spec/SPEC.md EXT-1
             """
             if hasattr(self, '_m_is_body_typed'):
                 return self._m_is_body_typed
@@ -529,7 +529,7 @@ class Qcow2(KaitaiStruct):
             """Smallest body that can be decoded as this extension type.
             
             .. seealso::
-               spec/SPEC.md EXT-6
+               spec/SPEC.md EXT-1
             """
             if hasattr(self, '_m_len_body_min'):
                 return self._m_len_body_min
@@ -620,7 +620,7 @@ class Qcow2(KaitaiStruct):
             """Bit 63, set iff the L2 table's refcount is exactly 1.
             
             .. seealso::
-               spec/SPEC.md L1-4
+               spec/SPEC.md L1-3
             """
             if hasattr(self, '_m_is_copied'):
                 return self._m_is_copied
@@ -633,7 +633,7 @@ class Qcow2(KaitaiStruct):
             """The L2 table this entry points at.
             
             .. seealso::
-               spec/SPEC.md L2-1
+               spec/SPEC.md L1-2
             """
             if hasattr(self, '_m_l2_table'):
                 return self._m_l2_table
@@ -655,7 +655,7 @@ class Qcow2(KaitaiStruct):
             """Bits 9-55, L2 table offset; 0 = unallocated.
             
             .. seealso::
-               spec/SPEC.md L1-3
+               spec/SPEC.md L1-2
             """
             if hasattr(self, '_m_ofs_l2_table'):
                 return self._m_ofs_l2_table
@@ -668,7 +668,7 @@ class Qcow2(KaitaiStruct):
             """Bits 0-8 and 56-62; must be zero.
             
             .. seealso::
-               spec/SPEC.md L1-5
+               spec/SPEC.md L1-1
             """
             if hasattr(self, '_m_reserved_bits'):
                 return self._m_reserved_bits
@@ -738,7 +738,7 @@ class Qcow2(KaitaiStruct):
             """Bitmap of subclusters with data in the host cluster.
             
             .. seealso::
-               spec/SPEC.md EL2-2
+               spec/SPEC.md EL2-3
             """
             if hasattr(self, '_m_allocated_subclusters'):
                 return self._m_allocated_subclusters
@@ -754,7 +754,7 @@ class Qcow2(KaitaiStruct):
             """Bit 62, the descriptor is a compressed cluster descriptor.
             
             .. seealso::
-               spec/SPEC.md L2-4
+               spec/SPEC.md CMP-1
             """
             if hasattr(self, '_m_is_compressed'):
                 return self._m_is_compressed
@@ -780,7 +780,7 @@ class Qcow2(KaitaiStruct):
             """Bit 0 of a standard descriptor, the cluster reads as zeros.
             
             .. seealso::
-               spec/SPEC.md L2-5
+               spec/SPEC.md L2-4
             """
             if hasattr(self, '_m_is_zero'):
                 return self._m_is_zero
@@ -793,7 +793,7 @@ class Qcow2(KaitaiStruct):
             """Width x of the host offset field of a compressed descriptor.
             
             .. seealso::
-               spec/SPEC.md CMP-2
+               spec/SPEC.md CMP-1
             """
             if hasattr(self, '_m_num_compressed_offset_bits'):
                 return self._m_num_compressed_offset_bits
@@ -806,7 +806,7 @@ class Qcow2(KaitaiStruct):
             """Bits x to 61 plus one, 512-byte sectors holding the compressed data.
             
             .. seealso::
-               spec/SPEC.md CMP-3
+               spec/SPEC.md CMP-2
             """
             if hasattr(self, '_m_num_compressed_sectors'):
                 return self._m_num_compressed_sectors
@@ -819,7 +819,7 @@ class Qcow2(KaitaiStruct):
             """Bits 0 to x-1, host byte offset of the compressed data.
             
             .. seealso::
-               spec/SPEC.md CMP-2
+               spec/SPEC.md CMP-1
             """
             if hasattr(self, '_m_ofs_compressed_data'):
                 return self._m_ofs_compressed_data
@@ -832,7 +832,7 @@ class Qcow2(KaitaiStruct):
             """Bits 9-55 of a standard descriptor, host cluster offset; 0 = unallocated.
             
             .. seealso::
-               spec/SPEC.md L2-6
+               spec/SPEC.md L2-2
             """
             if hasattr(self, '_m_ofs_host_cluster'):
                 return self._m_ofs_host_cluster
@@ -845,7 +845,7 @@ class Qcow2(KaitaiStruct):
             """Bits 1-8 and 56-61 of a standard descriptor; must be zero.
             
             .. seealso::
-               spec/SPEC.md L2-7
+               spec/SPEC.md L2-1
             """
             if hasattr(self, '_m_reserved_bits'):
                 return self._m_reserved_bits
@@ -858,7 +858,7 @@ class Qcow2(KaitaiStruct):
             """Bitmap of subclusters that read as zeros.
             
             .. seealso::
-               spec/SPEC.md EL2-2
+               spec/SPEC.md EL2-3
             """
             if hasattr(self, '_m_zero_subclusters'):
                 return self._m_zero_subclusters
@@ -903,7 +903,7 @@ class Qcow2(KaitaiStruct):
         """A 1-bit refcount.
         
         .. seealso::
-           spec/SPEC.md RC-6
+           spec/SPEC.md RC-3
         """
         def __init__(self, _io, _parent=None, _root=None):
             super(Qcow2.Refcount1, self).__init__(_io)
@@ -923,7 +923,7 @@ class Qcow2(KaitaiStruct):
         """A 16-bit refcount.
         
         .. seealso::
-           spec/SPEC.md RC-6
+           spec/SPEC.md RC-3
         """
         def __init__(self, _io, _parent=None, _root=None):
             super(Qcow2.Refcount16, self).__init__(_io)
@@ -943,7 +943,7 @@ class Qcow2(KaitaiStruct):
         """A 2-bit refcount.
         
         .. seealso::
-           spec/SPEC.md RC-6
+           spec/SPEC.md RC-3
         """
         def __init__(self, _io, _parent=None, _root=None):
             super(Qcow2.Refcount2, self).__init__(_io)
@@ -963,7 +963,7 @@ class Qcow2(KaitaiStruct):
         """A 32-bit refcount.
         
         .. seealso::
-           spec/SPEC.md RC-6
+           spec/SPEC.md RC-3
         """
         def __init__(self, _io, _parent=None, _root=None):
             super(Qcow2.Refcount32, self).__init__(_io)
@@ -983,7 +983,7 @@ class Qcow2(KaitaiStruct):
         """A 4-bit refcount.
         
         .. seealso::
-           spec/SPEC.md RC-6
+           spec/SPEC.md RC-3
         """
         def __init__(self, _io, _parent=None, _root=None):
             super(Qcow2.Refcount4, self).__init__(_io)
@@ -1003,7 +1003,7 @@ class Qcow2(KaitaiStruct):
         """A 64-bit refcount.
         
         .. seealso::
-           spec/SPEC.md RC-6
+           spec/SPEC.md RC-3
         """
         def __init__(self, _io, _parent=None, _root=None):
             super(Qcow2.Refcount64, self).__init__(_io)
@@ -1023,7 +1023,7 @@ class Qcow2(KaitaiStruct):
         """An 8-bit refcount.
         
         .. seealso::
-           spec/SPEC.md RC-6
+           spec/SPEC.md RC-3
         """
         def __init__(self, _io, _parent=None, _root=None):
             super(Qcow2.Refcount8, self).__init__(_io)
@@ -1169,7 +1169,7 @@ class Qcow2(KaitaiStruct):
             """Bits 9-63, refcount block offset; 0 = not allocated.
             
             .. seealso::
-               spec/SPEC.md RC-4
+               spec/SPEC.md RC-1
             """
             if hasattr(self, '_m_ofs_refcount_block'):
                 return self._m_ofs_refcount_block
@@ -1182,7 +1182,7 @@ class Qcow2(KaitaiStruct):
             """The refcount block this entry points at.
             
             .. seealso::
-               spec/SPEC.md RC-6
+               spec/SPEC.md RC-2
             """
             if hasattr(self, '_m_refcount_block'):
                 return self._m_refcount_block
@@ -1204,7 +1204,7 @@ class Qcow2(KaitaiStruct):
             """Bits 0-8; must be zero.
             
             .. seealso::
-               spec/SPEC.md RC-5
+               spec/SPEC.md RC-1
             """
             if hasattr(self, '_m_reserved_bits'):
                 return self._m_reserved_bits
@@ -1298,7 +1298,7 @@ class Qcow2(KaitaiStruct):
             """The snapshot's L1 table.
             
             .. seealso::
-               spec/SPEC.md SNAP-3
+               spec/SPEC.md SNAP-7
             """
             if hasattr(self, '_m_l1_table'):
                 return self._m_l1_table
@@ -1338,7 +1338,7 @@ class Qcow2(KaitaiStruct):
         """Backing file name bytes; not NUL-terminated, at most 1023 bytes.
         
         .. seealso::
-           spec/SPEC.md HDR-3
+           spec/SPEC.md HDR-24
         """
         if hasattr(self, '_m_backing_file_name'):
             return self._m_backing_file_name
@@ -1357,7 +1357,7 @@ class Qcow2(KaitaiStruct):
         """Cluster size in bytes. Only meaningful once cluster_bits is checked (HDR clauses).
         
         .. seealso::
-           spec/SPEC.md HDR-5
+           spec/SPEC.md HDR-4
         """
         if hasattr(self, '_m_cluster_size'):
             return self._m_cluster_size
@@ -1406,7 +1406,7 @@ class Qcow2(KaitaiStruct):
         """Effective header length; v2 headers are always 72 bytes.
         
         .. seealso::
-           spec/SPEC.md HDR-11
+           spec/SPEC.md HDR-6
         """
         if hasattr(self, '_m_len_header'):
             return self._m_len_header
@@ -1446,7 +1446,7 @@ class Qcow2(KaitaiStruct):
         """Entries per L2 table (an L2 table is one cluster).
         
         .. seealso::
-           spec/SPEC.md L2-1
+           spec/SPEC.md HDR-16
         """
         if hasattr(self, '_m_num_l2_entries'):
             return self._m_num_l2_entries
@@ -1459,7 +1459,7 @@ class Qcow2(KaitaiStruct):
         """Width of one refcount block entry in bits.
         
         .. seealso::
-           spec/SPEC.md RC-1
+           spec/SPEC.md HDR-14
         """
         if hasattr(self, '_m_refcount_bits'):
             return self._m_refcount_bits
@@ -1472,7 +1472,7 @@ class Qcow2(KaitaiStruct):
         """Effective refcount order; v2 images always use 16-bit refcounts.
         
         .. seealso::
-           spec/SPEC.md RC-1
+           spec/SPEC.md HDR-14
         """
         if hasattr(self, '_m_refcount_order'):
             return self._m_refcount_order

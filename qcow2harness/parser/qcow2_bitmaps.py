@@ -101,7 +101,7 @@ class Qcow2Bitmaps(KaitaiStruct):
             """This bitmap's table, read from the image file.
             
             .. seealso::
-               spec/SPEC.md BMP-6
+               spec/SPEC.md BMP-11
             """
             if hasattr(self, '_m_bitmap_table'):
                 return self._m_bitmap_table
@@ -123,7 +123,7 @@ class Qcow2Bitmaps(KaitaiStruct):
             """The bitmap tracks guest writes.
             
             .. seealso::
-               spec/SPEC.md BMP-7
+               spec/SPEC.md BMP-6
             """
             if hasattr(self, '_m_is_auto'):
                 return self._m_is_auto
@@ -136,7 +136,7 @@ class Qcow2Bitmaps(KaitaiStruct):
             """The bitmap was not saved cleanly and must not be trusted.
             
             .. seealso::
-               spec/SPEC.md BMP-7
+               spec/SPEC.md BMP-6
             """
             if hasattr(self, '_m_is_in_use'):
                 return self._m_is_in_use
@@ -149,7 +149,7 @@ class Qcow2Bitmaps(KaitaiStruct):
             """Unknown flag bits; must be zero.
             
             .. seealso::
-               spec/SPEC.md BMP-7
+               spec/SPEC.md BMP-6
             """
             if hasattr(self, '_m_reserved_flags'):
                 return self._m_reserved_flags

@@ -56,7 +56,7 @@ class Qcow2Zoned(KaitaiStruct):
         not part of the offset.
         
         .. seealso::
-           spec/SPEC.md WP-4
+           spec/SPEC.md WP-1
         """
         def __init__(self, _io, _parent=None, _root=None):
             super(Qcow2Zoned.ZonedmetaEntry, self).__init__(_io)
@@ -76,7 +76,7 @@ class Qcow2Zoned(KaitaiStruct):
             """Bit 59, set on exactly the first num_conventional_zones entries.
             
             .. seealso::
-               spec/SPEC.md WP-6
+               spec/SPEC.md WP-4
             """
             if hasattr(self, '_m_is_conventional'):
                 return self._m_is_conventional
@@ -89,7 +89,7 @@ class Qcow2Zoned(KaitaiStruct):
             """Bits 60-63; must be zero (v5/v6 drafts kept state here).
             
             .. seealso::
-               spec/SPEC.md WP-7
+               spec/SPEC.md WP-3
             """
             if hasattr(self, '_m_reserved_bits'):
                 return self._m_reserved_bits
@@ -102,7 +102,7 @@ class Qcow2Zoned(KaitaiStruct):
             """Bits 0-58, the write pointer (or zone start for a conventional zone).
             
             .. seealso::
-               spec/SPEC.md WP-5
+               spec/SPEC.md WP-6
             """
             if hasattr(self, '_m_write_pointer'):
                 return self._m_write_pointer
@@ -146,7 +146,7 @@ class Qcow2Zoned(KaitaiStruct):
         """True when the image emulates a host-managed zoned device.
         
         .. seealso::
-           spec/SPEC.md ZONE-2
+           spec/SPEC.md ZONE-4
         """
         if hasattr(self, '_m_is_host_managed'):
             return self._m_is_host_managed
@@ -159,7 +159,7 @@ class Qcow2Zoned(KaitaiStruct):
         """Zones that have a write pointer.
         
         .. seealso::
-           spec/SPEC.md ZONE-6
+           spec/SPEC.md ZONE-12
         """
         if hasattr(self, '_m_num_sequential_zones'):
             return self._m_num_sequential_zones

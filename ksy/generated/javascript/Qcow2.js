@@ -2,13 +2,13 @@
 
 (function (root, factory) {
   if (typeof define === 'function' && define.amd) {
-    define(['exports', 'kaitai-struct/KaitaiStream', './Qcow2Bitmaps', './Qcow2Zoned'], factory);
+    define(['exports', 'kaitai-struct/KaitaiStream', './Qcow2Zoned', './Qcow2Bitmaps'], factory);
   } else if (typeof exports === 'object' && exports !== null && typeof exports.nodeType !== 'number') {
-    factory(exports, require('kaitai-struct/KaitaiStream'), require('./Qcow2Bitmaps'), require('./Qcow2Zoned'));
+    factory(exports, require('kaitai-struct/KaitaiStream'), require('./Qcow2Zoned'), require('./Qcow2Bitmaps'));
   } else {
-    factory(root.Qcow2 || (root.Qcow2 = {}), root.KaitaiStream, root.Qcow2Bitmaps || (root.Qcow2Bitmaps = {}), root.Qcow2Zoned || (root.Qcow2Zoned = {}));
+    factory(root.Qcow2 || (root.Qcow2 = {}), root.KaitaiStream, root.Qcow2Zoned || (root.Qcow2Zoned = {}), root.Qcow2Bitmaps || (root.Qcow2Bitmaps = {}));
   }
-})(typeof self !== 'undefined' ? self : this, function (Qcow2_, KaitaiStream, Qcow2Bitmaps_, Qcow2Zoned_) {
+})(typeof self !== 'undefined' ? self : this, function (Qcow2_, KaitaiStream, Qcow2Zoned_, Qcow2Bitmaps_) {
 /**
  * A qcow2 image is organised in clusters of 1 << cluster_bits bytes. The
  * header sits in the first cluster, followed by header extensions. Every other
@@ -105,17 +105,17 @@ var Qcow2 = (function() {
 
     /**
      * Which feature bitmap the bit is in.
-     * @see spec/SPEC.md EXT-8
+     * @see spec/SPEC.md EXT-7
      */
 
     /**
      * Bit number, 0-63.
-     * @see spec/SPEC.md EXT-8
+     * @see spec/SPEC.md EXT-7
      */
 
     /**
      * Feature name, zero-padded, not always NUL-terminated.
-     * @see spec/SPEC.md EXT-8
+     * @see spec/SPEC.md EXT-7
      */
 
     return FeatureName;
@@ -143,7 +143,7 @@ var Qcow2 = (function() {
 
     /**
      * One 48-byte entry per named feature.
-     * @see spec/SPEC.md EXT-8
+     * @see spec/SPEC.md EXT-7
      */
 
     return FeatureNameTable;
@@ -169,12 +169,12 @@ var Qcow2 = (function() {
 
     /**
      * Cluster-aligned offset of the encryption header.
-     * @see spec/SPEC.md CRYPT-2
+     * @see spec/SPEC.md CRYPT-3
      */
 
     /**
      * Length of the encryption header in bytes.
-     * @see spec/SPEC.md CRYPT-2
+     * @see spec/SPEC.md CRYPT-3
      */
 
     return FullDiskEncryptionPointer;
@@ -238,7 +238,7 @@ var Qcow2 = (function() {
 
     /**
      * Autoclear bit 0, the bitmaps extension is consistent.
-     * @see spec/SPEC.md BMP-14
+     * @see spec/SPEC.md BMP-1
      */
     Object.defineProperty(Header.prototype, 'hasBitmaps', {
       get: function() {
@@ -251,7 +251,7 @@ var Qcow2 = (function() {
 
     /**
      * Incompatible bit 3, compression_type is present and non-zero.
-     * @see spec/SPEC.md CMP-1
+     * @see spec/SPEC.md HDR-22
      */
     Object.defineProperty(Header.prototype, 'hasCompressionType', {
       get: function() {
@@ -277,7 +277,7 @@ var Qcow2 = (function() {
 
     /**
      * Compatible bit 0, refcount updates may be postponed.
-     * @see spec/SPEC.md HDR-8
+     * @see spec/SPEC.md HDR-12
      */
     Object.defineProperty(Header.prototype, 'hasLazyRefcounts', {
       get: function() {
@@ -290,7 +290,7 @@ var Qcow2 = (function() {
 
     /**
      * Incompatible bit 1, the image is known to be corrupt.
-     * @see spec/SPEC.md HDR-14
+     * @see spec/SPEC.md HDR-13
      */
     Object.defineProperty(Header.prototype, 'isCorrupt', {
       get: function() {
@@ -303,7 +303,7 @@ var Qcow2 = (function() {
 
     /**
      * Autoclear bit 1, the external data file is a valid raw image.
-     * @see spec/SPEC.md DATA-2
+     * @see spec/SPEC.md DATA-3
      */
     Object.defineProperty(Header.prototype, 'isDataFileRaw', {
       get: function() {
@@ -316,7 +316,7 @@ var Qcow2 = (function() {
 
     /**
      * Incompatible bit 0, refcounts may be inconsistent (lazy refcounts).
-     * @see spec/SPEC.md HDR-13
+     * @see spec/SPEC.md HDR-12
      */
     Object.defineProperty(Header.prototype, 'isDirty', {
       get: function() {
@@ -355,7 +355,7 @@ var Qcow2 = (function() {
 
     /**
      * Incompatible bits 6-63, which no implementation knows.
-     * @see spec/SPEC.md HDR-7
+     * @see spec/SPEC.md HDR-9
      */
     Object.defineProperty(Header.prototype, 'unknownIncompatibleFeatures', {
       get: function() {
@@ -378,22 +378,22 @@ var Qcow2 = (function() {
 
     /**
      * Image file offset of the backing file name; 0 = no backing file.
-     * @see spec/SPEC.md HDR-3
+     * @see spec/SPEC.md HDR-24
      */
 
     /**
      * Length of the backing file name, at most 1023.
-     * @see spec/SPEC.md HDR-4
+     * @see spec/SPEC.md HDR-24
      */
 
     /**
      * log2 of the cluster size; at least 9 (QEMU accepts at most 21).
-     * @see spec/SPEC.md HDR-5
+     * @see spec/SPEC.md HDR-4
      */
 
     /**
      * Guest-visible disk size in bytes.
-     * @see spec/SPEC.md HDR-6
+     * @see spec/SPEC.md HDR-16
      */
 
     /**
@@ -403,67 +403,67 @@ var Qcow2 = (function() {
 
     /**
      * Number of entries in the active L1 table.
-     * @see spec/SPEC.md L1-1
+     * @see spec/SPEC.md HDR-16
      */
 
     /**
      * Cluster-aligned image file offset of the active L1 table.
-     * @see spec/SPEC.md L1-2
+     * @see spec/SPEC.md HDR-15
      */
 
     /**
      * Cluster-aligned image file offset of the refcount table.
-     * @see spec/SPEC.md RC-2
+     * @see spec/SPEC.md HDR-18
      */
 
     /**
      * Number of clusters the refcount table occupies.
-     * @see spec/SPEC.md RC-3
+     * @see spec/SPEC.md HDR-19
      */
 
     /**
      * Number of internal snapshots.
-     * @see spec/SPEC.md SNAP-1
+     * @see spec/SPEC.md HDR-21
      */
 
     /**
      * Cluster-aligned image file offset of the snapshot table.
-     * @see spec/SPEC.md SNAP-2
+     * @see spec/SPEC.md HDR-20
      */
 
     /**
      * Incompatible feature bits; an unknown set bit means refuse the image.
-     * @see spec/SPEC.md HDR-7
-     */
-
-    /**
-     * Compatible feature bits; unknown bits may be ignored.
-     * @see spec/SPEC.md HDR-8
-     */
-
-    /**
-     * Autoclear feature bits; a writer clears the bits it does not know.
      * @see spec/SPEC.md HDR-9
      */
 
     /**
-     * refcount_bits = 1 << refcount_order; at most 6.
-     * @see spec/SPEC.md RC-1
+     * Compatible feature bits; unknown bits may be ignored.
+     * @see spec/SPEC.md HDR-10
      */
 
     /**
-     * Header length in bytes; at least 104 and a multiple of 8.
+     * Autoclear feature bits; a writer clears the bits it does not know.
      * @see spec/SPEC.md HDR-11
      */
 
     /**
+     * refcount_bits = 1 << refcount_order; at most 6.
+     * @see spec/SPEC.md HDR-14
+     */
+
+    /**
+     * Header length in bytes; at least 104 and a multiple of 8.
+     * @see spec/SPEC.md HDR-6
+     */
+
+    /**
      * Compression type of compressed clusters; present when header_length > 104.
-     * @see spec/SPEC.md CMP-1
+     * @see spec/SPEC.md HDR-22
      */
 
     /**
      * Padding and unknown additional fields up to header_length.
-     * @see spec/SPEC.md HDR-12
+     * @see spec/SPEC.md HDR-23
      */
 
     return Header;
@@ -547,7 +547,7 @@ var Qcow2 = (function() {
 
     /**
      * The encryption (LUKS) header bytes.
-     * @see spec/SPEC.md CRYPT-2
+     * @see spec/SPEC.md CRYPT-3
      */
     Object.defineProperty(HeaderExtension.prototype, 'cryptHeader', {
       get: function() {
@@ -566,7 +566,7 @@ var Qcow2 = (function() {
 
     /**
      * True when the body was decoded by type (false for a short known extension).
-     * @see spec/SPEC.md EXT-6
+     * @see spec/SPEC.md EXT-1
      */
     Object.defineProperty(HeaderExtension.prototype, 'isBodyTyped', {
       get: function() {
@@ -579,7 +579,7 @@ var Qcow2 = (function() {
 
     /**
      * Smallest body that can be decoded as this extension type.
-     * @see spec/SPEC.md EXT-6
+     * @see spec/SPEC.md EXT-1
      */
     Object.defineProperty(HeaderExtension.prototype, 'lenBodyMin', {
       get: function() {
@@ -613,22 +613,22 @@ var Qcow2 = (function() {
 
     /**
      * Extension type; unknown values are kept and ignored.
-     * @see spec/SPEC.md EXT-3
+     * @see spec/SPEC.md EXT-4
      */
 
     /**
      * Length of the extension data, without padding.
-     * @see spec/SPEC.md EXT-4
+     * @see spec/SPEC.md EXT-1
      */
 
     /**
      * Extension data, typed by magic.
-     * @see spec/SPEC.md EXT-4
+     * @see spec/SPEC.md EXT-1
      */
 
     /**
      * Pads the extension to a multiple of 8 bytes.
-     * @see spec/SPEC.md EXT-5
+     * @see spec/SPEC.md EXT-1
      */
 
     return HeaderExtension;
@@ -684,7 +684,7 @@ var Qcow2 = (function() {
 
     /**
      * Bit 63, set iff the L2 table's refcount is exactly 1.
-     * @see spec/SPEC.md L1-4
+     * @see spec/SPEC.md L1-3
      */
     Object.defineProperty(L1Entry.prototype, 'isCopied', {
       get: function() {
@@ -697,7 +697,7 @@ var Qcow2 = (function() {
 
     /**
      * The L2 table this entry points at.
-     * @see spec/SPEC.md L2-1
+     * @see spec/SPEC.md L1-2
      */
     Object.defineProperty(L1Entry.prototype, 'l2Table', {
       get: function() {
@@ -718,7 +718,7 @@ var Qcow2 = (function() {
 
     /**
      * Bits 9-55, L2 table offset; 0 = unallocated.
-     * @see spec/SPEC.md L1-3
+     * @see spec/SPEC.md L1-2
      */
     Object.defineProperty(L1Entry.prototype, 'ofsL2Table', {
       get: function() {
@@ -731,7 +731,7 @@ var Qcow2 = (function() {
 
     /**
      * Bits 0-8 and 56-62; must be zero.
-     * @see spec/SPEC.md L1-5
+     * @see spec/SPEC.md L1-1
      */
     Object.defineProperty(L1Entry.prototype, 'reservedBits', {
       get: function() {
@@ -744,7 +744,7 @@ var Qcow2 = (function() {
 
     /**
      * The entry as stored.
-     * @see spec/SPEC.md L1-3
+     * @see spec/SPEC.md L1-1
      */
 
     return L1Entry;
@@ -774,7 +774,7 @@ var Qcow2 = (function() {
 
     /**
      * One entry per L2 table's worth of guest clusters.
-     * @see spec/SPEC.md L1-3
+     * @see spec/SPEC.md L1-2
      */
 
     return L1Table;
@@ -803,7 +803,7 @@ var Qcow2 = (function() {
 
     /**
      * Bitmap of subclusters with data in the host cluster.
-     * @see spec/SPEC.md EL2-2
+     * @see spec/SPEC.md EL2-3
      */
     Object.defineProperty(L2Entry.prototype, 'allocatedSubclusters', {
       get: function() {
@@ -818,7 +818,7 @@ var Qcow2 = (function() {
 
     /**
      * Bit 62, the descriptor is a compressed cluster descriptor.
-     * @see spec/SPEC.md L2-4
+     * @see spec/SPEC.md CMP-1
      */
     Object.defineProperty(L2Entry.prototype, 'isCompressed', {
       get: function() {
@@ -844,7 +844,7 @@ var Qcow2 = (function() {
 
     /**
      * Bit 0 of a standard descriptor, the cluster reads as zeros.
-     * @see spec/SPEC.md L2-5
+     * @see spec/SPEC.md L2-4
      */
     Object.defineProperty(L2Entry.prototype, 'isZero', {
       get: function() {
@@ -857,7 +857,7 @@ var Qcow2 = (function() {
 
     /**
      * Width x of the host offset field of a compressed descriptor.
-     * @see spec/SPEC.md CMP-2
+     * @see spec/SPEC.md CMP-1
      */
     Object.defineProperty(L2Entry.prototype, 'numCompressedOffsetBits', {
       get: function() {
@@ -870,7 +870,7 @@ var Qcow2 = (function() {
 
     /**
      * Bits x to 61 plus one, 512-byte sectors holding the compressed data.
-     * @see spec/SPEC.md CMP-3
+     * @see spec/SPEC.md CMP-2
      */
     Object.defineProperty(L2Entry.prototype, 'numCompressedSectors', {
       get: function() {
@@ -883,7 +883,7 @@ var Qcow2 = (function() {
 
     /**
      * Bits 0 to x-1, host byte offset of the compressed data.
-     * @see spec/SPEC.md CMP-2
+     * @see spec/SPEC.md CMP-1
      */
     Object.defineProperty(L2Entry.prototype, 'ofsCompressedData', {
       get: function() {
@@ -896,7 +896,7 @@ var Qcow2 = (function() {
 
     /**
      * Bits 9-55 of a standard descriptor, host cluster offset; 0 = unallocated.
-     * @see spec/SPEC.md L2-6
+     * @see spec/SPEC.md L2-2
      */
     Object.defineProperty(L2Entry.prototype, 'ofsHostCluster', {
       get: function() {
@@ -909,7 +909,7 @@ var Qcow2 = (function() {
 
     /**
      * Bits 1-8 and 56-61 of a standard descriptor; must be zero.
-     * @see spec/SPEC.md L2-7
+     * @see spec/SPEC.md L2-1
      */
     Object.defineProperty(L2Entry.prototype, 'reservedBits', {
       get: function() {
@@ -922,7 +922,7 @@ var Qcow2 = (function() {
 
     /**
      * Bitmap of subclusters that read as zeros.
-     * @see spec/SPEC.md EL2-2
+     * @see spec/SPEC.md EL2-3
      */
     Object.defineProperty(L2Entry.prototype, 'zeroSubclusters', {
       get: function() {
@@ -937,12 +937,12 @@ var Qcow2 = (function() {
 
     /**
      * The cluster descriptor as stored.
-     * @see spec/SPEC.md L2-2
+     * @see spec/SPEC.md L2-6
      */
 
     /**
      * Bits 0-31 allocated, bits 32-63 reads-as-zero, one bit per subcluster.
-     * @see spec/SPEC.md EL2-2
+     * @see spec/SPEC.md EL2-3
      */
 
     return L2Entry;
@@ -972,7 +972,7 @@ var Qcow2 = (function() {
 
     /**
      * One entry per guest cluster.
-     * @see spec/SPEC.md L2-1
+     * @see spec/SPEC.md L2-6
      */
 
     return L2Table;
@@ -980,7 +980,7 @@ var Qcow2 = (function() {
 
   /**
    * A 1-bit refcount.
-   * @see spec/SPEC.md RC-6
+   * @see spec/SPEC.md RC-3
    */
 
   var Refcount1 = Qcow2.Refcount1 = (function() {
@@ -997,7 +997,7 @@ var Qcow2 = (function() {
 
     /**
      * Reference count.
-     * @see spec/SPEC.md RC-6
+     * @see spec/SPEC.md RC-3
      */
 
     return Refcount1;
@@ -1005,7 +1005,7 @@ var Qcow2 = (function() {
 
   /**
    * A 16-bit refcount.
-   * @see spec/SPEC.md RC-6
+   * @see spec/SPEC.md RC-3
    */
 
   var Refcount16 = Qcow2.Refcount16 = (function() {
@@ -1022,7 +1022,7 @@ var Qcow2 = (function() {
 
     /**
      * Reference count.
-     * @see spec/SPEC.md RC-6
+     * @see spec/SPEC.md RC-3
      */
 
     return Refcount16;
@@ -1030,7 +1030,7 @@ var Qcow2 = (function() {
 
   /**
    * A 2-bit refcount.
-   * @see spec/SPEC.md RC-6
+   * @see spec/SPEC.md RC-3
    */
 
   var Refcount2 = Qcow2.Refcount2 = (function() {
@@ -1047,7 +1047,7 @@ var Qcow2 = (function() {
 
     /**
      * Reference count.
-     * @see spec/SPEC.md RC-6
+     * @see spec/SPEC.md RC-3
      */
 
     return Refcount2;
@@ -1055,7 +1055,7 @@ var Qcow2 = (function() {
 
   /**
    * A 32-bit refcount.
-   * @see spec/SPEC.md RC-6
+   * @see spec/SPEC.md RC-3
    */
 
   var Refcount32 = Qcow2.Refcount32 = (function() {
@@ -1072,7 +1072,7 @@ var Qcow2 = (function() {
 
     /**
      * Reference count.
-     * @see spec/SPEC.md RC-6
+     * @see spec/SPEC.md RC-3
      */
 
     return Refcount32;
@@ -1080,7 +1080,7 @@ var Qcow2 = (function() {
 
   /**
    * A 4-bit refcount.
-   * @see spec/SPEC.md RC-6
+   * @see spec/SPEC.md RC-3
    */
 
   var Refcount4 = Qcow2.Refcount4 = (function() {
@@ -1097,7 +1097,7 @@ var Qcow2 = (function() {
 
     /**
      * Reference count.
-     * @see spec/SPEC.md RC-6
+     * @see spec/SPEC.md RC-3
      */
 
     return Refcount4;
@@ -1105,7 +1105,7 @@ var Qcow2 = (function() {
 
   /**
    * A 64-bit refcount.
-   * @see spec/SPEC.md RC-6
+   * @see spec/SPEC.md RC-3
    */
 
   var Refcount64 = Qcow2.Refcount64 = (function() {
@@ -1122,7 +1122,7 @@ var Qcow2 = (function() {
 
     /**
      * Reference count.
-     * @see spec/SPEC.md RC-6
+     * @see spec/SPEC.md RC-3
      */
 
     return Refcount64;
@@ -1130,7 +1130,7 @@ var Qcow2 = (function() {
 
   /**
    * An 8-bit refcount.
-   * @see spec/SPEC.md RC-6
+   * @see spec/SPEC.md RC-3
    */
 
   var Refcount8 = Qcow2.Refcount8 = (function() {
@@ -1147,7 +1147,7 @@ var Qcow2 = (function() {
 
     /**
      * Reference count.
-     * @see spec/SPEC.md RC-6
+     * @see spec/SPEC.md RC-3
      */
 
     return Refcount8;
@@ -1200,7 +1200,7 @@ var Qcow2 = (function() {
 
     /**
      * Refcount of each host cluster this block covers.
-     * @see spec/SPEC.md RC-6
+     * @see spec/SPEC.md RC-3
      */
 
     return RefcountBlock;
@@ -1230,7 +1230,7 @@ var Qcow2 = (function() {
 
     /**
      * One entry per refcount block's worth of host clusters.
-     * @see spec/SPEC.md RC-4
+     * @see spec/SPEC.md RC-1
      */
 
     return RefcountTable;
@@ -1255,7 +1255,7 @@ var Qcow2 = (function() {
 
     /**
      * Bits 9-63, refcount block offset; 0 = not allocated.
-     * @see spec/SPEC.md RC-4
+     * @see spec/SPEC.md RC-1
      */
     Object.defineProperty(RefcountTableEntry.prototype, 'ofsRefcountBlock', {
       get: function() {
@@ -1268,7 +1268,7 @@ var Qcow2 = (function() {
 
     /**
      * The refcount block this entry points at.
-     * @see spec/SPEC.md RC-6
+     * @see spec/SPEC.md RC-2
      */
     Object.defineProperty(RefcountTableEntry.prototype, 'refcountBlock', {
       get: function() {
@@ -1289,7 +1289,7 @@ var Qcow2 = (function() {
 
     /**
      * Bits 0-8; must be zero.
-     * @see spec/SPEC.md RC-5
+     * @see spec/SPEC.md RC-1
      */
     Object.defineProperty(RefcountTableEntry.prototype, 'reservedBits', {
       get: function() {
@@ -1302,7 +1302,7 @@ var Qcow2 = (function() {
 
     /**
      * The entry as stored.
-     * @see spec/SPEC.md RC-4
+     * @see spec/SPEC.md RC-1
      */
 
     return RefcountTableEntry;
@@ -1336,22 +1336,22 @@ var Qcow2 = (function() {
 
     /**
      * Size of the saved VM state (64-bit).
-     * @see spec/SPEC.md SNAP-7
+     * @see spec/SPEC.md SNAP-5
      */
 
     /**
      * Virtual disk size at snapshot time.
-     * @see spec/SPEC.md SNAP-7
+     * @see spec/SPEC.md SNAP-5
      */
 
     /**
      * Instruction count at snapshot time, or -1 when not recorded.
-     * @see spec/SPEC.md SNAP-7
+     * @see spec/SPEC.md SNAP-5
      */
 
     /**
      * Extra data this description does not know; must be preserved.
-     * @see spec/SPEC.md SNAP-7
+     * @see spec/SPEC.md SNAP-6
      */
 
     return SnapshotExtraData;
@@ -1390,7 +1390,7 @@ var Qcow2 = (function() {
 
     /**
      * The snapshot's L1 table.
-     * @see spec/SPEC.md SNAP-3
+     * @see spec/SPEC.md SNAP-7
      */
     Object.defineProperty(SnapshotTableEntry.prototype, 'l1Table', {
       get: function() {
@@ -1414,62 +1414,62 @@ var Qcow2 = (function() {
 
     /**
      * Number of entries in the snapshot's L1 table.
-     * @see spec/SPEC.md SNAP-3
+     * @see spec/SPEC.md SNAP-4
      */
 
     /**
      * Length of the unique ID string.
-     * @see spec/SPEC.md SNAP-4
+     * @see spec/SPEC.md SNAP-2
      */
 
     /**
      * Length of the name.
-     * @see spec/SPEC.md SNAP-4
+     * @see spec/SPEC.md SNAP-2
      */
 
     /**
      * Creation time, seconds since the epoch.
-     * @see spec/SPEC.md SNAP-5
+     * @see spec/SPEC.md SNAP-1
      */
 
     /**
      * Creation time, nanoseconds part.
-     * @see spec/SPEC.md SNAP-5
+     * @see spec/SPEC.md SNAP-1
      */
 
     /**
      * Guest clock at snapshot time, in nanoseconds.
-     * @see spec/SPEC.md SNAP-5
+     * @see spec/SPEC.md SNAP-1
      */
 
     /**
      * Size of saved VM state; see len_vm_state_64 in the extra data.
-     * @see spec/SPEC.md SNAP-6
+     * @see spec/SPEC.md SNAP-5
      */
 
     /**
      * Size of the extra data; at least 16 for images written by QEMU >= 5.0.
-     * @see spec/SPEC.md SNAP-7
+     * @see spec/SPEC.md SNAP-6
      */
 
     /**
      * Optional extra fields, known by length.
-     * @see spec/SPEC.md SNAP-7
+     * @see spec/SPEC.md SNAP-5
      */
 
     /**
      * Unique ID string, not NUL-terminated.
-     * @see spec/SPEC.md SNAP-4
+     * @see spec/SPEC.md SNAP-2
      */
 
     /**
      * Snapshot name, not NUL-terminated.
-     * @see spec/SPEC.md SNAP-4
+     * @see spec/SPEC.md SNAP-2
      */
 
     /**
      * Pads the entry to a multiple of 8 bytes.
-     * @see spec/SPEC.md SNAP-8
+     * @see spec/SPEC.md SNAP-2
      */
 
     return SnapshotTableEntry;
@@ -1494,7 +1494,7 @@ var Qcow2 = (function() {
 
     /**
      * The string bytes (backing format or external data file name).
-     * @see spec/SPEC.md EXT-7
+     * @see spec/SPEC.md EXT-5
      */
 
     return StringBody;
@@ -1502,7 +1502,7 @@ var Qcow2 = (function() {
 
   /**
    * Backing file name bytes; not NUL-terminated, at most 1023 bytes.
-   * @see spec/SPEC.md HDR-3
+   * @see spec/SPEC.md HDR-24
    */
   Object.defineProperty(Qcow2.prototype, 'backingFileName', {
     get: function() {
@@ -1520,7 +1520,7 @@ var Qcow2 = (function() {
 
   /**
    * Cluster size in bytes. Only meaningful once cluster_bits is checked (HDR clauses).
-   * @see spec/SPEC.md HDR-5
+   * @see spec/SPEC.md HDR-4
    */
   Object.defineProperty(Qcow2.prototype, 'clusterSize', {
     get: function() {
@@ -1569,7 +1569,7 @@ var Qcow2 = (function() {
 
   /**
    * Effective header length; v2 headers are always 72 bytes.
-   * @see spec/SPEC.md HDR-11
+   * @see spec/SPEC.md HDR-6
    */
   Object.defineProperty(Qcow2.prototype, 'lenHeader', {
     get: function() {
@@ -1609,7 +1609,7 @@ var Qcow2 = (function() {
 
   /**
    * Entries per L2 table (an L2 table is one cluster).
-   * @see spec/SPEC.md L2-1
+   * @see spec/SPEC.md HDR-16
    */
   Object.defineProperty(Qcow2.prototype, 'numL2Entries', {
     get: function() {
@@ -1622,7 +1622,7 @@ var Qcow2 = (function() {
 
   /**
    * Width of one refcount block entry in bits.
-   * @see spec/SPEC.md RC-1
+   * @see spec/SPEC.md HDR-14
    */
   Object.defineProperty(Qcow2.prototype, 'refcountBits', {
     get: function() {
@@ -1635,7 +1635,7 @@ var Qcow2 = (function() {
 
   /**
    * Effective refcount order; v2 images always use 16-bit refcounts.
-   * @see spec/SPEC.md RC-1
+   * @see spec/SPEC.md HDR-14
    */
   Object.defineProperty(Qcow2.prototype, 'refcountOrder', {
     get: function() {

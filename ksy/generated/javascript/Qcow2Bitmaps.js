@@ -95,7 +95,7 @@ var Qcow2Bitmaps = (function() {
 
     /**
      * This bitmap's table, read from the image file.
-     * @see spec/SPEC.md BMP-6
+     * @see spec/SPEC.md BMP-11
      */
     Object.defineProperty(BitmapDirectoryEntry.prototype, 'bitmapTable', {
       get: function() {
@@ -116,7 +116,7 @@ var Qcow2Bitmaps = (function() {
 
     /**
      * The bitmap tracks guest writes.
-     * @see spec/SPEC.md BMP-7
+     * @see spec/SPEC.md BMP-6
      */
     Object.defineProperty(BitmapDirectoryEntry.prototype, 'isAuto', {
       get: function() {
@@ -129,7 +129,7 @@ var Qcow2Bitmaps = (function() {
 
     /**
      * The bitmap was not saved cleanly and must not be trusted.
-     * @see spec/SPEC.md BMP-7
+     * @see spec/SPEC.md BMP-6
      */
     Object.defineProperty(BitmapDirectoryEntry.prototype, 'isInUse', {
       get: function() {
@@ -142,7 +142,7 @@ var Qcow2Bitmaps = (function() {
 
     /**
      * Unknown flag bits; must be zero.
-     * @see spec/SPEC.md BMP-7
+     * @see spec/SPEC.md BMP-6
      */
     Object.defineProperty(BitmapDirectoryEntry.prototype, 'reservedFlags', {
       get: function() {
@@ -155,52 +155,52 @@ var Qcow2Bitmaps = (function() {
 
     /**
      * Cluster-aligned image file offset of this bitmap's table.
-     * @see spec/SPEC.md BMP-6
+     * @see spec/SPEC.md BMP-11
      */
 
     /**
      * Number of entries in the bitmap table.
-     * @see spec/SPEC.md BMP-6
+     * @see spec/SPEC.md BMP-11
      */
 
     /**
      * Bit 0 in_use, bit 1 auto, bit 2 extra_data_compatible; others reserved.
-     * @see spec/SPEC.md BMP-7
+     * @see spec/SPEC.md BMP-6
      */
 
     /**
      * 1 = dirty tracking bitmap; no other type is defined.
-     * @see spec/SPEC.md BMP-8
+     * @see spec/SPEC.md BMP-6
      */
 
     /**
      * Each bit covers 1 << granularity_bits bytes of the guest disk.
-     * @see spec/SPEC.md BMP-9
+     * @see spec/SPEC.md BMP-7
      */
 
     /**
      * Length of the name in bytes, without a terminator.
-     * @see spec/SPEC.md BMP-10
+     * @see spec/SPEC.md BMP-8
      */
 
     /**
      * Size of the extra data that follows.
-     * @see spec/SPEC.md BMP-11
-     */
-
-    /**
-     * Extra data; none is defined yet.
-     * @see spec/SPEC.md BMP-11
-     */
-
-    /**
-     * Bitmap name, UTF-8 by convention, not NUL-terminated.
      * @see spec/SPEC.md BMP-10
      */
 
     /**
+     * Extra data; none is defined yet.
+     * @see spec/SPEC.md BMP-10
+     */
+
+    /**
+     * Bitmap name, UTF-8 by convention, not NUL-terminated.
+     * @see spec/SPEC.md BMP-8
+     */
+
+    /**
      * Pads the entry to a multiple of 8 bytes.
-     * @see spec/SPEC.md BMP-5
+     * @see spec/SPEC.md BMP-9
      */
 
     return BitmapDirectoryEntry;
@@ -302,22 +302,22 @@ var Qcow2Bitmaps = (function() {
 
   /**
    * Number of bitmaps in the directory; at least 1.
-   * @see spec/SPEC.md BMP-1
-   */
-
-  /**
-   * Must be zero.
-   * @see spec/SPEC.md BMP-2
-   */
-
-  /**
-   * Size of the bitmap directory in bytes.
    * @see spec/SPEC.md BMP-3
    */
 
   /**
-   * Cluster-aligned image file offset of the bitmap directory.
+   * Must be zero.
+   * @see spec/SPEC.md BMP-3
+   */
+
+  /**
+   * Size of the bitmap directory in bytes.
    * @see spec/SPEC.md BMP-4
+   */
+
+  /**
+   * Cluster-aligned image file offset of the bitmap directory.
+   * @see spec/SPEC.md BMP-5
    */
 
   return Qcow2Bitmaps;

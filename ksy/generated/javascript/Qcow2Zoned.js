@@ -56,7 +56,7 @@ var Qcow2Zoned = (function() {
    * Absolute image byte offset of a zone's write pointer. Bit 59 marks a
    * conventional zone, whose entry is zone_start | 1 << 59. Bits 59-63 are
    * not part of the offset.
-   * @see spec/SPEC.md WP-4
+   * @see spec/SPEC.md WP-1
    */
 
   var ZonedmetaEntry = Qcow2Zoned.ZonedmetaEntry = (function() {
@@ -73,7 +73,7 @@ var Qcow2Zoned = (function() {
 
     /**
      * Bit 59, set on exactly the first num_conventional_zones entries.
-     * @see spec/SPEC.md WP-6
+     * @see spec/SPEC.md WP-4
      */
     Object.defineProperty(ZonedmetaEntry.prototype, 'isConventional', {
       get: function() {
@@ -86,7 +86,7 @@ var Qcow2Zoned = (function() {
 
     /**
      * Bits 60-63; must be zero (v5/v6 drafts kept state here).
-     * @see spec/SPEC.md WP-7
+     * @see spec/SPEC.md WP-3
      */
     Object.defineProperty(ZonedmetaEntry.prototype, 'reservedBits', {
       get: function() {
@@ -99,7 +99,7 @@ var Qcow2Zoned = (function() {
 
     /**
      * Bits 0-58, the write pointer (or zone start for a conventional zone).
-     * @see spec/SPEC.md WP-5
+     * @see spec/SPEC.md WP-6
      */
     Object.defineProperty(ZonedmetaEntry.prototype, 'writePointer', {
       get: function() {
@@ -112,7 +112,7 @@ var Qcow2Zoned = (function() {
 
     /**
      * The entry as stored.
-     * @see spec/SPEC.md WP-4
+     * @see spec/SPEC.md WP-1
      */
 
     return ZonedmetaEntry;
@@ -143,7 +143,7 @@ var Qcow2Zoned = (function() {
 
     /**
      * One write-pointer entry per zone.
-     * @see spec/SPEC.md WP-4
+     * @see spec/SPEC.md WP-1
      */
 
     /**
@@ -155,7 +155,7 @@ var Qcow2Zoned = (function() {
 
   /**
    * True when the image emulates a host-managed zoned device.
-   * @see spec/SPEC.md ZONE-2
+   * @see spec/SPEC.md ZONE-4
    */
   Object.defineProperty(Qcow2Zoned.prototype, 'isHostManaged', {
     get: function() {
@@ -168,7 +168,7 @@ var Qcow2Zoned = (function() {
 
   /**
    * Zones that have a write pointer.
-   * @see spec/SPEC.md ZONE-6
+   * @see spec/SPEC.md ZONE-12
    */
   Object.defineProperty(Qcow2Zoned.prototype, 'numSequentialZones', {
     get: function() {
@@ -181,58 +181,58 @@ var Qcow2Zoned = (function() {
 
   /**
    * 1 = host-managed zoned device. 0 = not zoned, and the rest is ignored.
-   * @see spec/SPEC.md ZONE-2
+   * @see spec/SPEC.md ZONE-4
    */
 
   /**
    * Must be zero.
-   * @see spec/SPEC.md ZONE-3
+   * @see spec/SPEC.md ZONE-5
    */
 
   /**
    * Size of every zone in bytes; a non-zero power of two.
-   * @see spec/SPEC.md ZONE-4
+   * @see spec/SPEC.md ZONE-6
    */
 
   /**
    * Writable bytes at the start of each zone, at most zone_size. Bytes from
    * capacity to size read as zeros and cannot be written.
-   * @see spec/SPEC.md ZONE-5
-   */
-
-  /**
-   * Number of conventional (randomly writable) zones; they come first.
-   * @see spec/SPEC.md ZONE-6
-   */
-
-  /**
-   * Total number of zones, ceil(virtual size / zone_size).
    * @see spec/SPEC.md ZONE-7
    */
 
   /**
-   * Limit on implicit open + explicit open + closed zones; 0 = no limit.
-   * @see spec/SPEC.md ZONE-8
+   * Number of conventional (randomly writable) zones; they come first.
+   * @see spec/SPEC.md ZONE-11
    */
 
   /**
-   * Limit on implicit open + explicit open zones; 0 = no limit.
+   * Total number of zones, ceil(virtual size / zone_size).
    * @see spec/SPEC.md ZONE-9
    */
 
   /**
+   * Limit on implicit open + explicit open + closed zones; 0 = no limit.
+   * @see spec/SPEC.md ZONE-14
+   */
+
+  /**
+   * Limit on implicit open + explicit open zones; 0 = no limit.
+   * @see spec/SPEC.md ZONE-12
+   */
+
+  /**
    * Largest zone append in bytes; 512-aligned and below zone_capacity.
-   * @see spec/SPEC.md ZONE-10
+   * @see spec/SPEC.md ZONE-16
    */
 
   /**
    * Size in bytes of the write-pointer table, 8 * num_zones.
-   * @see spec/SPEC.md WP-1
+   * @see spec/SPEC.md ZONE-18
    */
 
   /**
    * Image file offset of the write-pointer table (refcounted metadata).
-   * @see spec/SPEC.md WP-3
+   * @see spec/SPEC.md ZONE-19
    */
 
   return Qcow2Zoned;
