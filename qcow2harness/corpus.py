@@ -128,8 +128,70 @@ def _run_step(step: tuple[str, ...], directory: str) -> None:
     qemu.run(tool, *args, cwd=directory)
 
 
+MiB = 1 << 20
+
+
+def reference_zoned_images(directory: str) -> Iterable[dict[str, Any]]:
+    """Zoned images from the reference writer (QEMU 7.2 has no zoned writer)."""
+    from qcow2harness.reference.writer import ReferenceWriter
+    from qcow2harness.reference.zones import ZoneConfig
+
+    def config(**overrides: int) -> ZoneConfig:
+        fields = dict(size=16 * MiB, zone_size=1 * MiB, zone_capacity=1 * MiB,
+                      conventional_zones=0, max_open_zones=4, max_active_zones=8,
+                      max_append_bytes=64 * 1024)
+        fields.update(overrides)
+        return ZoneConfig(**fields)
+
+    def partly_written(writer: ReferenceWriter) -> None:
+        writer.write(0, b"\x21" * 8192)
+        writer.append(3, b"\x22" * 4096)
+
+    def full(writer: ReferenceWriter) -> None:
+        assert writer.config is not None
+        for zone in range(writer.config.nr_zones):
+            writer.finish_zone(zone)
+
+    def conventional(writer: ReferenceWriter) -> None:
+        writer.write(0, b"\x31" * 65536)  # conventional zone 0, anywhere
+        writer.write(2 * MiB, b"\x32" * 4096)  # first sequential zone
+
+    def capacity(writer: ReferenceWriter) -> None:
+        writer.write(0, b"\x41" * (768 * 1024))  # fills zone 0 to its capacity
+
+    recipes: list[tuple[str, str, ZoneConfig, Callable[[ReferenceWriter], None] | None]] = [
+        ("reference-zoned-empty", "zoned, every zone empty", config(), None),
+        ("reference-zoned-partly-written", "zoned, two zones written", config(),
+         partly_written),
+        ("reference-zoned-full", "zoned, every zone finished", config(max_open_zones=0,
+                                                                     max_active_zones=0),
+         full),
+        ("reference-zoned-capacity", "zoned, capacity 768 KiB of 1 MiB zones",
+         config(zone_capacity=768 * 1024), capacity),
+        ("reference-zoned-conventional", "zoned, 2 conventional zones first",
+         config(conventional_zones=2), conventional),
+        ("reference-zoned-no-limits", "zoned, no open/active limits",
+         config(max_open_zones=0, max_active_zones=0, max_append_bytes=0), partly_written),
+    ]
+    for name, description, zone_config, history in recipes:
+        path = os.path.join(directory, name + ".qcow2")
+        with ReferenceWriter.create(path, zone_config.size, zoned=zone_config,
+                                    fsync=False) as writer:
+            if history is not None:
+                history(writer)
+        yield {
+            "name": name,
+            "file": os.path.basename(path),
+            "description": description,
+            "made_by": "qcow2-harness reference writer",
+            "commands": [f"ReferenceWriter.create(size={zone_config.size}, zoned={zone_config})"],
+            "size": os.path.getsize(path),
+            "conformant": True,
+        }
+
+
 ExtraBuilder = Callable[[str], Iterable[dict[str, Any]]]
-EXTRA_BUILDERS: list[ExtraBuilder] = []
+EXTRA_BUILDERS: list[ExtraBuilder] = [reference_zoned_images]
 
 
 def build_corpus(directory: str, only: Iterable[str] | None = None) -> list[dict[str, Any]]:
