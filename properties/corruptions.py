@@ -39,6 +39,7 @@ Params = Mapping[str, Any]
 Mutation = Callable[[bytearray, Image, Params], None]
 
 __all__ = [
+    "ADDITIONAL_HEADER_FIELDS",
     "BASE_KINDS",
     "BITMAP_ENTRY_FIELDS",
     "BITMAPS_EXTENSION_FIELDS",
@@ -81,6 +82,10 @@ HEADER_FIELDS: dict[str, tuple[int, int]] = {
     "autoclear_features": (88, 8),
     "refcount_order": (96, 4),
     "len_header": (100, 4),
+}
+
+# Additional fields, present only when header_length covers them.
+ADDITIONAL_HEADER_FIELDS: dict[str, tuple[int, int]] = {
     "compression_type": (104, 1),
 }
 
@@ -204,18 +209,22 @@ def _put(data: bytearray, offset: int, value: int, width: int) -> None:
     data[offset:offset + width] = value.to_bytes(width, "big")
 
 
+def _header_field(name: str) -> tuple[int, int]:
+    return HEADER_FIELDS.get(name) or ADDITIONAL_HEADER_FIELDS[name]
+
+
 def _set_header(data: bytearray, name: str, value: int) -> None:
-    offset, width = HEADER_FIELDS[name]
+    offset, width = _header_field(name)
     _put(data, offset, value, width)
 
 
 def _or_header(data: bytearray, name: str, bits: int) -> None:
-    offset, width = HEADER_FIELDS[name]
+    offset, width = _header_field(name)
     _put(data, offset, _get(data, offset, width) | bits, width)
 
 
 def _clear_header(data: bytearray, name: str, bits: int) -> None:
-    offset, width = HEADER_FIELDS[name]
+    offset, width = _header_field(name)
     _put(data, offset, _get(data, offset, width) & ~bits, width)
 
 
