@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := qemu-utils
+APT_PACKAGES := qemu-utils time
 
 .PHONY: all setup system-deps node-deps venv demo test bench ksy lint type fuzz crash clean
 
@@ -15,7 +15,8 @@ setup: system-deps node-deps venv
 
 # Debian packages: the real writer (qemu-img, qemu-io) comes from qemu-utils.
 system-deps:
-	@if ! command -v qemu-img >/dev/null 2>&1 || ! command -v qemu-io >/dev/null 2>&1; then \
+	@if ! command -v qemu-img >/dev/null 2>&1 || ! command -v qemu-io >/dev/null 2>&1 \
+			|| [ ! -x /usr/bin/time ]; then \
 		echo "setup: installing $(APT_PACKAGES) with apt-get"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \

@@ -366,10 +366,11 @@ def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
         host[compressed] = 0
     host &= ~np.uint64(walk.cluster_size - 1)  # misaligned ones were reported above
     allocated = host != 0
+    clusters = (host >> np.uint64(walk.cluster_bits)).astype(np.intp)
     if external:
         _check_external(walk, batch, host, allocated, compressed, report)
     else:
-        _count_data(walk, batch, host, allocated)
+        _count_data(walk, batch, clusters, allocated)
     if any_compressed:
         report("L2-3", compressed & ((top & 0x80) != 0), "compressed cluster with COPIED set")
         if external:
@@ -377,31 +378,33 @@ def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
         else:
             _check_compressed(walk, batch, descriptors, compressed, report)
     if not external:
-        _check_copied(walk, batch, host, allocated, top, report)
+        _check_copied(walk, batch, clusters, allocated, top, report)
     if extended:
         _check_subclusters(batch, compressed, allocated, report)
 
 
-def _count_data(walk: Walk, batch: L2Batch, host: np.ndarray, allocated: np.ndarray) -> None:
+def _count_data(walk: Walk, batch: L2Batch, clusters: np.ndarray,
+                allocated: np.ndarray) -> None:
     """References to data clusters (RC-3), weighted by how many L1 entries share a table."""
-    weights = np.broadcast_to(batch.weights[:, None], host.shape)[allocated]
-    indices = host[allocated] >> np.uint64(walk.cluster_bits)
-    walk.stats["data_clusters"] += int(weights.sum())
+    indices = clusters[allocated]
+    if bool((batch.weights == 1).all()):
+        weights: np.ndarray | int = 1
+        walk.stats["data_clusters"] += int(indices.size)
+    else:
+        weights = np.broadcast_to(batch.weights[:, None], allocated.shape)[allocated]
+        walk.stats["data_clusters"] += int(weights.sum())
     walk.claim_clusters(indices, Role.DATA, weights, what="data")
 
 
-def _check_copied(walk: Walk, batch: L2Batch, host: np.ndarray, allocated: np.ndarray,
+def _check_copied(walk: Walk, batch: L2Batch, clusters: np.ndarray, allocated: np.ndarray,
                   top: np.ndarray, report: Reporter) -> None:
     """L2-3: COPIED exactly when the data cluster's refcount is 1 (active tables only)."""
     if walk.stored is None:
         return
-    active = (batch.guest_bases >= 0)[:, None] & allocated
-    indices = (host >> np.uint64(walk.cluster_bits)).astype(np.intp)
-    active &= indices < walk.num_clusters
+    active = (batch.guest_bases >= 0)[:, None] & allocated & (clusters < walk.num_clusters)
     if not active.any():
         return
-    refcount_is_one = np.zeros(host.shape, dtype=bool)
-    refcount_is_one[active] = walk.stored[indices[active]] == 1
+    refcount_is_one = walk.stored[np.minimum(clusters, walk.num_clusters - 1)] == 1
     copied = (top & 0x80) != 0
     report("L2-3", active & (copied != refcount_is_one),
            "COPIED flag disagrees with the data cluster's refcount")
