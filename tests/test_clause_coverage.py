@@ -1,0 +1,275 @@
+"""Every image-checkable clause has an image that breaks it and one that passes it.
+
+=== coverage ===   each clause enforced by a check_* function has a targeted corruption
+                   (properties/corruptions.py), or a named exemption with its reason.
+=== layout ===     the field tables the corruptions poke agree with the generated parser.
+=== corruptions === each corruption changes its base image; when the checker exists,
+                   check_image reports the clause on the broken image and not on the base.
+
+A base image that the image model cannot even open (bad magic, bad version, a truncated
+header) is "reported" under the clause its ParseError names: check_image takes an Image,
+and the model refuses to build one.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from kaitaistruct import KaitaiStream
+from qcow2harness.properties import corruptions as corr
+from qcow2harness.properties.corruptions import CORRUPTIONS, Corruption, corruptions_for
+from qcow2harness.properties.strategies import targeted_corruptions
+from qcow2harness.spec.registry import load
+
+from qcow2harness import qemu
+from qcow2harness.errors import ParseError
+from qcow2harness.image import ExtensionType, Image
+from qcow2harness.parser.qcow2 import Qcow2
+from qcow2harness.parser.qcow2_bitmaps import Qcow2Bitmaps
+
+SPEC = load()
+CHECKABLE = [c for c in SPEC if c.enforced_by.startswith("check_")]
+
+# Image-checkable clauses with no targeted corruption, and why.
+EXEMPT: dict[str, str] = {
+    "L2-6": "check_map.allocation compares the derived guest map with qemu-img map; an entry's "
+            "read semantics follow from its bits, so no image can break the clause on its own",
+    "RC-3": "defines what the recount counts; a stored refcount that disagrees with it is "
+            "reported as RC-4 (too low) or RC-5 (too high), each with its own corruption",
+    "DATA-8": "defines the recount for images with a data file; refcounted guest clusters in "
+              "the image file surface as leaks (RC-5)",
+    "DATA-11": "needs the external data file beside the image; check_image over an image's "
+               "bytes cannot open it",
+    "WP-1": "defines the table layout; a broken layout shows as ZONE-18/ZONE-20 (size, "
+            "placement), WP-2 (byte order) or WP-3..WP-7 (entry values)",
+    "WP-8": "defines the state each stored wp means; every wp inside its zone maps to a state "
+            "and open states have no encoding, so only WP-6/WP-7 values can be wrong",
+}
+
+# Clauses with a corruption whose enforcement lives outside check_image.
+OUTSIDE_CHECK_IMAGE: dict[str, str] = {
+    "ZONE-2": "check_zoned.old_reader runs a pre-zoned qemu-img against the image",
+}
+
+QEMU_TOOLS = ("qemu-img", "qemu-io")
+
+
+# === coverage ===
+
+
+def test_every_checkable_clause_has_a_corruption_or_an_exemption() -> None:
+    covered = {c.clause for c in CORRUPTIONS}
+    missing = [c.id for c in CHECKABLE if c.id not in covered and c.id not in EXEMPT]
+    assert not missing, f"clauses with neither a corruption nor an exemption: {missing}"
+
+
+def test_exemptions_are_needed_and_real() -> None:
+    checkable = {c.id for c in CHECKABLE}
+    for clause, reason in EXEMPT.items():
+        assert clause in checkable, f"{clause} is not an image-checkable clause"
+        assert not corruptions_for(clause), f"{clause} has a corruption; drop its exemption"
+        assert reason
+    assert set(OUTSIDE_CHECK_IMAGE) <= {c.clause for c in CORRUPTIONS}
+
+
+def test_corruptions_name_checkable_clauses_and_are_unique() -> None:
+    checkable = {c.id for c in CHECKABLE}
+    ids = [c.id for c in CORRUPTIONS]
+    assert len(ids) == len(set(ids)), "corruption ids (clause/name) must be unique"
+    for c in CORRUPTIONS:
+        assert c.clause in checkable, f"{c.id}: not an image-checkable clause"
+        assert c.base in corr.BASE_KINDS, f"{c.id}: unknown base kind {c.base}"
+        assert c.description, f"{c.id}: no description"
+        assert c.clause not in c.also, f"{c.id}: lists its own clause in also"
+        for other in c.also:
+            assert other in SPEC, f"{c.id}: also names unknown clause {other}"
+        for name, values in c.params.items():
+            assert len(values) >= 1, f"{c.id}: parameter {name} has no values"
+
+
+# === base images ===
+
+
+@pytest.fixture(scope="session")
+def base_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    return tmp_path_factory.mktemp("corruption-bases")
+
+
+@pytest.fixture(scope="session")
+def base(base_dir: pathlib.Path) -> Callable[[str], bytes]:
+    """base(kind) -> bytes, built once per session; QEMU kinds skip without qemu-img."""
+
+    def get(kind: str) -> bytes:
+        if kind.startswith("qemu-"):
+            for tool in QEMU_TOOLS:
+                if qemu.find_tool(tool) is None:
+                    pytest.skip(f"not run: {tool} not found (base image {kind} is made by "
+                                f"QEMU; install qemu-utils or set {qemu.TOOL_ENV[tool]})")
+        return corr.base_image(kind, base_dir)
+
+    return get
+
+
+# === layout ===
+
+
+def _check_table(data: bytes, start: int, table: dict[str, tuple[int, int]],
+                 read: Callable[[Image], Any], small: tuple[str, ...] = ()) -> None:
+    """Poke a distinct value into each field at `start` and read it back through the parser."""
+    for number, (name, (offset, width)) in enumerate(sorted(table.items()), start=1):
+        mutated = bytearray(data)
+        if name in small or name.startswith(("len_", "num_")):
+            value = number
+        else:
+            value = (0x0102030405060708 * number) & ((1 << (8 * width)) - 1)
+        mutated[start + offset:start + offset + width] = value.to_bytes(width, "big")
+        parsed = getattr(read(Image.from_bytes(bytes(mutated))), name)
+        got = int.from_bytes(parsed, "big") if isinstance(parsed, bytes) else int(parsed)
+        assert got == value, f"{name}: poked {value:#x} at +{offset}, parser read {got:#x}"
+
+
+def test_header_tables_match_the_parser(base: Callable[[str], bytes]) -> None:
+    data = base("reference-zoned")
+    for name, (offset, width) in corr.ADDITIONAL_HEADER_FIELDS.items():
+        assert name not in corr.HEADER_FIELDS
+        mutated = bytearray(data)
+        mutated[100:104] = (112).to_bytes(4, "big")  # header_length now covers byte 104
+        mutated[offset:offset + width] = (1).to_bytes(width, "big")
+        assert int(getattr(Image.from_bytes(bytes(mutated)).header, name)) == 1
+    _check_table(data, 0, {k: v for k, v in corr.HEADER_FIELDS.items()
+                           if k not in ("version", "len_header")},
+                 lambda img: img.header, small=("cluster_bits", "refcount_order"))
+
+
+def test_zoned_extension_table_matches_the_parser(base: Callable[[str], bytes]) -> None:
+    data = base("reference-zoned")
+    ext = Image.from_bytes(data).extension(ExtensionType.zoned)
+    assert ext is not None
+    _check_table(data, ext.offset + 8, corr.ZONED_FIELDS, lambda img: img.zoned)
+
+
+def _entry_parser(cls: Any, start: int) -> Callable[[Image], Any]:
+    """Parse one table entry on its own at `start`, so that a poked length cannot make the
+    entries after it unreadable."""
+
+    def read(img: Image) -> Any:
+        img._stream.seek(0)
+        return cls(KaitaiStream(io.BytesIO(img._stream.read()[start:])))
+
+    return read
+
+
+def test_bitmap_tables_match_the_parser(base: Callable[[str], bytes]) -> None:
+    data = base("qemu-bitmap")
+    img = Image.from_bytes(data)
+    ext = img.extension(ExtensionType.bitmaps)
+    assert ext is not None
+    _check_table(data, ext.offset + 8, corr.BITMAPS_EXTENSION_FIELDS, lambda i: i.bitmaps)
+    directory = int(ext.body.ofs_bitmap_directory)
+    _check_table(data, directory, corr.BITMAP_ENTRY_FIELDS,
+                 _entry_parser(Qcow2Bitmaps.BitmapDirectoryEntry, directory))
+
+
+def test_crypt_pointer_table_matches_the_parser(base: Callable[[str], bytes]) -> None:
+    data = base("qemu-luks")
+    ext = Image.from_bytes(data).extension(ExtensionType.full_disk_encryption)
+    assert ext is not None
+    _check_table(data, ext.offset + 8, corr.CRYPT_POINTER_FIELDS,
+                 lambda img: img.root.header_extensions.entries[ext.index].body)
+
+
+def test_snapshot_table_matches_the_parser(base: Callable[[str], bytes]) -> None:
+    data = base("qemu-snapshot")
+    start = int(Image.from_bytes(data).header.ofs_snapshot_table)
+    _check_table(data, start, corr.SNAPSHOT_FIELDS,
+                 _entry_parser(Qcow2.SnapshotTableEntry, start))
+
+
+# === corruptions ===
+
+
+def _all_params(c: Corruption) -> list[dict[str, Any]]:
+    """The defaults, then every value of every parameter on its own."""
+    out: list[dict[str, Any]] = [{}]
+    for name, values in c.params.items():
+        out.extend({name: value} for value in values[1:])
+    return out
+
+
+@pytest.mark.parametrize("c", CORRUPTIONS, ids=lambda c: c.id)
+def test_corruption_changes_its_base(c: Corruption, base: Callable[[str], bytes]) -> None:
+    original = base(c.base)
+    for params in _all_params(c):
+        broken = c.broken(original, **params)
+        assert broken != original, f"{c.id} {params} left the image unchanged"
+
+
+_base_findings: dict[str, set[str]] = {}
+
+
+def _check_image() -> Callable[[Image], Any]:
+    try:
+        from qcow2harness.checker import check_image
+    except ImportError:
+        pytest.skip("checker not built yet")
+    return check_image  # type: ignore[no-any-return]
+
+
+def _findings(data: bytes) -> tuple[set[str], int]:
+    """(clauses reported, exit code) for an image's bytes."""
+    check_image = _check_image()
+    try:
+        image = Image.from_bytes(data)
+    except ParseError as error:
+        return ({error.clause} if error.clause else set()), 2
+    report = check_image(image)
+    return {f.clause for f in report.findings}, int(report.exit_code)
+
+
+@pytest.mark.parametrize("c", CORRUPTIONS, ids=lambda c: c.id)
+def test_checker_reports_the_broken_clause(c: Corruption, base: Callable[[str], bytes]) -> None:
+    _check_image()
+    if c.clause in OUTSIDE_CHECK_IMAGE:
+        pytest.skip(f"not run: {OUTSIDE_CHECK_IMAGE[c.clause]}")
+    original = base(c.base)
+    if c.base not in _base_findings:
+        _base_findings[c.base] = _findings(original)[0]
+    assert c.clause not in _base_findings[c.base], f"the {c.base} base already breaks {c.clause}"
+    found, exit_code = _findings(c.broken(original))
+    assert c.clause in found, f"{c.id}: {c.clause} not reported; found {sorted(found)}"
+    level = SPEC[c.clause].level
+    if level == "MUST":
+        assert exit_code == 2, f"{c.id}: a MUST violation must exit 2, not {exit_code}"
+    elif not any(SPEC[other].level == "MUST" for other in c.also):
+        assert exit_code != 2, f"{c.id}: a {level} finding alone must not exit 2"
+
+
+# === the strategy ===
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn=targeted_corruptions())
+def test_targeted_corruptions_apply(
+    drawn: tuple[Corruption, dict[str, Any]], base: Callable[[str], bytes]
+) -> None:
+    c, params = drawn
+    assert set(params) == set(c.params)
+    original = base(c.base)
+    assert c.broken(original, **params) != original
+
+
+@settings(max_examples=10, deadline=None)
+@given(drawn=targeted_corruptions(clauses=["WP-6", "WP-7"], bases=["reference-zoned"]))
+def test_strategy_filters(drawn: tuple[Corruption, dict[str, Any]]) -> None:
+    assert drawn[0].clause in ("WP-6", "WP-7")
+    assert drawn[0].base == "reference-zoned"
+
+
+def test_strategy_refuses_an_empty_selection() -> None:
+    with pytest.raises(ValueError, match="no corruption matches"):
+        targeted_corruptions(clauses=["ZSM-1"])
