@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qcow2harness import qemu
+from qcow2harness.errors import WriterError
 
 VIRTUAL_SIZE = "4M"
 LUKS_SECRET = "qcow2-harness"
@@ -118,14 +119,26 @@ def qemu_recipes() -> list[Recipe]:
              ("qemu-img", "bitmap", "--add", "-g", "128k", "{img}", "bitmap1")]))
     recipes.append(Recipe(
         "qemu-luks", "LUKS encryption (secret 'qcow2-harness')",
-        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"))
+        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=200"))
     return recipes
+
+
+# QEMU's LUKS PBKDF benchmark sometimes fails under coarse CPU accounting
+# (seen in sandboxes); the same command then succeeds on a retry.
+TRANSIENT_ERRORS = ("Unable to get accurate CPU usage",)
+RETRIES = 5
 
 
 def _run_step(step: tuple[str, ...], directory: str) -> None:
     tool, *args = step
-    # Relative backing and data file names resolve against the image's directory.
-    qemu.run(tool, *args, cwd=directory)
+    for attempt in range(RETRIES):
+        try:
+            # Relative backing and data file names resolve against the image's directory.
+            qemu.run(tool, *args, cwd=directory)
+            return
+        except WriterError as error:
+            if attempt + 1 == RETRIES or not any(t in error.message for t in TRANSIENT_ERRORS):
+                raise
 
 
 MiB = 1 << 20
