@@ -8,6 +8,7 @@ table or a refcount block, so the cost does not grow with the guest size.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,7 @@ def _plain(value: Any) -> Any:
     """Enums by name, bytes as text; everything else as is."""
     if value is None:
         return None
-    if hasattr(value, "name") and isinstance(value, int):
+    if isinstance(value, enum.Enum):
         return value.name
     if isinstance(value, bytes):
         return decode_name(value)
@@ -144,7 +145,8 @@ def _decode_body(ext: Any) -> dict[str, Any] | str | None:
             "ofs_bitmap_directory": body.ofs_bitmap_directory,
         }
     if ext.magic == ExtensionType.full_disk_encryption:
-        return {"ofs_crypt_header": body.ofs_crypt_header, "len_crypt_header": body.len_crypt_header}
+        return {"ofs_crypt_header": body.ofs_crypt_header,
+                "len_crypt_header": body.len_crypt_header}
     if ext.magic == ExtensionType.zoned:
         return {name: _plain(getattr(body, name)) for name in ZONED_FIELDS}
     return None
@@ -270,7 +272,7 @@ ZONES_SHOWN = 32
 
 
 def render(info: dict[str, Any]) -> str:
-    out = []
+    out: list[str] = []
     add = out.append
     add(f"image: {info['path']}")
     add(f"file format: qcow2 (compat {info['compat']})")

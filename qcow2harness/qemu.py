@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from qcow2harness.errors import WriterError
 
@@ -45,7 +45,7 @@ class QemuVersion:
         return self.text
 
 
-@lru_cache(maxsize=None)
+@cache
 def qemu_version(tool: str = "qemu-img") -> QemuVersion:
     path = require_tool(tool)
     out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
@@ -73,7 +73,7 @@ def run(
     return proc
 
 
-@lru_cache(maxsize=None)
+@cache
 def supports_zoned_qcow2() -> bool:
     """True when this qemu-img knows the proposed zoned qcow2 create options."""
     proc = run("qemu-img", "create", "-f", "qcow2", "-o", "help", check=False)

@@ -52,7 +52,9 @@ def qemu_tools() -> None:
 
 
 @pytest.fixture(scope="session")
-def qemu_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, list[dict[str, Any]]]:
+def qemu_corpus(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[pathlib.Path, list[dict[str, Any]]]:
     """The QEMU feature-matrix corpus, built once per session by the real qemu-img."""
     require_qemu()
     from qcow2harness.corpus import build_corpus

@@ -14,8 +14,8 @@ import tracemalloc
 from typing import Any
 
 import pytest
-
 from poke import poke_bytes, poke_header
+
 from qcow2harness import cli
 from qcow2harness.checker import check_path
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
 from poke import poke_file, poke_header
+
 from qcow2harness import qemu
 from qcow2harness.checker import check_path
 from qcow2harness.corpus import LUKS_SECRET

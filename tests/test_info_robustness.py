@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from poke import HEADER_FIELDS, poke_bytes, poke_header
+
 from qcow2harness import cli
 from qcow2harness.image import Image
 

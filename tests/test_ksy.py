@@ -8,8 +8,8 @@ import subprocess
 from typing import Any
 
 import pytest
-
 from conftest import REPO, require_node
+
 from qcow2harness.image import Image
 
 KSY_FILES = sorted((REPO / "ksy").glob("*.ksy"))
