@@ -74,6 +74,9 @@ class Refusal(StrEnum):
     CONVENTIONAL_ZONE = "conventional-zone"
     OUT_OF_RANGE = "out-of-range"
     INVALID_TRANSITION = "invalid-transition"
+    # Beyond the nine: a sequential-zone write or append whose length is not a
+    # whole number of 512-byte blocks would leave the wp unaligned (WP-7).
+    UNALIGNED = "unaligned"
 
 
 class VictimPolicy(StrEnum):
@@ -490,6 +493,8 @@ class ZoneModel:
             return _REFUSED[Refusal.INVALID_TRANSITION]  # ZSM-1
         if offset != zone.wp:
             return _REFUSED[Refusal.NOT_AT_WRITE_POINTER]  # ZSM-3
+        if length % SECTOR:
+            return _REFUSED[Refusal.UNALIGNED]  # WP-7: wps move in whole blocks
         return self._advance(zone, end, self._write_active_limit) or OK
 
     def append(self, zone_index: int, length: int) -> OpResult:
@@ -508,6 +513,8 @@ class ZoneModel:
             return _REFUSED[Refusal.ZONE_FULL]
         if state is _RO or state is _OFFLINE:
             return _REFUSED[Refusal.INVALID_TRANSITION]
+        if length % SECTOR:
+            return _REFUSED[Refusal.UNALIGNED]  # WP-7
         offset = zone.wp
         refused = self._advance(zone, offset + length, self._max_active)
         return refused or OpResult(offset=offset)

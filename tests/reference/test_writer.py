@@ -131,7 +131,7 @@ def read_layout(path: Path) -> dict[str, Any]:
 def test_zoned_header_extension_and_wp_table(tmp_path: Path) -> None:
     image = tmp_path / "zoned.qcow2"
     with zoned_writer(image) as writer:
-        writer.write(ZONE, b"\x01" * 5000)
+        writer.write(ZONE, b"\x01" * 5120)
         writer.flush()
     layout = read_layout(image)
     assert layout["version"] == 3
@@ -144,7 +144,7 @@ def test_zoned_header_extension_and_wp_table(tmp_path: Path) -> None:
     assert body[1:4] == b"\0\0\0"
     table = struct.unpack_from(">8Q", layout["raw"], meta_offset)
     assert table[0] == 0 | CONVENTIONAL_FLAG
-    assert table[1] == ZONE + 5000
+    assert table[1] == ZONE + 5120
     assert table[2:] == tuple(z * ZONE for z in range(2, 8))
     assert layout["refcount"](meta_offset) == 1, "zonedmeta clusters are refcounted (ZONE-21)"
 
@@ -163,7 +163,7 @@ def test_plain_images_have_no_zoned_bit(tmp_path: Path) -> None:
 def test_reopen_reset_and_read_back(tmp_path: Path) -> None:
     image = tmp_path / "zoned.qcow2"
     with zoned_writer(image) as writer:
-        writer.write(ZONE, b"\x01" * 5000)
+        writer.write(ZONE, b"\x01" * 5120)
         assert writer.append(2, b"\x02" * 512).offset == 2 * ZONE
         assert writer.finish_zone(4).ok
         assert writer.open_zone(3).ok
@@ -174,12 +174,12 @@ def test_reopen_reset_and_read_back(tmp_path: Path) -> None:
             ZoneState.EMPTY,
             ZoneState.FULL,
         ]
-        assert writer.read(ZONE, 5000) == b"\x01" * 5000
+        assert writer.read(ZONE, 5120) == b"\x01" * 5120
         writer.reset_zone(1)
-        assert writer.read(ZONE, 5000) == bytes(5000)
+        assert writer.read(ZONE, 5120) == bytes(5120)
         assert writer.wps_on_disk()[1] == ZONE
-        writer.write(ZONE, b"\x03" * 100)
-        assert writer.read(ZONE, 200) == b"\x03" * 100 + bytes(100)
+        writer.write(ZONE, b"\x03" * 512)
+        assert writer.read(ZONE, 1024) == b"\x03" * 512 + bytes(512)
         writer.reset_all()
         assert writer.wps_on_disk()[1:3] == [ZONE, 2 * ZONE]
     with ReferenceWriter.open(image) as again:
@@ -201,11 +201,11 @@ def test_small_zones_inside_one_cluster_reset_by_writing_zeros(tmp_path: Path) -
 
 def script() -> list[dict[str, Any]]:
     ops: list[dict[str, Any]] = [
-        {"op": "write", "offset": ZONE, "length": 3000},
+        {"op": "write", "offset": ZONE, "length": 3072},
         {"op": "write", "offset": 0, "length": 5000},
         {"op": "append", "zone": 2, "length": 2048},
         {"op": "flush"},
-        {"op": "write", "offset": ZONE + 3000, "length": 1096},
+        {"op": "write", "offset": ZONE + 3072, "length": 1024},
         {"op": "write", "offset": 3 * ZONE, "length": 512},  # victim closes
         {"op": "write", "offset": 4 * ZONE, "length": 512},  # too many active
         {"op": "write", "offset": ZONE + 100, "length": 512},  # not at wp
@@ -299,7 +299,7 @@ def log_of(tmp_path: Path, ops: list[dict[str, Any]], mutants: tuple[str, ...] =
     return writer, dict(op_entries(log)), log
 
 
-FIRST_WRITE = [{"op": "write", "offset": ZONE, "length": 5000}]
+FIRST_WRITE = [{"op": "write", "offset": ZONE, "length": 5120}]
 
 
 def test_correct_order_data_refcount_l2_l1_wp(tmp_path: Path) -> None:
@@ -425,9 +425,9 @@ def crash_violations(
 
 
 CRASH_OPS: list[dict[str, Any]] = [
-    {"op": "write", "offset": ZONE, "length": 5000},
+    {"op": "write", "offset": ZONE, "length": 5120},
     {"op": "flush"},
-    {"op": "write", "offset": ZONE + 5000, "length": 3000},
+    {"op": "write", "offset": ZONE + 5120, "length": 3072},
     {"op": "append", "zone": 2, "length": 1024},
     {"op": "write", "offset": 100, "length": 9000},
     {"op": "reset", "zone": 1},

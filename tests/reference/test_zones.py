@@ -203,6 +203,15 @@ def test_write_must_start_at_wp_and_stay_within_capacity() -> None:
     assert model.open_zones == 0, "reaching capacity frees the open slot"
 
 
+def test_sequential_writes_move_the_wp_in_whole_blocks() -> None:
+    model = make()
+    assert model.write(start(2), 1000).error is R.UNALIGNED
+    assert model.append(2, 100).error is R.UNALIGNED
+    assert model.zone(2).wp == start(2) and model.zone(2).state is S.EMPTY
+    assert model.write(0, 1000).ok, "conventional zones take any length"
+    assert model.write(start(2), 1024).ok and model.zone(2).wp == start(2) + 1024
+
+
 def test_write_spanning_zones() -> None:
     model = make(conventional=2)
     assert model.write(ZONE - 512, 1024).ok, "conventional zones may be spanned"
@@ -463,6 +472,7 @@ def test_refusal_names_are_exactly_the_protocol_names() -> None:
         "conventional-zone",
         "out-of-range",
         "invalid-transition",
+        "unaligned",
     }
     assert [s.value for s in ZoneState] == [
         "empty",
