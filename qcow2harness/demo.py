@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from qcow2harness.checker import check_path
 from qcow2harness.corpus import build_corpus
 from qcow2harness.image import Image
 from qcow2harness.info import describe, render
@@ -36,12 +37,40 @@ def make_zoned_image(path: str) -> str:
     return path
 
 
+# Non-conformant images to show verdicts on: (clause, corruption name).
+DEMO_CORRUPTIONS = (("WP-2", "host-endian-table"), ("ZONE-13", "open-limit-over-active-limit"))
+
+
+def broken_images(directory: str, zoned_image: str) -> list[str]:
+    """Copies of the zoned image, each broken in one clause (properties.corruptions)."""
+    from qcow2harness.properties.corruptions import corruptions_for
+
+    with open(zoned_image, "rb") as base_file:
+        base = base_file.read()
+    paths = []
+    for clause, name in DEMO_CORRUPTIONS:
+        corruption = next(c for c in corruptions_for(clause) if c.name == name)
+        path = os.path.join(directory, f"broken-{clause}-{name}.qcow2")
+        with open(path, "wb") as out:
+            out.write(corruption.broken(base))
+        paths.append(path)
+    return paths
+
+
 def run_demo(directory: str) -> Iterator[tuple[str, str]]:
     """Yield (title, text) sections."""
     os.makedirs(directory, exist_ok=True)
     manifest = build_corpus(directory, only=DEMO_QEMU_IMAGES)
     paths = [os.path.join(directory, entry["file"]) for entry in manifest]
-    paths.append(make_zoned_image(os.path.join(directory, "reference-zoned.qcow2")))
+    zoned = make_zoned_image(os.path.join(directory, "reference-zoned.qcow2"))
+    paths.append(zoned)
+    paths.extend(broken_images(directory, zoned))
     for path in paths:
         with Image.open(path) as image:
             yield f"info {os.path.basename(path)}", render(describe(image))
+    verdicts = []
+    for path in paths:
+        report = check_path(path)
+        clauses = ", ".join(sorted(report.clauses())) or "-"
+        verdicts.append(f"{os.path.basename(path):<52} exit {report.exit_code}  {clauses}")
+    yield "check (0 conformant, 2 MUST violated, 3 SHOULD only)", "\n".join(verdicts)
