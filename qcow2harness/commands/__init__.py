@@ -10,4 +10,5 @@ COMMANDS = [
     "model",
     "corpus",
     "demo",
+    "iotests",
 ]
