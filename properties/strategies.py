@@ -14,18 +14,44 @@
 Each drawn value is a `Corruption` (which knows the clause it breaks) and a
 parameter dict for it: one value per free parameter, drawn from the choices the
 corruption declares.
+
+The other strategies:
+
+- `zone_configs()`: valid zone configurations (ZONE-6..ZONE-16 hold), as ZoneConfig;
+- `zone_operations(config, legal_only=...)`: `qcow2-harness model` trace ops for a config,
+  mostly at the write pointer, or deliberately off the rules;
+- `image_options()`: qemu-img create options across cluster sizes, refcount widths,
+  compat, extended L2 and lazy refcounts;
+- `reference_images(workdir)` and `qemu_images(workdir)`: paths of valid images built by
+  the reference writer (zoned or not) or by the real qemu-img (snapshots, backing chains).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import strategies as st
+from qcow2harness.reference.writer import ReferenceWriter
+from qcow2harness.reference.zones import ZoneConfig
+
+from qcow2harness import qemu
 
 from .corruptions import CORRUPTIONS, Corruption
 
-__all__ = ["corruption_params", "targeted_corruptions"]
+__all__ = [
+    "corruption_params",
+    "image_options",
+    "qemu_images",
+    "reference_images",
+    "targeted_corruptions",
+    "zone_configs",
+    "zone_operations",
+]
+
+SECTOR = 512
 
 
 def corruption_params(corruption: Corruption) -> st.SearchStrategy[dict[str, Any]]:
@@ -57,3 +83,136 @@ def targeted_corruptions(
     return st.sampled_from(chosen).flatmap(
         lambda c: corruption_params(c).map(lambda params: (c, params))
     )
+
+
+@st.composite
+def zone_configs(draw: st.DrawFn, *, max_zones: int = 10) -> ZoneConfig:
+    """Valid zone configurations: power-of-two zones, capacity <= size, open <= active."""
+    zone_size = draw(st.sampled_from([4096, 8192, 16384, 65536]))
+    capacity = draw(st.integers(1, zone_size // SECTOR)) * SECTOR
+    nr_zones = draw(st.integers(2, max_zones))
+    conventional = draw(st.integers(0, min(2, nr_zones - 1)))
+    sequential = nr_zones - conventional
+    max_active = draw(st.integers(0, sequential))
+    max_open = draw(st.integers(0, max_active if max_active else sequential))
+    # ZONE-16 and the stricter ZONE-17: max_append_bytes + 512 < zone_capacity.
+    max_append = draw(st.integers(0, max(0, capacity - 2 * SECTOR) // SECTOR)) * SECTOR
+    return ZoneConfig(size=nr_zones * zone_size, zone_size=zone_size, zone_capacity=capacity,
+                      conventional_zones=conventional, max_open_zones=max_open,
+                      max_active_zones=max_active, max_append_bytes=max_append)
+
+
+def zone_operations(config: ZoneConfig, *, legal_only: bool = False,
+                    ) -> st.SearchStrategy[dict[str, Any]]:
+    """One op of the model trace protocol for `config`.
+
+    With legal_only, writes start at a zone start and are whole blocks; otherwise
+    offsets, lengths and zone numbers may break the rules (the model must refuse them).
+    """
+    zones = st.integers(0, config.nr_zones - 1)
+    if not legal_only:
+        zones = st.one_of(zones, st.sampled_from([-1, config.nr_zones]))
+    blocks = st.integers(1, max(1, config.zone_capacity // SECTOR))
+    lengths = blocks.map(lambda n: n * SECTOR)
+    if not legal_only:
+        lengths = st.one_of(lengths, st.integers(1, config.zone_size + SECTOR))
+    offsets = zones.map(lambda z: z * config.zone_size)
+    if not legal_only:
+        offsets = st.one_of(offsets, st.integers(-SECTOR, config.size + SECTOR))
+    return st.one_of(
+        st.builds(lambda o, n: {"op": "write", "offset": o, "length": n}, offsets, lengths),
+        st.builds(lambda z, n: {"op": "append", "zone": z, "length": n}, zones, lengths),
+        st.builds(lambda op, z: {"op": op, "zone": z},
+                  st.sampled_from(["open", "close", "finish", "reset"]), zones),
+        st.sampled_from([{"op": "reset_all"}, {"op": "flush"}, {"op": "reopen"},
+                         {"op": "report"}]),
+    )
+
+
+def image_options() -> st.SearchStrategy[dict[str, str]]:
+    """qemu-img create -o options for a valid qcow2 image."""
+    return st.fixed_dictionaries({
+        "cluster_size": st.sampled_from(["512", "4096", "65536"]),
+        "refcount_bits": st.sampled_from(["1", "4", "16", "64"]),
+        "compat": st.sampled_from(["1.1", "1.1", "0.10"]),
+        "lazy_refcounts": st.sampled_from(["off", "on"]),
+        "extended_l2": st.sampled_from(["off", "on"]),
+    }).map(_consistent_options)
+
+
+def _consistent_options(options: dict[str, str]) -> dict[str, str]:
+    """Drop combinations qemu-img refuses (v2 has 16-bit refcounts and no features)."""
+    fixed = dict(options)
+    if fixed["compat"] == "0.10":
+        fixed.update(refcount_bits="16", lazy_refcounts="off", extended_l2="off")
+    if int(fixed["cluster_size"]) < 16384:
+        fixed["extended_l2"] = "off"
+    return fixed
+
+
+_counter = itertools.count()
+
+
+def reference_images(workdir: str, *, zoned: bool | None = None) -> st.SearchStrategy[str]:
+    """Paths of images written by the reference writer: a drawn config and some writes."""
+    @st.composite
+    def build(draw: st.DrawFn) -> str:
+        is_zoned = draw(st.booleans()) if zoned is None else zoned
+        cluster_size = draw(st.sampled_from([512, 4096, 65536]))
+        path = os.path.join(workdir, f"reference-{next(_counter)}.qcow2")
+        if is_zoned:
+            config = draw(zone_configs())
+            with ReferenceWriter.create(path, config.size, cluster_size=cluster_size,
+                                        zoned=config, fsync=False) as writer:
+                for op in draw(st.lists(zone_operations(config, legal_only=True),
+                                        max_size=8)):
+                    _apply(writer, op)
+        else:
+            size = draw(st.integers(1, 64)) * 65536
+            with ReferenceWriter.create(path, size, cluster_size=cluster_size,
+                                        fsync=False) as writer:
+                for _ in range(draw(st.integers(0, 6))):
+                    offset = draw(st.integers(0, size // SECTOR - 1)) * SECTOR
+                    length = min(draw(st.integers(1, 64)) * SECTOR, size - offset)
+                    writer.write(offset, bytes([draw(st.integers(1, 255))]) * length)
+        return path
+    return build()
+
+
+def _apply(writer: ReferenceWriter, op: dict[str, Any]) -> None:
+    name = op["op"]
+    if name == "write":
+        writer.write(op["offset"], b"\x5a" * op["length"])
+    elif name == "append":
+        writer.append(op["zone"], b"\x5b" * op["length"])
+    elif name in ("open", "close", "finish", "reset"):
+        getattr(writer, f"{name}_zone")(op["zone"])
+    elif name in ("reset_all", "flush", "reopen"):
+        getattr(writer, name)()
+
+
+def qemu_images(workdir: str) -> st.SearchStrategy[str]:
+    """Paths of images made by the real qemu-img and qemu-io: options, writes, and
+    optionally an internal snapshot or a backing file."""
+    @st.composite
+    def build(draw: st.DrawFn) -> str:
+        options = draw(image_options())
+        n = next(_counter)
+        path = os.path.join(workdir, f"qemu-{n}.qcow2")
+        create = ["create", "-q", "-f", "qcow2", "-o",
+                  ",".join(f"{k}={v}" for k, v in options.items())]
+        if draw(st.booleans()):
+            base = os.path.join(workdir, f"qemu-{n}-base.qcow2")
+            qemu.run("qemu-img", "create", "-q", "-f", "qcow2", base, "4M")
+            qemu.run("qemu-io", "-c", "write -q -P 0x11 0 256k", base)
+            create += ["-b", base, "-F", "qcow2"]
+        qemu.run("qemu-img", *create, path, "4M")
+        for _ in range(draw(st.integers(0, 4))):
+            offset = draw(st.integers(0, 8191)) * SECTOR
+            length = min(draw(st.integers(1, 256)) * SECTOR, (4 << 20) - offset)
+            qemu.run("qemu-io", "-c", f"write -q -P {draw(st.integers(1, 255))} "
+                     f"{offset} {length}", path)
+        if draw(st.booleans()):
+            qemu.run("qemu-img", "snapshot", "-c", "snap", path)
+        return path
+    return build()

@@ -119,6 +119,10 @@ class LogWriter:
             raise ValueError(f"mark label longer than {MAX_MARK_LEN} bytes")
         self._entry(0, 0, MARK, len(text), text)
 
+    def sync(self) -> None:
+        """Push buffered entries to the file so that a reader sees them (no fsync)."""
+        self._file.flush()
+
     def finalize(self) -> None:
         """Write the final entry count and close the log."""
         if self._file.closed:

@@ -324,6 +324,10 @@ class PersistenceModel:
     def inject_fault(self, zone: int, state: ZoneState | str) -> None:
         self.zones.inject_fault(zone, state)
 
+    def content(self) -> list[Extent]:
+        """What every guest byte holds now, as extents of content ids (see pattern_byte)."""
+        return self._content.slice(0, self.config.size)
+
     def apply(self, op: Mapping[str, Any]) -> OpResult:
         """Apply one op in the trace protocol's dict form (crash/report excluded)."""
         name = op.get("op")

@@ -433,12 +433,21 @@ class ReferenceWriter:
         return self._ack("flush", OpResult())
 
     def reopen(self) -> OpResult:
-        """Clean power cycle: flush, close, and parse the image again from disk (ZSM-17)."""
-        self.flush()
+        """Clean power cycle: flush, close, and parse the image again from disk (ZSM-17).
+
+        One op, one MARK: the flush inside is not acknowledged as an op of its own.
+        """
+        if Mutant.NO_FLUSH_BEFORE_ACK not in self.mutants:
+            self._barrier()
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR)
         self._load()
         return self._ack("reopen", OpResult())
+
+    def sync_log(self) -> None:
+        """Make everything logged so far visible to a log reader (crash checks mid-run)."""
+        if self._log is not None:
+            self._log.sync()
 
     def close(self) -> None:
         """Flush (per the mutants), close the file and finalize the log."""
