@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def zoned_image(argv: list[str]) -> int:
     p.add_argument("--max-append", type=size, default=0)
     p.add_argument("--cluster-size", type=size, default=64 << 10)
     p.add_argument("ops", nargs="*")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)
     try:
         config = ZoneConfig(
             size=a.size, zone_size=a.zone_size, zone_capacity=a.capacity or a.zone_size,
@@ -88,6 +89,23 @@ def zoned_image(argv: list[str]) -> int:
     return 0
 
 
+def print_answer(answer: str) -> None:
+    """One answer line; a "zones" list is printed one zone per line, still JSON."""
+    try:
+        parsed = json.loads(answer)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("zones"), list):
+        print(f"< {answer}")
+        return
+    zones = parsed.pop("zones")
+    rest = json.dumps(parsed)[1:-1]
+    print(f"< {{{rest}, \"zones\": [")
+    for i, zone in enumerate(zones):
+        print(f"<     {json.dumps(zone)}{',' if i + 1 < len(zones) else ''}")
+    print("< ]}")
+
+
 def model_session(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="tools.py model-session")
     p.add_argument("--strict", action="store_true")
@@ -106,7 +124,7 @@ def model_session(argv: list[str]) -> int:
             print(line)
             continue
         print(f"> {line}")
-        print(f"< {next(answers, '(no answer)')}")
+        print_answer(next(answers, "(no answer)"))
     for extra in answers:
         print(f"< {extra}  (unexpected extra answer)")
     if proc.stderr:
