@@ -1,0 +1,76 @@
+"""Shrunk counterexamples that kill each reference-writer mutant, kept as regression data.
+
+    python -m qcow2harness.properties.regressions DIR [MUTANT ...]
+
+searches with the zoned stateful suite until each mutant fails, and writes the shrunk
+sequence to DIR/<mutant>.json. tests/properties/test_mutants.py replays every file:
+the mutant must fail it and the correct writer must pass it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from qcow2harness.reference.writer import Mutant
+
+from .stateful import REGRESSION_TAG, zoned_writer_machine
+
+SEARCH = settings(max_examples=2000, stateful_step_count=30, deadline=None, derandomize=True,
+                  database=None, suppress_health_check=list(HealthCheck))
+
+
+def failure_text(error: BaseException) -> str:
+    """The message of a failure, or of every failure in a group."""
+    inner = getattr(error, "exceptions", None)
+    if inner:
+        return "\n".join(failure_text(e) for e in inner)
+    return str(error)
+
+
+def find_counterexample(mutant: str) -> dict[str, Any] | None:
+    """The shrunk sequence on which the suite kills `mutant`, or None if it survives."""
+    try:
+        run_state_machine_as_test(zoned_writer_machine([mutant]), settings=SEARCH)
+    except (AssertionError, ExceptionGroup) as error:  # noqa: F821 - builtin in 3.11
+        for line in failure_text(error).splitlines():
+            if line.startswith(REGRESSION_TAG):
+                found: dict[str, Any] = json.loads(line[len(REGRESSION_TAG):])
+                found["mutant"] = mutant
+                found["failure"] = failure_text(error).splitlines()[0]
+                return found
+        raise
+    return None
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv:
+        print(__doc__)
+        return 1
+    directory, wanted = argv[0], list(argv[1:]) or [m.value for m in Mutant]
+    os.makedirs(directory, exist_ok=True)
+    survivors = []
+    for mutant in wanted:
+        started = time.monotonic()
+        found = find_counterexample(mutant)
+        took = time.monotonic() - started
+        if found is None:
+            survivors.append(mutant)
+            print(f"{mutant}: survived ({took:.0f} s)")
+            continue
+        with open(os.path.join(directory, f"{mutant}.json"), "w") as out:
+            json.dump(found, out, indent=1)
+            out.write("\n")
+        print(f"{mutant}: killed by {len(found['ops'])} op(s) ({took:.0f} s): {found['failure']}")
+    return 2 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
