@@ -18,6 +18,7 @@ qemu-io script, ready for a bug report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -252,6 +253,7 @@ class ZonedWriterMachine(RuleBasedStateMachine):
         self.model: PersistenceModel | None = None
         self.config: ZoneConfig | None = None
         self.ops: list[dict[str, Any]] = []
+        self.last_crash: dict[str, Any] | None = None
 
     @initialize(config=zone_configs())
     def create(self, config: ZoneConfig) -> None:
@@ -281,7 +283,14 @@ class ZonedWriterMachine(RuleBasedStateMachine):
             self._fail(f"{op}: the writer answered {got}, the model {expected}")
 
     def _fail(self, message: str) -> None:
-        raise AssertionError(f"{message}\n{self.replay_text()}")
+        raise AssertionError(f"{message}\n{self.replay_text()}"
+                             f"{REGRESSION_TAG}{json.dumps(self.regression())}\n")
+
+    def regression(self) -> dict[str, Any]:
+        """This run as data: `replay_regression` runs it again, on any writer."""
+        assert self.config is not None
+        return {"config": dataclasses.asdict(self.config), "ops": self.ops,
+                "crash": self.last_crash}
 
     def replay_text(self) -> str:
         """The ops so far, as a `qcow2-harness model` trace and a qemu-io zone script."""
@@ -323,25 +332,40 @@ class ZonedWriterMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def crash(self, data: st.DataObject) -> None:
         """A power cut: durable epochs plus any subset of the in-flight one (PERS-*)."""
-        assert self.writer is not None and self.config is not None
+        assert self.writer is not None
         self.writer.sync_log()
         entries = list(read_log(self.log))
         created = next(i for i, e in enumerate(entries) if e.is_mark and e.label == "create ok")
         stop = data.draw(st.integers(created + 1, len(entries)), label="crash after entry")
-        last_flush = max((i for i in range(created, stop) if entries[i].is_flush),
-                         default=created)
-        in_flight = [i for i in range(last_flush + 1, stop) if entries[i].is_write]
+        in_flight = self._in_flight(entries, created, stop)
         kept = data.draw(st.lists(st.booleans(), min_size=len(in_flight),
                                   max_size=len(in_flight)), label="in-flight writes kept")
-        applied = set(range(last_flush + 1)) | {i for i, k in zip(in_flight, kept,
-                                                                   strict=True) if k}
+        self.crash_at(stop, [i for i, k in zip(in_flight, kept, strict=True) if k])
+
+    @staticmethod
+    def _in_flight(entries: list[Any], created: int, stop: int) -> list[int]:
+        last_flush = max((i for i in range(created, stop) if entries[i].is_flush),
+                         default=created)
+        return [i for i in range(last_flush + 1, stop) if entries[i].is_write]
+
+    def crash_at(self, stop: int, kept: list[int]) -> None:
+        """Judge the crash state: log entries before the last flush before `stop`, plus
+        the in-flight writes listed in `kept`."""
+        assert self.writer is not None and self.config is not None
+        self.writer.sync_log()
+        entries = list(read_log(self.log))
+        created = next(i for i, e in enumerate(entries) if e.is_mark and e.label == "create ok")
+        in_flight = self._in_flight(entries, created, stop)
+        first_in_flight = in_flight[0] if in_flight else stop
+        applied = [i for i in range(min(first_in_flight, stop)) if entries[i].is_write]
+        applied += [i for i in kept if i in in_flight]
+        self.last_crash = {"stop": stop, "kept": sorted(kept)}
         crashed = os.path.join(self.workdir, "crashed.qcow2")
         with open(crashed, "wb") as out:
-            for index in sorted(applied):
+            for index in applied:
                 entry = entries[index]
-                if entry.is_write:
-                    out.seek(entry.sector * SECTOR)
-                    out.write(entry.data)
+                out.seek(entry.sector * SECTOR)
+                out.write(entry.data)
         acked = sum(1 for e in entries[created + 1:stop] if e.is_mark)
         judge = PersistenceModel(self.config)
         for op in self.ops[:acked]:
@@ -349,8 +373,7 @@ class ZonedWriterMachine(RuleBasedStateMachine):
         if acked < len(self.ops):
             judge.apply(self.ops[acked])  # in flight: its effects may or may not be there
         answer = judge.crash()
-        where = (f"crash after log entry {stop} with in-flight writes "
-                 f"{[i for i, k in zip(in_flight, kept, strict=True) if k]} of {in_flight}")
+        where = f"crash after log entry {stop} keeping in-flight writes {sorted(kept)}"
         # After a crash only MUST violations count: leaks (RC-5) and dead data above a
         # wp that did not reach the disk (WP-10) are the SHOULD-level cost of a power cut.
         problems = [f.one_line() for f in check_path(crashed).findings if f.level == "MUST"]
@@ -358,6 +381,7 @@ class ZonedWriterMachine(RuleBasedStateMachine):
             problems += answer.violations(recovered.wps_on_disk(), recovered.read)
         if problems:
             self._fail(f"{where}: " + "; ".join(problems))
+        self.last_crash = None
 
     # -- invariants ----------------------------------------------------------------------
 
@@ -399,6 +423,25 @@ class ZonedWriterMachine(RuleBasedStateMachine):
         if self.writer is not None:
             self.writer.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+REGRESSION_TAG = "regression (tests/properties/regressions): "
+
+
+def replay_regression(regression: dict[str, Any], mutants: Iterable[str] = ()) -> None:
+    """Run a recorded sequence against a writer; raises AssertionError as the suite would."""
+    machine = zoned_writer_machine(mutants)()
+    try:
+        machine.create(ZoneConfig(**regression["config"]))
+        for op in regression["ops"]:
+            machine._apply(op)
+            machine.file_reparsed_matches_model()
+            machine.check_is_clean()
+            machine.data_reads_back()
+        if regression["crash"] is not None:
+            machine.crash_at(regression["crash"]["stop"], regression["crash"]["kept"])
+    finally:
+        machine.teardown()
 
 
 def zoned_writer_machine(mutants: Iterable[str] = ()) -> type[ZonedWriterMachine]:
