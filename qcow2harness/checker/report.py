@@ -92,3 +92,17 @@ class Findings:
 
     def count(self, clause: str) -> int:
         return self._per_clause[clause]
+
+    def room(self, clause: str) -> int:
+        """How many more findings of `clause` would still be kept individually."""
+        return max(FINDINGS_PER_CLAUSE - self._per_clause[clause], 0)
+
+    def add_suppressed(self, clause: str, count: int) -> None:
+        """Count `count` more findings of `clause` without building a message for each
+        (bulk checks report the first few with add() and the rest here)."""
+        if count <= 0:
+            return
+        level = self.registry[clause].level
+        self._per_clause[clause] += count
+        self.report.level_counts[level] += count
+        self.report.suppressed[clause] += count
