@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -31,6 +32,8 @@ ExtensionType = Qcow2.HeaderExtensionType
 # cluster_bits beyond this cannot address anything through 56-bit L2 offsets.
 MAX_MODEL_CLUSTER_BITS = 56
 MIN_CLUSTER_BITS = 9
+QCOW2_MAGIC = b"QFI\xfb"
+MAX_SNAPSHOT_TABLE = 64 * 1024 * 1024  # SNAP-2
 
 
 # The `valid:` checks of ksy/qcow2.ksy, by KSY path: field name, offset, clause.
@@ -132,8 +135,23 @@ class Image:
         self.file_size = stream.tell()
         stream.seek(0)
         self._kaitai_io = KaitaiStream(stream)
-        with parsing("qcow2 header", 0, "HDR-1", self._kaitai_io):
-            self.root = Qcow2(self._kaitai_io)
+        # A file too short to hold the magic is not qcow2 at all (HDR-1); a wrong magic or
+        # version is caught by the parser's valid: checks (HDR-1, HDR-2) as soon as it is
+        # read; a header that is right so far but cut short is HDR-3.
+        truncated_clause = "HDR-3" if self.file_size >= len(QCOW2_MAGIC) else "HDR-1"
+        try:
+            with parsing("qcow2 header", 0, truncated_clause, self._kaitai_io):
+                self.root = Qcow2(self._kaitai_io)
+        except ParseError as error:
+            if error.clause != "HDR-3":
+                raise
+            raise ParseError(
+                f"the file is {self.file_size} bytes long and ends inside the qcow2 header "
+                f"({error.message})",
+                structure="qcow2 header",
+                offset=self.file_size,
+                clause="HDR-3",
+            ) from error
         self.header = self.root.header
         self._extensions: list[Extension] | None = None
 
@@ -209,10 +227,13 @@ class Image:
                     f"{self.file_size}-byte file",
                     structure="header",
                     offset=100,
-                    clause="HDR-11",
+                    clause="HDR-3",
                 )
-            with parsing("header extension list", self.len_header, "EXT-1"):
-                entries = list(self.root.header_extensions.entries)
+            try:
+                with parsing("header extension list", self.len_header, "EXT-1"):
+                    entries = list(self.root.header_extensions.entries)
+            except ParseError as error:
+                raise self._extension_list_failure(error) from error
             found = []
             offset = self.len_header
             for index, node in enumerate(entries):
@@ -224,14 +245,44 @@ class Image:
             self._extensions = found
         return self._extensions
 
-    def extension(self, kind: ExtensionType) -> Extension | None:
+    def _extension_list_failure(self, error: ParseError) -> ParseError:
+        """Say why the extension list did not parse: a record that runs past the first
+        cluster (EXT-2) or a list with no end marker inside it (EXT-1).
+
+        Only the record headers are read again (8 bytes each, within one cluster); this
+        runs on the failure path only.
+        """
+        start = self.len_header
+        area = self.pread(start, max(min(self.cluster_size, self.file_size) - start, 0))
+        at = 0
+        while at + 8 <= len(area):
+            magic, length = struct.unpack_from(">II", area, at)
+            if magic == ExtensionType.end:
+                return error  # the records fit: the failure is inside one of them
+            if at + 8 + length + (-length % 8) > len(area):
+                return ParseError(
+                    f"header extension {magic:#010x} at {start + at:#x} declares {length} "
+                    "bytes of data, which run past the end of the first cluster",
+                    structure="header extension list",
+                    offset=start + at + 4,
+                    clause="EXT-2",
+                )
+            at += 8 + length + (-length % 8)
+        return ParseError(
+            "the header extension list has no end marker (type 0) inside the first cluster",
+            structure="header extension list",
+            offset=start + at,
+            clause="EXT-1",
+        )
+
+    def extension(self, kind: int) -> Extension | None:
         """The first extension of a known kind, or None."""
         for ext in self.extensions():
             if ext.magic == kind:
                 return ext
         return None
 
-    def string_extension(self, kind: ExtensionType) -> str | None:
+    def string_extension(self, kind: int) -> str | None:
         ext = self.extension(kind)
         if ext is None:
             return None
@@ -242,7 +293,7 @@ class Image:
         if self.header.ofs_backing_file_name == 0:
             return None
         offset = int(self.header.ofs_backing_file_name)
-        with parsing("backing file name", offset, "HDR-3"):
+        with parsing("backing file name", offset, "HDR-24"):
             return decode_name(self.root.backing_file_name)
 
     @property
@@ -278,8 +329,34 @@ class Image:
         offset = int(self.header.ofs_snapshot_table)
         # Each entry is at least 40 bytes: refuse counts the file cannot back.
         self._require_in_file("snapshot table", offset, count * 40, "SNAP-2")
-        with parsing("snapshot table", offset, "SNAP-3"):
-            return list(self.root.snapshot_table)
+        try:
+            with parsing("snapshot table", offset, "SNAP-1"):
+                return list(self.root.snapshot_table)
+        except ParseError:
+            entries = self._snapshots_at_end_of_file(offset, count)
+            if entries is None:
+                raise
+            return entries
+
+    def _snapshots_at_end_of_file(self, offset: int, count: int) -> list[Any] | None:
+        """The snapshot table when only the padding after its last entry is missing.
+
+        QEMU pads before each entry, not after the last one, so a table that ends the
+        file may end mid-padding (SNAP-1). The missing zeros are supplied here; any
+        other shortfall is still an error.
+        """
+        missing = -self.file_size % 8
+        if not missing or self.file_size - offset > MAX_SNAPSHOT_TABLE:
+            return None
+        data = self.pread(offset, self.file_size - offset) + bytes(missing)
+        stream = KaitaiStream(io.BytesIO(data))
+        try:
+            with parsing("snapshot table", offset, "SNAP-1"):
+                entries = [Qcow2.SnapshotTableEntry(stream, self.root, self.root)
+                           for _ in range(count)]
+        except ParseError:
+            return None
+        return entries if stream.pos() == len(data) else None
 
     # -- bulk tables as numpy arrays -----------------------------------------
 

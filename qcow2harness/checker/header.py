@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 
 from qcow2harness.checker.report import Findings
@@ -60,6 +61,8 @@ def check_header(image: Image, out: Findings) -> bool:
                 f"{header_end}", image.file_size)
         return False
 
+    if image.version == 2:
+        _check_v2_defaults(image, out, cluster_size)
     unknown = image.header.unknown_incompatible_features
     if unknown:
         out.add("HDR-9", f"unknown incompatible feature bits {unknown:#x}: a reader must "
@@ -95,6 +98,32 @@ def check_header(image: Image, out: Findings) -> bool:
         if any(padding[: min(len(padding), 112 - known_end)]):
             out.add("HDR-23", "header padding after compression_type is not zero", known_end)
     return True
+
+
+def _check_v2_defaults(image: Image, out: Findings, cluster_size: int) -> None:
+    """HDR-8: a version 2 header followed by a complete, consistent set of version 3 fields.
+
+    A version 2 reader takes bytes 72-103 as the start of the extension area. When they
+    read instead as version 3 fields that mean something (known feature bits only, at
+    least one of them set or a refcount width other than 16 bits, a valid header_length),
+    the image was written with version 3 features and then labelled version 2: every
+    reader ignores those features and misreads what depends on them.
+    """
+    tail = image.pread(LEN_V2_HEADER, MIN_LEN_V3_HEADER - LEN_V2_HEADER)
+    if len(tail) < MIN_LEN_V3_HEADER - LEN_V2_HEADER:
+        return
+    incompatible, compatible, autoclear, refcount_order, len_header = struct.unpack(
+        ">QQQII", tail)
+    looks_v3 = (MIN_LEN_V3_HEADER <= len_header <= cluster_size and len_header % 8 == 0
+                and refcount_order <= 6
+                and not incompatible & ~KNOWN_INCOMPATIBLE_BITS
+                and not compatible & ~KNOWN_COMPATIBLE_BITS
+                and not autoclear & ~KNOWN_AUTOCLEAR_BITS)
+    if looks_v3 and (incompatible or compatible or autoclear or refcount_order != 4):
+        out.add("HDR-8", f"version 2 header, but bytes 72-103 hold version 3 fields "
+                f"(incompatible {incompatible:#x}, compatible {compatible:#x}, autoclear "
+                f"{autoclear:#x}, refcount_order {refcount_order}, header_length "
+                f"{len_header}): features a version 2 reader ignores", 4)
 
 
 def _check_tables(image: Image, out: Findings, cluster_size: int) -> None:
@@ -152,8 +181,10 @@ def check_extensions(image: Image, out: Findings) -> bool:
     try:
         extensions = image.extensions()
     except ParseError as error:
-        clause = "EXT-2" if "truncated" in error.message else "EXT-1"
-        out.add(clause, f"header extension list: {error.message}", error.offset)
+        # The image model tells a record running past cluster 0 (EXT-2) from a list
+        # without an end marker (EXT-1).
+        out.add(error.clause or "EXT-1", f"header extension list: {error.message}",
+                error.offset)
         return False
     cluster_size = image.cluster_size
     seen: Counter[int] = Counter()
@@ -203,6 +234,9 @@ def _check_backing(image: Image, out: Findings, extension_area_end: int) -> None
     if backing_format is not None:
         if not backing_format.length:
             out.add("EXT-5", "backing format name is empty", backing_format.offset)
+        elif b"\0" in bytes(backing_format.body.value):
+            out.add("EXT-5", "backing format name has a NUL byte inside its length",
+                    backing_format.offset + 8 + bytes(backing_format.body.value).index(b"\0"))
         if not has_backing:
             out.add("EXT-6", "backing format extension without a backing file",
                     backing_format.offset)
@@ -232,6 +266,9 @@ def _check_feature_extensions(image: Image, out: Findings) -> None:
                 data_file.offset)
     if data_file is not None and data_file.length == 0:
         out.add("DATA-2", "external data file name is empty", data_file.offset)
+    elif data_file is not None and b"\0" in bytes(data_file.body.value):
+        out.add("DATA-2", "external data file name has a NUL byte inside its length",
+                data_file.offset + 8 + bytes(data_file.body.value).index(b"\0"))
     if header.is_data_file_raw and not header.has_external_data_file:
         out.add("DATA-3", "data_file_raw set without an external data file", 88)
     if header.has_external_data_file and int(header.num_snapshots):
