@@ -34,7 +34,7 @@ Decisions the facts leave open, made here and cited as clauses:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import NamedTuple
@@ -238,6 +238,9 @@ def header_problems(fields: dict[str, int | bytes]) -> list[Problem]:
         value("max_open_zones"), value("max_active_zones"), value("max_append_bytes"))
     problems.extend(geometry)
     nr_zones = value("nr_zones")
+    if nr_zones > MAX_NR_ZONES and not any(clause == "ZONE-10" for clause, _, _ in geometry):
+        problems.append(("ZONE-10", "nr_zones", f"nr_zones is {nr_zones}, more than the "
+                         f"{MAX_NR_ZONES} the write-pointer table allows"))
     if not any(clause == "ZONE-6" for clause, _, _ in geometry):
         expected = -(-value("virtual_size") // zone_size)
         if nr_zones != expected:
@@ -263,6 +266,31 @@ def header_problems(fields: dict[str, int | bytes]) -> list[Problem]:
         problems.append(("ZONE-20", "zonedmeta_offset", f"the write-pointer table at "
                          f"{offset:#x} ({8 * nr_zones} bytes) runs past the end of the file"))
     return problems
+
+
+def header_notes(fields: dict[str, int | bytes]) -> list[Problem]:
+    """The MAY permissions a sound zoned extension exercises (ZONE-8, ZONE-15).
+
+    Not problems: the checker lists them as notes. Call only when header_problems()
+    found nothing that makes the geometry meaningless (ZONE-6, ZONE-7, ZONE-9-11).
+    """
+    def value(name: str) -> int:
+        number = fields[name]
+        assert isinstance(number, int)
+        return number
+
+    notes: list[Problem] = []
+    capacity = value("zone_capacity")
+    if not _is_power_of_two(capacity):
+        notes.append(("ZONE-8", "zone_capacity", f"zone_capacity {capacity} is not a power "
+                      "of two: FULL is decided by comparing the write pointer with zone start "
+                      "+ capacity"))
+    sequential = value("nr_zones") - value("conventional_zones")
+    for name in ("max_open_zones", "max_active_zones"):
+        if sequential > 0 and value(name) == sequential:
+            notes.append(("ZONE-15", name, f"{name} equals the {sequential} sequential zones, "
+                          "which means the same as 0 (no limit)"))
+    return notes
 
 
 # (clause, zone index or None for the whole table, message)
@@ -318,6 +346,50 @@ def _entry_problems(fields: dict[str, int | bytes], entries: Sequence[int]) -> l
             problems.append(("WP-7", index, f"zone {index}: write pointer {wp:#x} is not "
                              f"512-byte aligned within the zone"))
     return problems
+
+
+def _sound_sequential_wps(fields: dict[str, int | bytes], entries: Sequence[int]) -> Iterator[
+        tuple[int, int, int, int]]:
+    """(zone, start, writable end, wp) of each sequential zone whose entry breaks no WP
+    rule; entries that do are left to zonedmeta_problems()."""
+    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
+    capacity = int(fields["zone_capacity"])  # type: ignore[arg-type]
+    conventional = int(fields["conventional_zones"])  # type: ignore[arg-type]
+    size = int(fields["virtual_size"])  # type: ignore[arg-type]
+    for index in range(conventional, len(entries)):
+        entry = entries[index]
+        start = index * zone_size
+        wp = entry & WP_BITS
+        if (entry & (RESERVED_ENTRY_BITS | CONVENTIONAL_FLAG)
+                or not start <= wp <= start + zone_size or (wp - start) % SECTOR):
+            continue
+        yield index, start, min(start + capacity, max(size, start)), wp
+
+
+def zonedmeta_notes(fields: dict[str, int | bytes], entries: Sequence[int]) -> list[
+        TableProblem]:
+    """The MAY permissions the write-pointer table exercises (WP-9): a FULL zone whose wp
+    is stored past its writable end, up to zone start + zone_size."""
+    notes: list[TableProblem] = []
+    for index, start, writable_end, wp in _sound_sequential_wps(fields, entries):
+        if wp > writable_end:
+            notes.append(("WP-9", index, f"zone {index}: FULL, write pointer stored as "
+                          f"{wp:#x}, past its writable end {writable_end:#x}"))
+    return notes
+
+
+def dead_data_starts(fields: dict[str, int | bytes], entries: Sequence[int]) -> list[int]:
+    """Per zone, the guest offset from which stored data is dead (WP-10, ZSM-16).
+
+    In a sequential zone, everything at or above min(wp, zone start + capacity) reads as
+    zeros, so data kept there can never be read. Conventional zones, and zones whose
+    entry breaks a WP rule, get their zone end: nothing in them is judged dead.
+    """
+    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
+    starts = [(index + 1) * zone_size for index in range(len(entries))]
+    for index, start, writable_end, wp in _sound_sequential_wps(fields, entries):
+        starts[index] = min(wp, writable_end)
+    return starts
 
 
 def persisted_state(start: int, capacity: int, wp: int) -> ZoneState:

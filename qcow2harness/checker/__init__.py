@@ -4,6 +4,9 @@
     report = check_path("image.qcow2")
     report.exit_code      # 0 conformant, 2 MUST violated, 3 SHOULD findings only
 
+MAY clauses that an image exercises are reported as notes: informational findings
+that never change the exit code.
+
 It reports all independent findings; only a structure too broken to read
 stops the checks that depend on it. The image is opened read-only.
 """
@@ -16,7 +19,7 @@ import time
 from qcow2harness.checker.header import check_extensions, check_header
 from qcow2harness.checker.metadata import check_metadata
 from qcow2harness.checker.report import Finding, Findings, Report
-from qcow2harness.checker.zoned import check_zoned
+from qcow2harness.checker.zoned import check_zoned, read_zoned
 from qcow2harness.errors import ParseError
 from qcow2harness.image import Image
 
@@ -30,9 +33,10 @@ def check_image(image: Image) -> Report:
     report.stats["file_size"] = image.file_size
     if check_header(image, out):
         extensions_ok = check_extensions(image, out)
-        walk = check_metadata(image, out)
+        zones = read_zoned(image) if extensions_ok else None
+        walk = check_metadata(image, out, zones)
         if extensions_ok:
-            check_zoned(image, out, walk)
+            check_zoned(image, out, walk, zones)
         if walk is not None:
             report.stats.update(walk.stats)
     report.stats["seconds"] = round(time.perf_counter() - started, 6)
