@@ -1015,6 +1015,14 @@ def _l22_eof(data: bytearray, img: Image, p: Params) -> None:
     _put(data, ref.offset, COPIED | _beyond_eof(data, img), 8)
 
 
+@corruption("L2-2", "unallocated-entry-past-eof", "qemu-default", also=("L2-3", "RC-4"))
+def _l22_unallocated_eof(data: bytearray, img: Image, p: Params) -> None:
+    """An unallocated L2 entry points at an aligned host cluster past the end of the file
+    (bit 63 clear). OVL-3 states the general rule; the finding names the L2 entry."""
+    ref = _pick(_unallocated(img), 0, "unallocated L2 entry")
+    _put(data, ref.offset, _beyond_eof(data, img), 8)
+
+
 @corruption("L2-3", "l2-copied-clear", "qemu-default", params={"entry": tuple(range(4))})
 def _l23(data: bytearray, img: Image, p: Params) -> None:
     """Bit 63 of an allocated L2 entry is clear though its host cluster's refcount is 1."""
@@ -1655,13 +1663,6 @@ def _ovl2(data: bytearray, img: Image, p: Params) -> None:
     """A snapshot's L1 table offset is set to the active L1 table's offset."""
     offset, _ = _snapshots(img)[0]
     _put(data, offset + SNAPSHOT_FIELDS["ofs_l1_table"][0], int(img.header.ofs_l1_table), 8)
-
-
-@corruption("OVL-3", "l2-entry-past-eof", "qemu-default", also=("L2-2", "L2-3", "RC-4"))
-def _ovl3(data: bytearray, img: Image, p: Params) -> None:
-    """An unallocated L2 entry points at an aligned host cluster past the end of the file."""
-    ref = _pick(_unallocated(img), 0, "unallocated L2 entry")
-    _put(data, ref.offset, _beyond_eof(data, img), 8)
 
 
 # -- ZONE ----------------------------------------------------------------------
