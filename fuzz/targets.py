@@ -1,0 +1,528 @@
+"""The fuzz targets and the bounds every input runs under.
+
+A target is a function `bytes -> None`. It may raise a `HarnessError` (our documented
+error type: `ParseError` for bytes that do not parse, the others for inputs the model
+refuses) and must do nothing else. `execute()` runs one input under the bounds and
+turns everything else into a `Finding`:
+
+    crash   any other exception escaped (the traceback says where)
+    oom     MemoryError, or the process peak RSS grew past the memory bound
+    slow    the input took longer than the time bound
+    diff    a differential target saw two implementations disagree
+
+The same `execute()` serves the atheris worker (fuzz/worker.py) and the plain replay
+of a corpus directory (`replay()`), so a finding reproduces without atheris.
+
+    from qcow2harness.fuzz.targets import TARGETS, execute
+    finding = execute(TARGETS["check"], open("crash-1234", "rb").read())
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import shlex
+import signal
+import subprocess
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from qcow2harness.errors import HarnessError, ParseError
+
+KINDS = ("crash", "oom", "slow", "diff")
+
+
+class DifferentialMismatch(Exception):  # noqa: N818 - a finding, not an error of ours
+    """Two implementations disagree on one input (raised by differential targets)."""
+
+
+class SlowInput(Exception):  # noqa: N818
+    """Raised by bounds checks that can interrupt an input (external readers)."""
+
+
+class ExcessiveMemory(Exception):  # noqa: N818
+    """An external reader died from (or was stopped at) its memory bound."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Per-input limits. `seconds` is wall time per input; `rss_mb` is how far one input
+    may raise the process's peak RSS; `address_space_mb` is the
+    RLIMIT_AS headroom a dedicated worker process sets for itself."""
+
+    seconds: float = 1.0
+    rss_mb: int = 512
+    address_space_mb: int = 1024
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One input that broke a bound or made an unexpected exception escape."""
+
+    target: str
+    kind: str  # one of KINDS
+    summary: str  # one line: exception type and message, or what was exceeded
+    where: str  # innermost frame "file:line in function", or "" (signature for dedup)
+    details: str = ""  # traceback or differential report
+    seconds: float = 0.0
+
+    @property
+    def signature(self) -> str:
+        head = self.summary.split(":")[0]
+        return f"{self.target}/{self.kind}/{head}/{self.where}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "kind": self.kind, "summary": self.summary,
+                "where": self.where, "details": self.details, "seconds": self.seconds}
+
+
+@dataclass
+class Target:
+    """A named target and its default bounds."""
+
+    name: str
+    run: Callable[[bytes], None]
+    description: str
+    bounds: Bounds = field(default_factory=Bounds)
+    needs: tuple[str, ...] = ()  # external tools, e.g. ("qemu-img",)
+
+
+# ---------------------------------------------------------------------------
+# Peak RSS: one getrusage() per input, cheap enough for every execution.
+# ---------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+
+RSS_PROBE_SECONDS = 0.005
+_peak_mb: list[float | None] = [None]  # the process peak RSS at the last probe
+
+
+def limit_address_space(headroom_mb: int) -> int | None:
+    """RLIMIT_AS = current address space + headroom, so a huge allocation raises
+    MemoryError instead of exhausting the machine. For dedicated worker processes
+    only; returns the limit set (bytes), or None where /proc is unavailable."""
+    try:
+        with open("/proc/self/status") as status:
+            vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    limit = vm_kb * 1024 + headroom_mb * (1 << 20)
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return limit
+
+
+# ---------------------------------------------------------------------------
+# Running one input
+# ---------------------------------------------------------------------------
+
+
+def _innermost(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "qcow2harness" in f.filename or "/work/" in f.filename
+            or "kaitaistruct" in f.filename]
+    frame = (ours or frames or [None])[-1]
+    if frame is None:
+        return ""
+    return f"{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+
+
+def execute(target: Target, data: bytes, bounds: Bounds | None = None) -> Finding | None:
+    """Run one input under the bounds; None when it behaved (returned or raised ours)."""
+    bounds = bounds or target.bounds
+    if _peak_mb[0] is None:
+        _peak_mb[0] = peak_rss_mb()
+    started = time.perf_counter()
+    finding: Finding | None = None
+    try:
+        target.run(data)
+    except HarnessError:
+        pass
+    except MemoryError as exc:
+        finding = Finding(target.name, "oom", f"MemoryError: {exc}"[:300], _innermost(exc),
+                          traceback.format_exc())
+    except ExcessiveMemory as exc:
+        finding = Finding(target.name, "oom", f"ExcessiveMemory: {exc}"[:300], "", str(exc))
+    except SlowInput as exc:
+        finding = Finding(target.name, "slow", f"SlowInput: {exc}"[:300], "", str(exc))
+    except DifferentialMismatch as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        finding = Finding(target.name, "diff", f"DifferentialMismatch: {first}"[:300], first,
+                          str(exc))
+    except RecursionError as exc:
+        finding = Finding(target.name, "crash", f"RecursionError: {exc}"[:300],
+                          _innermost(exc), traceback.format_exc(limit=30))
+    except Exception as exc:  # the point of the target: nothing else may escape
+        finding = Finding(target.name, "crash", f"{type(exc).__name__}: {exc}"[:300],
+                          _innermost(exc), traceback.format_exc())
+    elapsed = time.perf_counter() - started
+    if finding is None and elapsed > bounds.seconds:
+        finding = Finding(target.name, "slow",
+                          f"took {elapsed:.2f} s, bound {bounds.seconds:g} s", "slow")
+    if finding is None and elapsed >= RSS_PROBE_SECONDS:
+        # The process peak only moves when an input pushes it, and touching hundreds of
+        # MiB takes milliseconds: probing only after slower inputs keeps getrusage (which
+        # costs milliseconds itself right after large frees) off the fast path.
+        now = peak_rss_mb()
+        grown, _peak_mb[0] = now - (_peak_mb[0] or now), now
+        if grown > bounds.rss_mb:
+            finding = Finding(target.name, "oom",
+                              f"raised peak RSS by {grown:.0f} MiB, bound {bounds.rss_mb} MiB",
+                              "rss")
+    if finding is not None:
+        finding = replace(finding, seconds=round(elapsed, 4))
+    return finding
+
+
+def input_name(data: bytes) -> str:
+    """libFuzzer names units by the SHA-1 of their bytes."""
+    return hashlib.sha1(data).hexdigest()
+
+
+def corpus_files(paths: Iterable[str]) -> Iterator[str]:
+    """Every regular file under the given files/directories, sorted, manifests skipped."""
+    for path in paths:
+        if os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    if not name.endswith((".json", ".md", ".txt")) and not name.startswith("."):
+                        yield os.path.join(root, name)
+        elif os.path.isfile(path):
+            yield path
+
+
+def replay(target: Target, paths: Iterable[str],
+           bounds: Bounds | None = None) -> Iterator[tuple[str, Finding | None]]:
+    """Plain replay (no atheris): each corpus file through `execute`."""
+    try:  # the first run pays the lazy imports: keep them out of the time bound
+        target.run(b"")
+    except Exception:  # noqa: BLE001, S110 - a warm-up only
+        pass
+    for path in corpus_files(paths):
+        with open(path, "rb") as f:
+            data = f.read()
+        yield path, execute(target, data, bounds)
+
+
+# ---------------------------------------------------------------------------
+# check: parse + check robustness
+# ---------------------------------------------------------------------------
+
+
+def run_check(data: bytes) -> None:
+    """Parse and check; render the report as the CLI would. Only HarnessError may escape."""
+    from qcow2harness.checker import check_image
+    from qcow2harness.image import Image
+
+    image = Image.from_bytes(data)
+    report = check_image(image)
+    report.to_json()
+    for finding in report.findings:
+        finding.one_line()
+
+
+# ---------------------------------------------------------------------------
+# differential: check vs qemu-img check
+# ---------------------------------------------------------------------------
+
+# Clauses whose findings qemu-img check does not report by design (see
+# tests/test_check_vs_qemu.py): with one of them in our report, a verdict mismatch is
+# explained, not a finding.
+EXPLAINED_BY = {
+    "HDR-12": "dirty bit: QEMU repairs on open, check reports nothing",
+    "HDR-13": "corrupt bit: we report the bit, qemu-img check only damage it finds",
+}
+
+QEMU_CORRUPT, QEMU_LEAKS, QEMU_CANNOT = 2, 3, 1
+
+
+def _scratch_dir() -> str:
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+
+
+def _scratch_file(data: bytes) -> str:
+    fd, path = tempfile.mkstemp(prefix="qcow2-fuzz-", suffix=".qcow2", dir=_scratch_dir())
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
+
+
+def run_differential(data: bytes) -> None:
+    """Our verdict vs `qemu-img check`'s on the same bytes.
+
+    Compared when QEMU could check the image (exit 0, 2 or 3): corrupt (2) must match
+    corrupt, leaks-only (3) must match SHOULD-only, clean must match clean. QEMU refusing
+    to open an image (exit 1) is not compared: it refuses for many legitimate reasons.
+    """
+    from qcow2harness import qemu
+    from qcow2harness.checker import check_image
+    from qcow2harness.image import Image
+
+    image = Image.from_bytes(data)
+    if int(image.header.crypt_method) != 0 or image.backing_file_name is not None:
+        return  # needs a secret or a backing file QEMU would open: not comparable
+    ours = check_image(image)
+    explained = sorted(set(EXPLAINED_BY) & ours.clauses())
+    path = _scratch_file(data)
+    try:
+        proc = subprocess.run(
+            [qemu.require_tool("qemu-img"), "check", "--force-share", "-f", "qcow2", path],
+            capture_output=True, text=True, timeout=30, check=False,
+            cwd=os.path.dirname(path), preexec_fn=_reader_limits(2048),
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DifferentialMismatch("qemu-img check timed out (30 s)") from exc
+    finally:
+        os.unlink(path)
+    theirs = proc.returncode
+    if theirs < 0:
+        raise DifferentialMismatch(
+            f"qemu-img check died of signal {-theirs}\n{proc.stderr[-2000:]}")
+    if theirs not in (0, QEMU_CORRUPT, QEMU_LEAKS) or explained:
+        return
+    if ours.exit_code != theirs:
+        clauses = ", ".join(sorted(ours.clauses())) or "none"
+        raise DifferentialMismatch(
+            f"check exit {ours.exit_code} (clauses {clauses}), qemu-img check exit {theirs}\n"
+            f"qemu-img: {(proc.stdout + proc.stderr).strip()[-2000:]}")
+
+
+# ---------------------------------------------------------------------------
+# model: zone model vs reference writer on op sequences decoded from the bytes
+# ---------------------------------------------------------------------------
+
+_K = 1024
+# Small configurations (512-byte blocks, 4 KiB zones) so each input runs many ops.
+MODEL_CONFIGS: tuple[dict[str, int], ...] = (
+    dict(size=24 * _K, zone_size=4 * _K, zone_capacity=3 * _K, conventional_zones=1,
+         max_open_zones=2, max_active_zones=3, max_append_bytes=1 * _K),
+    dict(size=16 * _K, zone_size=4 * _K, zone_capacity=4 * _K, conventional_zones=0,
+         max_open_zones=0, max_active_zones=0, max_append_bytes=0),
+    dict(size=32 * _K, zone_size=8 * _K, zone_capacity=5 * _K, conventional_zones=2,
+         max_open_zones=1, max_active_zones=1, max_append_bytes=2 * _K),
+)
+MODEL_OPS = ("write", "write", "append", "open", "close", "finish", "reset", "reset_all",
+             "flush", "reopen")
+MAX_MODEL_OPS = 64
+
+
+def decode_ops(data: bytes) -> tuple[dict[str, int], str, list[dict[str, Any]]]:
+    """Bytes -> (config, victim policy, ops). Every byte string decodes to something."""
+    from qcow2harness.reference.zones import VictimPolicy
+
+    config = MODEL_CONFIGS[data[0] % len(MODEL_CONFIGS)] if data else MODEL_CONFIGS[0]
+    policies = list(VictimPolicy)
+    policy = str(policies[(data[1] if len(data) > 1 else 0) % len(policies)])
+    nr_zones = config["size"] // config["zone_size"]
+    ops: list[dict[str, Any]] = []
+    body = data[2:]
+    for i in range(0, min(len(body) // 3, MAX_MODEL_OPS) * 3, 3):
+        kind, a, b = body[i], body[i + 1], body[i + 2]
+        name = MODEL_OPS[kind % len(MODEL_OPS)]
+        zone = a % (nr_zones + 1) if a & 0x80 else a % nr_zones  # sometimes out of range
+        length = 512 * (1 + b % 4)
+        if name == "write":
+            # High bits of b: at the wp (twice as likely), 512 bytes past it, at the start.
+            ops.append({"op": "write", "zone": zone, "where": b >> 6, "length": length})
+        elif name == "append":
+            ops.append({"op": "append", "zone": zone, "length": length})
+        elif name in ("open", "close", "finish", "reset"):
+            ops.append({"op": name, "zone": zone})
+        else:
+            ops.append({"op": name})
+    return config, policy, ops
+
+
+def run_model(data: bytes) -> None:
+    """Apply the decoded ops to the persistence model and to the reference writer; every
+    answer must agree, and the writer's file must re-read to the model's wps and pass
+    `check` with no MUST violation."""
+    from qcow2harness.reference.persistence import PersistenceModel, pattern_byte
+    from qcow2harness.reference.writer import ReferenceWriter
+    from qcow2harness.reference.zones import ZoneConfig, ZoneType
+
+    from qcow2harness.checker import check_path
+
+    fields, policy, ops = decode_ops(data)
+    config = ZoneConfig(**fields)
+    model = PersistenceModel(config, policy)
+    fd, path = tempfile.mkstemp(prefix="qcow2-model-", suffix=".qcow2", dir=_scratch_dir())
+    os.close(fd)
+    try:
+        writer = ReferenceWriter.create(path, config.size, cluster_size=512, zoned=config,
+                                        policy=policy, fsync=False)
+        with writer:
+            for step, drawn in enumerate(ops):
+                op = dict(drawn)
+                if op["op"] == "write":
+                    zone, where = op.pop("zone"), op.pop("where")
+                    if zone >= model.zones.nr_zones:
+                        op["offset"] = config.size  # past the end: must be refused
+                    else:
+                        info = model.zones.zone(zone)
+                        base = info.wp if info.type is ZoneType.SEQUENTIAL else info.start
+                        op["offset"] = (base, base + 512, info.start, base)[where]
+                expected = model.apply(op)
+                fill = bytes([pattern_byte(model.last_content) or 0])
+                name = op["op"]
+                if name == "write":
+                    got = writer.write(op["offset"], fill * op["length"])
+                elif name == "append":
+                    got = writer.append(op["zone"], fill * op["length"])
+                elif name in ("open", "close", "finish", "reset"):
+                    got = getattr(writer, f"{name}_zone")(op["zone"])
+                else:
+                    got = getattr(writer, name)()
+                if got != expected:
+                    raise DifferentialMismatch(
+                        f"op {step} {op}: model {expected}, writer {got}\n"
+                        + "\n".join(str(o) for o in ops[: step + 1]))
+        with ReferenceWriter.open(path, fsync=False) as fresh:
+            on_disk = fresh.wps_on_disk()
+        volatile = model.zones.wps()
+        for zone, info in enumerate(model.zones.report()):
+            if info.type is ZoneType.SEQUENTIAL and on_disk[zone] != volatile[zone]:
+                raise DifferentialMismatch(
+                    f"zone {zone}: wp on disk {on_disk[zone]}, model {volatile[zone]} after "
+                    f"close\n" + "\n".join(str(o) for o in ops))
+        report = check_path(path)
+        if not report.conformant:
+            raise DifferentialMismatch(
+                "the reference writer's image fails check: "
+                + "; ".join(f.one_line() for f in report.violations[:5]))
+    finally:
+        os.unlink(path)
+
+
+# ---------------------------------------------------------------------------
+# external: a user-supplied reader command
+# ---------------------------------------------------------------------------
+
+# Output that means a crash even when the process exits normally.
+CRASH_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                 "panicked at", "Segmentation fault", "stack smashing detected")
+OOM_MARKERS = ("out of memory", "failed to allocate", "memory allocation of",
+               "Cannot allocate memory", "std::bad_alloc")
+
+
+def _reader_limits(memory_mb: int) -> Callable[[], None]:
+    def limit() -> None:
+        # Undo the worker's own limit first, then bound the reader alone.
+        memory = memory_mb * (1 << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        os.setsid()
+    return limit
+
+
+@dataclass
+class ExternalReader:
+    """Runs `command` ({} = the input file) on each input. Non-zero exits are the reader
+    refusing the input, which is fine; signals, timeouts, sanitizer reports and panics
+    are findings. Abort-on-allocation-failure (the reader hit its memory bound) is `oom`."""
+
+    command: str
+    seconds: float = 10.0
+    memory_mb: int = 4096
+    check_in_process: bool = True  # our checker on the same bytes: coverage feedback
+
+    def argv(self, path: str) -> list[str]:
+        parts = shlex.split(self.command)
+        if not any("{}" in p for p in parts):
+            parts.append("{}")
+        return [p.replace("{}", path) for p in parts]
+
+    def __call__(self, data: bytes) -> None:
+        if self.check_in_process:
+            try:
+                run_check(data)
+            except HarnessError:
+                pass
+        path = _scratch_file(data)
+        try:
+            proc = subprocess.Popen(self.argv(path), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    preexec_fn=_reader_limits(self.memory_mb),
+                                    cwd=os.path.dirname(path))
+            try:
+                out, err = proc.communicate(timeout=self.seconds)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                raise SlowInput(f"reader still running after {self.seconds:g} s: "
+                                f"{self.command}") from None
+        finally:
+            os.unlink(path)
+        text = (out + err).decode("utf-8", "replace")
+        code = proc.returncode
+        oom = any(m.lower() in text.lower() for m in OOM_MARKERS)
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            message = f"reader killed by {name}: {self.command}\n{text[-3000:]}"
+            if oom:
+                raise ExcessiveMemory(message)
+            raise ReaderCrash(message)
+        marker = next((m for m in CRASH_MARKERS if m in text), None)
+        if marker is not None:
+            raise ReaderCrash(f"reader reported {marker!r} (exit {code}): "
+                              f"{self.command}\n{text[-3000:]}")
+
+
+class ReaderCrash(Exception):  # noqa: N818
+    """The external reader crashed (signal, sanitizer report, panic)."""
+
+
+def external_target(command: str, seconds: float = 10.0, memory_mb: int = 4096) -> Target:
+    reader = ExternalReader(command, seconds, memory_mb)
+    return Target("external", reader, f"external reader: {command}",
+                  Bounds(seconds=seconds + 5.0))
+
+
+# ---------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------
+
+TARGETS: dict[str, Target] = {
+    "check": Target("check", run_check,
+                    "parse + check robustness: only ParseError/HarnessError may escape",
+                    Bounds(seconds=2.0, rss_mb=512)),
+    "differential": Target("differential", run_differential,
+                           "check vs qemu-img check verdicts on the same bytes",
+                           Bounds(seconds=35.0, rss_mb=512), needs=("qemu-img",)),
+    "model": Target("model", run_model,
+                    "zone model vs reference writer on op sequences decoded from bytes",
+                    Bounds(seconds=5.0, rss_mb=512)),
+}
+TARGET_NAMES = (*TARGETS, "external")
+
+
+def get_target(name: str, reader: str | None = None, reader_timeout: float = 10.0,
+               reader_memory_mb: int = 4096) -> Target:
+    if name == "external":
+        if not reader:
+            raise HarnessError("the external target needs --reader 'COMMAND {}'")
+        return external_target(reader, reader_timeout, reader_memory_mb)
+    if name not in TARGETS:
+        raise HarnessError(f"unknown target {name!r}; known: {', '.join(TARGET_NAMES)}")
+    return TARGETS[name]
+
+
+__all__ = [
+    "Bounds", "DifferentialMismatch", "ExternalReader", "Finding", "KINDS", "ParseError",
+    "TARGETS", "TARGET_NAMES", "Target", "corpus_files", "decode_ops", "execute",
+    "get_target", "input_name", "limit_address_space", "peak_rss_mb", "replay",
+]
