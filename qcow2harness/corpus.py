@@ -32,6 +32,7 @@ class Recipe:
     steps: list[tuple[str, ...]] = field(default_factory=list)
     create: bool = True
     image_opts: bool = False  # qemu-io needs --image-opts (encrypted images)
+    virtual_size: str = VIRTUAL_SIZE
 
     def commands(self, directory: str) -> list[tuple[str, ...]]:
         img = os.path.join(directory, self.name + ".qcow2")
@@ -42,7 +43,7 @@ class Recipe:
                 args += ("--object", f"secret,id=sec0,data={LUKS_SECRET}")
             if self.create_options:
                 args += ("-o", self.create_options)
-            cmds.append(("qemu-img", *args, img, VIRTUAL_SIZE))
+            cmds.append(("qemu-img", *args, img, self.virtual_size))
         for step in self.steps:
             cmds.append(tuple(part.format(img=img, dir=directory) for part in step))
         return cmds
@@ -120,6 +121,60 @@ def qemu_recipes() -> list[Recipe]:
     recipes.append(Recipe(
         "qemu-luks", "LUKS encryption (secret 'qcow2-harness')",
         "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=200"))
+    return recipes
+
+
+# Seed images for fuzzing: the same feature matrix at kilobyte scale (512-byte clusters
+# where QEMU allows it, a 256 KiB disk), so that a fuzzer mutates metadata, not data.
+SEED_SIZE = "256K"
+SEED_WRITES = [
+    _write("0x11", "0", "2k"),
+    _write("0x22", "128k", "1k"),
+    ("qemu-io", "-c", "write -q -z 192k 1k", "{img}"),
+]
+
+
+def seed_recipes() -> list[Recipe]:
+    """Small QEMU-made images for the committed fuzzing seed corpus (corpus/seeds)."""
+    def seed(name: str, description: str, options: str,
+             steps: list[tuple[str, ...]] | None = None, **kw: Any) -> Recipe:
+        return Recipe(f"qemu-{name}", description, options,
+                      list(SEED_WRITES if steps is None else steps),
+                      virtual_size=kw.pop("virtual_size", SEED_SIZE), **kw)
+
+    recipes = [
+        seed("v2", "compat=0.10, 512-byte clusters", "compat=0.10,cluster_size=512"),
+        seed("v3", "compat=1.1, 512-byte clusters", "compat=1.1,cluster_size=512"),
+        seed("v3-empty", "compat=1.1, nothing written", "cluster_size=512", []),
+        seed("cluster-4k", "4 KiB clusters", "cluster_size=4k"),
+        seed("lazy-refcounts", "lazy_refcounts=on", "cluster_size=512,lazy_refcounts=on"),
+        seed("preallocation-metadata", "preallocation=metadata, 16 KiB disk",
+             "cluster_size=512,preallocation=metadata", [], virtual_size="16K"),
+        seed("extended-l2", "extended_l2=on (16 KiB clusters, the minimum)",
+             "extended_l2=on,cluster_size=16k",
+             [_write("0x33", "0", "1k"), _write("0x44", "5k", "2k"),
+              ("qemu-io", "-c", "write -q -z 8k 1k", "{img}")], virtual_size="64K"),
+        seed("compressed-zlib", "compressed clusters (zlib), 4 KiB clusters",
+             "cluster_size=4k,compression_type=zlib",
+             [("qemu-io", "-c", "write -c -q -P 0x55 0 4k", "{img}"),
+              ("qemu-io", "-c", "write -c -q -P 0x66 8k 4k", "{img}")]),
+        seed("compressed-zstd", "compressed clusters (zstd), 4 KiB clusters",
+             "cluster_size=4k,compression_type=zstd",
+             [("qemu-io", "-c", "write -c -q -P 0x55 0 4k", "{img}")]),
+        seed("snapshot", "an internal snapshot, then a write", "cluster_size=512",
+             [_write("0xaa", "0", "2k"), ("qemu-img", "snapshot", "-c", "snap0", "{img}"),
+              _write("0xbb", "0", "512")]),
+        seed("bitmap", "a persistent dirty bitmap", "cluster_size=512",
+             [_write("0xcc", "0", "2k"), ("qemu-img", "bitmap", "--add", "{img}", "bitmap0")]),
+        seed("data-file", "external data file", "cluster_size=512,data_file=qemu-data-file.data",
+             [_write("0x88", "0", "2k")]),
+        seed("backing-overlay", "overlay naming a backing file and its format", "",
+             [("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", "-b",
+               "qemu-v3.qcow2", "-F", "qcow2", "{img}"), _write("0x02", "4k", "1k")],
+             create=False),
+    ]
+    recipes += [seed(f"refcount-bits-{bits}", f"refcount_bits={bits}",
+                     f"cluster_size=512,refcount_bits={bits}") for bits in (1, 2, 4, 8, 32, 64)]
     return recipes
 
 

@@ -14,10 +14,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["build"])
     parser.add_argument("dir", help="output directory")
     parser.add_argument("--only", action="append", help="build only images whose name has this")
+    parser.add_argument("--seeds", action="store_true",
+                        help="the small fuzzing seed corpus instead: DIR/seeds (QEMU + zoned, "
+                             "kilobytes each), DIR/broken (one per clause, labelled), "
+                             "DIR/manifest.json; `corpus build corpus --seeds` remakes corpus/")
+    parser.add_argument("--no-broken", action="store_true",
+                        help="with --seeds: skip the labelled non-conformant images")
 
 
 def run(args: argparse.Namespace) -> int:
     from qcow2harness.corpus import build_corpus
+
+    if args.seeds:
+        from qcow2harness.fuzz.seeds import build_seed_corpus
+
+        seeds = build_seed_corpus(args.dir, broken=not args.no_broken)
+        for entry in seeds["images"]:
+            label = f"breaks {entry['breaks']}" if "breaks" in entry else "conformant"
+            print(f"{entry['file']:<58} {entry['size']:>7} bytes  {label}")
+        total = sum(entry["size"] for entry in seeds["images"])
+        print(f"{len(seeds['images'])} images, {total} bytes, in {args.dir}; clauses without "
+              f"a broken image: {len(seeds['clauses_without_broken_image'])} (see manifest)")
+        return EXIT_OK
 
     manifest = build_corpus(args.dir, only=args.only)
     for entry in manifest:
