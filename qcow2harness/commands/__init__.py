@@ -10,5 +10,6 @@ COMMANDS = [
     "model",
     "corpus",
     "demo",
+    "fuzz",
     "iotests",
 ]

@@ -1,0 +1,73 @@
+"""A ready-to-commit pytest module per finding (tests/fuzz/regressions/).
+
+The minimized input is embedded (zlib + base64), so the test is one self-contained file
+that fails until the bug is fixed and guards against it afterwards:
+
+    test_check_crash_1a2b3c4d5e6f.py
+"""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+import zlib
+
+from qcow2harness.fuzz.targets import Finding, input_name
+
+
+def regression_name(finding: Finding, data: bytes) -> str:
+    return f"test_{finding.target}_{finding.kind}_{input_name(data)[:12]}"
+
+
+def regression_test(finding: Finding, data: bytes, *, reader: str | None = None,
+                    found_by: str = "") -> tuple[str, str]:
+    """(file name, module text) of a pytest regression test for `finding`."""
+    name = regression_name(finding, data)
+    packed = base64.b64encode(zlib.compress(data, 9)).decode("ascii")
+    lines = "\n".join(f'    "{packed[i:i + 76]}"' for i in range(0, len(packed), 76))
+    summary = finding.summary.replace('"""', "'''").replace("\\", "\\\\")
+    where = finding.where.replace('"""', "'''")
+    if finding.target == "external":
+        get = f"get_target(\"external\", reader={reader!r})"
+        skip = textwrap.dedent(f"""\
+            import shlex
+            import shutil
+
+            import pytest
+
+            if shutil.which(shlex.split({reader!r})[0]) is None:
+                pytest.skip("the reader is not installed", allow_module_level=True)
+        """)
+    else:
+        get = f"get_target({finding.target!r})"
+        skip = ""
+    needs = "\n".join(
+        ["import pytest", "", "pytestmark = pytest.mark.qemu", ""]
+    ) if finding.target == "differential" else ""
+    text = f'''"""Regression: `{finding.target}` target, {finding.kind} ({len(data)}-byte input).
+
+{summary}
+{f"at {where}" if where else ""}
+{found_by}
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+
+{skip}{needs}
+from qcow2harness.fuzz.targets import execute, get_target
+
+INPUT = zlib.decompress(base64.b64decode(
+{lines}
+))
+
+
+def {name}() -> None:
+    finding = execute({get}, INPUT)
+    assert finding is None, finding.summary if finding else ""
+'''
+    while "\n\n\n\n" in text:
+        text = text.replace("\n\n\n\n", "\n\n\n")
+    return name + ".py", text

@@ -1,0 +1,120 @@
+"""One atheris/libFuzzer process for one target (started by the campaign runner).
+
+    python -m qcow2harness.fuzz.worker --target check --artifacts DIR \
+        [--mutator structured|bytes] [--reader CMD] -- [libFuzzer flags] CORPUS [SEEDS...]
+
+Only our own code (qcow2harness, its parser) and kaitaistruct are instrumented for
+coverage; numpy and the standard library are not. A finding is written as
+`{kind}-{sha1}` (libFuzzer's artifact naming: crash-, oom-, slow-, diff-) with a
+`.json` beside it, then the process exits with EXIT_FINDING. libFuzzer's own
+`-timeout` and `-rss_limit_mb` stay armed as backstops (timeout-*, oom-*).
+Every HEARTBEAT seconds a `#qcow2 execs=N` line reports the executions so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+EXIT_FINDING = 77
+HEARTBEAT = 10.0
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="qcow2harness.fuzz.worker")
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--artifacts", required=True)
+    parser.add_argument("--mutator", choices=["structured", "bytes"], default="structured")
+    parser.add_argument("--reader")
+    parser.add_argument("--reader-timeout", type=float, default=10.0)
+    parser.add_argument("--reader-memory-mb", type=int, default=4096)
+    parser.add_argument("--seconds", type=float, help="time bound per input")
+    parser.add_argument("--rss-mb", type=int, help="peak-RSS growth bound")
+    parser.add_argument("--known", help="file of finding signatures to count, not report")
+    # Off by default: with atheris 3.0 comparison tracing grows the RSS by ~3 KiB per
+    # execution (measured in fuzz/RESULTS.md), which an hour-long campaign cannot afford.
+    parser.add_argument("--dataflow", action=argparse.BooleanOptionalAction, default=False,
+                        help="also trace comparisons (atheris' default; leaks memory)")
+    if "--" in argv:
+        split = argv.index("--")
+        ours, theirs = argv[:split], argv[split + 1:]
+    else:
+        ours, theirs = argv, []
+    return parser.parse_args(ours), theirs
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, libfuzzer_args = _parse(list(sys.argv[1:] if argv is None else argv))
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import atheris
+    from atheris import import_hook
+
+    # atheris.instrument_imports() with a choice of comparison (dataflow) tracing.
+    hooks = import_hook.HookManager({"qcow2harness", "kaitaistruct"}, set(), True,
+                                    trace_dataflow=args.dataflow)
+    with hooks:
+        import qcow2harness.checker  # noqa: F401 - instrumented for coverage
+        import qcow2harness.image  # noqa: F401
+        import qcow2harness.info  # noqa: F401
+        import qcow2harness.parser.qcow2  # noqa: F401
+        if args.target == "model":
+            import qcow2harness.reference.persistence  # noqa: F401
+            import qcow2harness.reference.writer  # noqa: F401
+    from dataclasses import replace
+
+    from qcow2harness.fuzz import mutator, targets
+
+    target = targets.get_target(args.target, args.reader, args.reader_timeout,
+                                args.reader_memory_mb)
+    bounds = target.bounds
+    if args.seconds is not None:
+        bounds = replace(bounds, seconds=args.seconds)
+    if args.rss_mb is not None:
+        bounds = replace(bounds, rss_mb=args.rss_mb)
+    os.makedirs(args.artifacts, exist_ok=True)
+    targets.limit_address_space(bounds.address_space_mb)
+    known: set[str] = set()
+    if args.known and os.path.exists(args.known):
+        with open(args.known) as f:
+            known = {line.rstrip("\n") for line in f}
+    state = {"execs": 0, "dups": 0, "next": time.monotonic() + HEARTBEAT,
+             "start": time.monotonic()}
+
+    def test_one_input(data: bytes) -> None:
+        state["execs"] += 1
+        finding = targets.execute(target, data, bounds)
+        if finding is not None and finding.signature in known:
+            state["dups"] += 1  # a bug already reported: counted, not re-reported
+            finding = None
+        if finding is not None:
+            name = f"{finding.kind}-{targets.input_name(data)}"
+            path = os.path.join(args.artifacts, name)
+            with open(path, "wb") as out:
+                out.write(data)
+            with open(path + ".json", "w") as out:
+                json.dump(finding.to_json(), out, indent=1)
+            sys.stderr.write(f"#qcow2 FINDING {finding.kind} {path}: {finding.summary}\n"
+                             f"{finding.details}\n")
+            sys.stderr.flush()
+            os._exit(EXIT_FINDING)
+        if state["execs"] % 256 == 0 and time.monotonic() >= state["next"]:
+            now = time.monotonic()
+            state["next"] = now + HEARTBEAT
+            sys.stderr.write(f"#qcow2 execs={state['execs']} dups={state['dups']} "
+                             f"seconds={now - state['start']:.1f}\n")
+            sys.stderr.flush()
+
+    kwargs = {}
+    if args.mutator == "structured":
+        # Looked up at each call: Setup() replaces atheris.Mutate with libFuzzer's.
+        mutator.LIBFUZZER_MUTATE = lambda data, max_size: atheris.Mutate(data, max_size)
+        kwargs["custom_mutator"] = mutator.mutate
+    atheris.Setup([sys.argv[0], *libfuzzer_args], test_one_input, **kwargs)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

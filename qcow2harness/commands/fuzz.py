@@ -1,0 +1,118 @@
+"""`qcow2-harness fuzz TARGET`: an atheris campaign, or a plain replay of a corpus.
+
+    qcow2-harness fuzz check --time 3600                    # robustness of parse + check
+    qcow2-harness fuzz differential --time 600              # check vs qemu-img check
+    qcow2-harness fuzz model --time 600                     # zone model vs reference writer
+    qcow2-harness fuzz external --reader 'qemu-img info {}' --time 600
+    qcow2-harness fuzz check --replay corpus/ data/fuzz-check/corpus   # no atheris needed
+
+Exit 0 when nothing was found, 2 when something was (findings are in the artifacts
+dir as crash-*/oom-*/slow-*/diff-*, minimized, each with a regression test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from qcow2harness.exitcodes import EXIT_CANNOT_RUN, EXIT_INVALID, EXIT_OK
+
+NAME = "fuzz"
+HELP = "fuzz a target (check, differential, model, external) or replay a corpus through it"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from qcow2harness.fuzz.targets import TARGET_NAMES
+
+    parser.add_argument("target", choices=TARGET_NAMES)
+    parser.add_argument("--corpus", help="working corpus dir (default data/fuzz-TARGET/corpus)")
+    parser.add_argument("--seeds", action="append", default=None,
+                        help="read-only seed dir (repeatable; default corpus/seeds, "
+                             "corpus/broken)")
+    parser.add_argument("--artifacts", help="findings dir (default data/fuzz-TARGET/artifacts)")
+    parser.add_argument("--time", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel workers (default 1)")
+    parser.add_argument("--reader", help="external target: command, {} is the input file")
+    parser.add_argument("--reader-timeout", type=float, default=10.0)
+    parser.add_argument("--reader-memory-mb", type=int, default=4096)
+    parser.add_argument("--mutator", choices=["structured", "bytes"], default="structured",
+                        help="structure-aware (default) or libFuzzer's byte mutation only")
+    parser.add_argument("--regressions",
+                        help="where regression tests go (default tests/fuzz/regressions "
+                             "when it exists, else ARTIFACTS/regressions)")
+    parser.add_argument("--minimize-time", type=float, default=30.0,
+                        help="seconds to minimize each finding (0: off)")
+    parser.add_argument("--interval", type=float, default=10.0, help="progress interval")
+    parser.add_argument("--runs", type=int, help="stop each worker after N executions")
+    parser.add_argument("--max-len", type=int, help="libFuzzer -max_len")
+    parser.add_argument("--seed", type=int, help="libFuzzer -seed (worker i gets seed+i)")
+    parser.add_argument("--libfuzzer", action="append", default=[], metavar="ARG",
+                        help="extra libFuzzer flag, e.g. --libfuzzer=-mutate_depth=2")
+    parser.add_argument("--replay", nargs="+", metavar="PATH",
+                        help="run these files/dirs through the target once, no atheris")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from qcow2harness.fuzz.targets import get_target, limit_address_space, replay
+
+    target = get_target(args.target, args.reader, args.reader_timeout, args.reader_memory_mb)
+    limit_address_space(target.bounds.address_space_mb)
+    count = found = 0
+    for path, finding in replay(target, args.replay):
+        count += 1
+        if finding is not None:
+            found += 1
+            print(f"{finding.kind}: {path}: {finding.summary}"
+                  + (f" (at {finding.where})" if finding.where else ""))
+    print(f"replayed {count} inputs through {args.target}: {found} finding(s)")
+    return EXIT_INVALID if found else EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target == "external" and not args.reader:
+        print("qcow2-harness: fuzz: the external target needs --reader 'COMMAND {}'")
+        return EXIT_CANNOT_RUN
+    if args.replay:
+        return _replay(args)
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        print("qcow2-harness: fuzz: atheris is not installed (pip install "
+              "'qcow2-harness[fuzz]'); --replay works without it")
+        return EXIT_CANNOT_RUN
+    from qcow2harness.fuzz.campaign import CampaignConfig, repo_seed_dirs, run_campaign
+
+    base = os.path.join("data", f"fuzz-{args.target}")
+    regressions = args.regressions
+    if regressions is None:
+        in_repo = os.path.join("tests", "fuzz", "regressions")
+        regressions = in_repo if os.path.isdir(in_repo) else os.path.join(
+            args.artifacts or os.path.join(base, "artifacts"), "regressions")
+    config = CampaignConfig(
+        target=args.target,
+        corpus=args.corpus or os.path.join(base, "corpus"),
+        artifacts=args.artifacts or os.path.join(base, "artifacts"),
+        seconds=args.time, jobs=args.jobs,
+        seeds=args.seeds if args.seeds is not None else repo_seed_dirs(),
+        mutator=args.mutator, reader=args.reader, reader_timeout=args.reader_timeout,
+        reader_memory_mb=args.reader_memory_mb, regressions=regressions,
+        minimize_seconds=args.minimize_time, interval=args.interval, runs=args.runs,
+        max_len=args.max_len, seed=args.seed, libfuzzer_args=list(args.libfuzzer),
+    )
+    print(f"fuzz {args.target}: corpus {config.corpus}, seeds {', '.join(config.seeds) or '-'},"
+          f" artifacts {config.artifacts}, {config.jobs} job(s), {config.seconds:g} s, "
+          f"mutator {config.mutator}", flush=True)
+    result = run_campaign(config, progress=lambda line: print(line, flush=True))
+    for error in result.worker_errors:
+        print(f"warning: {error}")
+    for record in result.findings:
+        print(f"{record.finding.kind}: {record.artifact} ({record.size} -> "
+              f"{record.minimized_size} bytes): {record.finding.summary}")
+        if record.regression:
+            print(f"  regression test: {record.regression}")
+    if result.duplicates:
+        print(f"{result.duplicates} more input(s) hit already-reported findings")
+    print(f"{len(result.findings)} finding(s)")
+    if not result.samples or result.samples[-1].execs == 0:
+        return EXIT_CANNOT_RUN if result.worker_errors else result.exit_code
+    return result.exit_code
