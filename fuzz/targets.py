@@ -133,9 +133,10 @@ def _innermost(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if "qcow2harness" in f.filename or "/work/" in f.filename
             or "kaitaistruct" in f.filename]
-    frame = (ours or frames or [None])[-1]
-    if frame is None:
+    chosen = ours or frames
+    if not chosen:
         return ""
+    frame = chosen[-1]
     return f"{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
 
 
