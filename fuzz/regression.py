@@ -9,7 +9,6 @@ that fails until the bug is fixed and guards against it afterwards:
 from __future__ import annotations
 
 import base64
-import textwrap
 import zlib
 
 from qcow2harness.fuzz.targets import Finding, input_name
@@ -27,23 +26,23 @@ def regression_test(finding: Finding, data: bytes, *, reader: str | None = None,
     lines = "\n".join(f'    "{packed[i:i + 76]}"' for i in range(0, len(packed), 76))
     summary = finding.summary.replace('"""', "'''").replace("\\", "\\\\")
     where = finding.where.replace('"""', "'''")
+    stdlib = ["import base64", "import zlib"]
+    third: list[str] = []
+    prologue = ""
+    get = f"get_target({finding.target!r})"
     if finding.target == "external":
+        stdlib = ["import base64", "import shlex", "import shutil", "import zlib"]
+        third = ["import pytest"]
         get = f"get_target(\"external\", reader={reader!r})"
-        skip = textwrap.dedent(f"""\
-            import shlex
-            import shutil
-
-            import pytest
-
-            if shutil.which(shlex.split({reader!r})[0]) is None:
-                pytest.skip("the reader is not installed", allow_module_level=True)
-        """)
-    else:
-        get = f"get_target({finding.target!r})"
-        skip = ""
-    needs = "\n".join(
-        ["import pytest", "", "pytestmark = pytest.mark.qemu", ""]
-    ) if finding.target == "differential" else ""
+        prologue = (f"\nif shutil.which(shlex.split({reader!r})[0]) is None:\n"
+                    f"    pytest.skip(\"the reader is not installed\", "
+                    f"allow_module_level=True)\n")
+    elif finding.target == "differential":
+        third = ["import pytest"]
+        prologue = "\npytestmark = pytest.mark.qemu\n"
+    # ruff's isort puts pytest and qcow2harness.fuzz in one block in this repo.
+    third.append("from qcow2harness.fuzz.targets import execute, get_target")
+    imports = "\n".join(stdlib) + "\n\n" + "\n".join(third) + "\n"
     text = f'''"""Regression: `{finding.target}` target, {finding.kind} ({len(data)}-byte input).
 
 {summary}
@@ -53,12 +52,7 @@ def regression_test(finding: Finding, data: bytes, *, reader: str | None = None,
 
 from __future__ import annotations
 
-import base64
-import zlib
-
-{skip}{needs}
-from qcow2harness.fuzz.targets import execute, get_target
-
+{imports}{prologue}
 INPUT = zlib.decompress(base64.b64decode(
 {lines}
 ))
