@@ -187,39 +187,76 @@ def worker_argv(config: CampaignConfig, index: int, seconds: float, known: str) 
     return argv
 
 
-def _minimize_in_child(config: CampaignConfig, finding: Finding, data: bytes) -> bytes:
-    """Minimize in a forked child (bounded address space, killed after its budget)."""
-    if config.minimize_seconds <= 0:
-        return data
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
+class _Minimization:
+    """Minimizes one finding in a forked child (its own address-space bound), while the
+    runner keeps reading its workers; killed when its budget is spent."""
 
-    def work() -> None:
+    def __init__(self, config: CampaignConfig, finding: Finding, data: bytes,
+                 artifact: str, found_by: str) -> None:
+        self.config, self.finding, self.data = config, finding, data
+        self.artifact, self.found_by = artifact, found_by
+        self.result = data
+        self.deadline = time.monotonic() + config.minimize_seconds + 30
+        ctx = multiprocessing.get_context("fork")
+        self.pipe, child = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=self._work, args=(child,), daemon=True)
+        if config.minimize_seconds > 0:
+            self.proc.start()
+
+    def _work(self, child: Any) -> None:
         from qcow2harness.fuzz.minimize import minimize, same_finding
         from qcow2harness.fuzz.targets import limit_address_space
 
+        config = self.config
         target = get_target(config.target, config.reader, config.reader_timeout,
                             config.reader_memory_mb)
         limit_address_space(target.bounds.address_space_mb)
-        still = same_finding(target, finding)
-        child.send_bytes(minimize(data, still, seconds=config.minimize_seconds))
+        still = same_finding(target, self.finding)
+        child.send_bytes(minimize(self.data, still, seconds=config.minimize_seconds))
 
-    proc = ctx.Process(target=work, daemon=True)
-    proc.start()
-    result = data
-    if parent.poll(config.minimize_seconds + 30):
-        try:
-            result = parent.recv_bytes()
-        except EOFError:
-            pass
-    proc.join(5)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-    return result
+    def done(self) -> bool:
+        if self.config.minimize_seconds <= 0:
+            return True
+        if self.pipe.poll():
+            try:
+                self.result = self.pipe.recv_bytes()
+            except EOFError:
+                pass
+        elif self.proc.is_alive() and time.monotonic() < self.deadline:
+            return False
+        self.proc.join(1)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        return True
+
+    def record(self) -> FindingRecord:
+        """Write minimized-from-*, the regression test and findings.jsonl."""
+        from qcow2harness.fuzz.regression import regression_test
+
+        config, small = self.config, self.result
+        minimized = None
+        if small != self.data:
+            minimized = os.path.join(config.artifacts,
+                                     f"minimized-from-{input_name(self.data)}")
+            with open(minimized, "wb") as out:
+                out.write(small)
+        regression = None
+        if config.regressions:
+            os.makedirs(config.regressions, exist_ok=True)
+            file_name, text = regression_test(self.finding, small, reader=config.reader,
+                                              found_by=self.found_by)
+            regression = os.path.join(config.regressions, file_name)
+            with open(regression, "w") as out:
+                out.write(text)
+        record = FindingRecord(self.finding, self.artifact, minimized, len(self.data),
+                               len(small), regression)
+        with open(os.path.join(config.artifacts, "findings.jsonl"), "a") as out:
+            out.write(json.dumps(record.to_json()) + "\n")
+        return record
 
 
-def _describe_artifact(config: CampaignConfig, name: str, data: bytes) -> Finding:
+def _describe_artifact(config: CampaignConfig, name: str) -> Finding:
     path = os.path.join(config.artifacts, name)
     if os.path.exists(path + ".json"):
         with open(path + ".json") as f:
@@ -232,42 +269,22 @@ def _describe_artifact(config: CampaignConfig, name: str, data: bytes) -> Findin
     return Finding(config.target, kind, f"libFuzzer {name.split('-')[0]}", name.split("-")[0])
 
 
-def handle_artifact(config: CampaignConfig, name: str, known_path: str,
-                    found_by: str) -> tuple[FindingRecord | None, bool]:
-    """Minimize one new artifact and write its regression test.
-    Returns (record, duplicate?)."""
-    from qcow2harness.fuzz.regression import regression_test
-
+def start_minimization(config: CampaignConfig, name: str, known_path: str,
+                       found_by: str) -> _Minimization | None:
+    """A new artifact: None when its signature was reported already (a duplicate)."""
     path = os.path.join(config.artifacts, name)
     with open(path, "rb") as f:
         data = f.read()
-    finding = _describe_artifact(config, name, data)
+    finding = _describe_artifact(config, name)
     known = set()
     if os.path.exists(known_path):
         with open(known_path) as f:
             known = {line.rstrip("\n") for line in f}
     if finding.signature in known:
-        return None, True
+        return None
     with open(known_path, "a") as f:
         f.write(finding.signature + "\n")
-    small = _minimize_in_child(config, finding, data)
-    minimized = None
-    if small != data:
-        minimized = os.path.join(config.artifacts, f"minimized-from-{input_name(data)}")
-        with open(minimized, "wb") as out:
-            out.write(small)
-    regression = None
-    if config.regressions:
-        os.makedirs(config.regressions, exist_ok=True)
-        file_name, text = regression_test(finding, small, reader=config.reader,
-                                          found_by=found_by)
-        regression = os.path.join(config.regressions, file_name)
-        with open(regression, "w") as out:
-            out.write(text)
-    record = FindingRecord(finding, path, minimized, len(data), len(small), regression)
-    with open(os.path.join(config.artifacts, "findings.jsonl"), "a") as out:
-        out.write(json.dumps(record.to_json()) + "\n")
-    return record, False
+    return _Minimization(config, finding, data, path, found_by)
 
 
 def run_campaign(config: CampaignConfig,
@@ -281,7 +298,7 @@ def run_campaign(config: CampaignConfig,
     selector = selectors.DefaultSelector()
     workers: dict[int, _Worker] = {}
     base_execs = 0
-    state = {"cov": 0, "ft": 0}
+    state = {"cov": 0, "ft": 0, "units": 0, "bytes": 0}  # from libFuzzer's status lines
     findings: list[FindingRecord] = []
     duplicates = 0
     errors: list[str] = []
@@ -294,6 +311,8 @@ def run_campaign(config: CampaignConfig,
             worker.execs = max(worker.execs, int(match.group(1)))
             state["cov"] = max(state["cov"], int(match.group(3)))
             state["ft"] = max(state["ft"], int(match.group(4)))
+            unit = {"b": 1, "Kb": 1 << 10, "Mb": 1 << 20}[match.group(7)]
+            state["units"], state["bytes"] = int(match.group(5)), int(match.group(6)) * unit
             return
         beat = _HEARTBEAT.match(line)
         if beat:
@@ -310,7 +329,9 @@ def run_campaign(config: CampaignConfig,
         selector.register(worker.proc.stderr, selectors.EVENT_READ, worker)
 
     def sample() -> Sample:
-        units, size = _dir_stats(config.corpus)
+        # libFuzzer's own count (units in its corpus after reductions), else the directory.
+        units, size = (state["units"], state["bytes"]) if state["units"] else _dir_stats(
+            config.corpus)
         execs = base_execs + sum(w.execs for w in workers.values())
         point = Sample(time.monotonic() - start, execs, state["cov"], state["ft"], units,
                        size, len(findings))
@@ -322,8 +343,12 @@ def run_campaign(config: CampaignConfig,
     for index in range(max(1, config.jobs)):
         spawn(index)
     next_sample = start + config.interval
-    while workers:
-        for key, _ in selector.select(timeout=0.5):
+    pending: list[_Minimization] = []
+    while workers or pending:
+        events = selector.select(timeout=0.5) if workers else []
+        if not workers:
+            time.sleep(0.2)  # only minimizations left
+        for key, _ in events:
             worker = key.data
             chunk = os.read(key.fd, 65536)
             if chunk:
@@ -336,15 +361,14 @@ def run_campaign(config: CampaignConfig,
             new = sorted(_artifacts(config.artifacts) - seen)
             seen.update(new)
             for name in new:
-                record, duplicate = handle_artifact(
+                job = start_minimization(
                     config, name, known_path,
                     found_by=f"Found by `qcow2-harness fuzz {config.target}` "
                              f"(mutator {config.mutator}).")
-                duplicates += duplicate
-                if record is not None:
-                    findings.append(record)
-                    progress(f"finding {len(findings)}: {record.finding.kind} "
-                             f"{record.finding.summary} -> {record.regression or record.artifact}")
+                if job is None:
+                    duplicates += 1
+                else:
+                    pending.append(job)
             if code not in (0, 77) and not new:
                 errors.append(f"worker {worker.index} exited {code} without an artifact "
                               f"(see worker-{worker.index}.log)")
@@ -352,6 +376,13 @@ def run_campaign(config: CampaignConfig,
             if code != 0 and time_left > 2 and len(errors) < MAX_WORKER_ERRORS and (
                     config.runs is None):
                 spawn(worker.index)
+        for job in [j for j in pending if j.done()]:
+            pending.remove(job)
+            record = job.record()
+            findings.append(record)
+            progress(f"finding {len(findings)}: {record.finding.kind} {record.finding.summary} "
+                     f"({record.size} -> {record.minimized_size} bytes) -> "
+                     f"{record.regression or record.artifact}")
         if time.monotonic() >= next_sample:
             next_sample += config.interval
             progress(sample().line(config.target))

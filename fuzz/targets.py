@@ -166,7 +166,8 @@ def execute(target: Target, data: bytes, bounds: Bounds | None = None) -> Findin
         finding = Finding(target.name, "crash", f"RecursionError: {exc}"[:300],
                           _innermost(exc), traceback.format_exc(limit=30))
     except Exception as exc:  # the point of the target: nothing else may escape
-        finding = Finding(target.name, "crash", f"{type(exc).__name__}: {exc}"[:300],
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        finding = Finding(target.name, "crash", f"{type(exc).__name__}: {first}"[:300],
                           _innermost(exc), traceback.format_exc())
     elapsed = time.perf_counter() - started
     if finding is None and elapsed > bounds.seconds:

@@ -1,0 +1,115 @@
+"""Throughput of the `check` robustness target, for bench/run.py:
+
+    from qcow2harness.fuzz.bench import bench_fuzz
+    BENCHES["fuzz"] = bench_fuzz
+
+Figures are executions per CPU-second of one process (so a loaded machine does not hide
+the per-core rate) and per wall-second: the plain replay (no instrumentation, no
+mutation), then short atheris runs with each mutator over the committed seeds.
+The target is 2,000 executions per second per core.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+TARGET_PER_CORE = 2000
+WORKER_SECONDS = 30
+_DONE = re.compile(r"Done (\d+) runs in (\d+) second")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _seed_dir() -> str:
+    from qcow2harness.fuzz.campaign import repo_seed_dirs
+
+    dirs = [d for d in repo_seed_dirs() if d.endswith("seeds")]
+    if not dirs:
+        raise FileNotFoundError("corpus/seeds not found: run `corpus build corpus --seeds`")
+    return dirs[0]
+
+
+def bench_replay(seconds: float = 5.0) -> dict[str, Any]:
+    from qcow2harness.fuzz.targets import TARGETS, corpus_files, execute
+
+    inputs = []
+    for path in corpus_files([_seed_dir()]):
+        with open(path, "rb") as f:
+            inputs.append(f.read())
+    target = TARGETS["check"]
+    execs = 0
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    while time.perf_counter() - wall0 < seconds:
+        for data in inputs:
+            execute(target, data)
+            execs += 1
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {"mode": "replay, no instrumentation (seeds)", "execs": execs,
+            "cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
+            "exec_per_cpu_s": round(execs / cpu), "exec_per_wall_s": round(execs / wall)}
+
+
+def bench_worker(mutator: str, workdir: str, seconds: int = WORKER_SECONDS,
+                 extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One worker run; `extra` are libFuzzer flags (e.g. -max_len=8192)."""
+    corpus = tempfile.mkdtemp(prefix=f"bench-{mutator}-", dir=workdir)
+    artifacts = os.path.join(corpus, "artifacts")
+    argv = [sys.executable, "-m", "qcow2harness.fuzz.worker", "--target", "check",
+            "--mutator", mutator, "--artifacts", artifacts, "--",
+            f"-max_total_time={seconds}", "-seed=1", *extra,
+            f"-dict={os.path.join(os.path.dirname(__file__), 'qcow2.dict')}",
+            os.path.join(corpus, "units"), _seed_dir()]
+    os.makedirs(os.path.join(corpus, "units"))
+    cpu0, wall0 = _children_cpu(), time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    cpu, wall = _children_cpu() - cpu0, time.perf_counter() - wall0
+    match = _DONE.search(proc.stderr)
+    execs = int(match.group(1)) if match else 0
+    last = [line for line in proc.stderr.splitlines() if " cov: " in line]
+    cov = re.search(r"cov: (\d+) ft: (\d+)", last[-1]) if last else None
+    label = f"atheris worker, {mutator} mutator, {seconds} s" + (
+        f" ({' '.join(extra)})" if extra else "")
+    return {"mode": label, "execs": execs, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
+            "exec_per_cpu_s": round(execs / cpu) if cpu else 0,
+            "exec_per_wall_s": round(execs / wall) if wall else 0,
+            "cov": int(cov.group(1)) if cov else None, "ft": int(cov.group(2)) if cov else None}
+
+
+def bench_fuzz(_sizes: list[str], workdir: str) -> dict[str, Any]:
+    """bench/run.py entry: replay speed and atheris worker speed (both mutators)."""
+    os.makedirs(workdir, exist_ok=True)
+    rows = [bench_replay()]
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        rows.append({"mode": "atheris not installed: worker rows skipped"})
+    else:
+        rows += [bench_worker("structured", workdir), bench_worker("bytes", workdir),
+                 bench_worker("structured", workdir, extra=("-max_len=8192",))]
+    for row in rows:
+        if "exec_per_cpu_s" in row:
+            row["target_per_core"] = TARGET_PER_CORE
+            row["met"] = "yes" if row["exec_per_cpu_s"] >= TARGET_PER_CORE else "no"
+    notes = [
+        "exec/s per CPU-second of the one process (worker start-up and seed loading "
+        "included for the worker rows), so other load on the machine does not lower it; "
+        "check target on corpus/seeds; comparison tracing (atheris dataflow) off, as in "
+        "campaigns. Target: 2,000 exec/s per core. See fuzz/RESULTS.md for why it is not met.",
+    ]
+    return {"title": "fuzz: check robustness target throughput", "rows": rows, "notes": notes}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(bench_fuzz([], tempfile.mkdtemp(prefix="bench-fuzz-")), indent=1))
