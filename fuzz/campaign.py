@@ -173,9 +173,11 @@ def worker_argv(config: CampaignConfig, index: int, seconds: float, known: str) 
         argv += ["--reader", config.reader, "--reader-timeout", str(config.reader_timeout),
                  "--reader-memory-mb", str(config.reader_memory_mb)]
     hard_timeout = max(10, int(target.bounds.seconds * 5) + 5)
-    argv += ["--", f"-max_total_time={max(1, int(seconds))}", f"-dict={DICTIONARY}",
-             f"-timeout={hard_timeout}", "-rss_limit_mb=2560", "-print_final_stats=1",
+    argv += ["--", f"-max_total_time={max(1, int(seconds))}", f"-timeout={hard_timeout}",
+             "-rss_limit_mb=2560", "-print_final_stats=1",
              f"-artifact_prefix={os.path.join(config.artifacts, '')}", "-reload=1"]
+    if os.path.exists(DICTIONARY):  # package data: absent from an install without it
+        argv.append(f"-dict={DICTIONARY}")
     if config.runs is not None:
         argv.append(f"-runs={config.runs}")
     if config.max_len is not None:
