@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := qemu-utils time
 
-.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type fuzz crash clean
+.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash clean
 
 all: test
 
@@ -47,6 +47,9 @@ bench: setup
 
 ksy: node-deps
 	node ksy/build.js
+
+iotests: setup
+	$(BIN)/tox -e iotests
 
 lint: setup
 	$(BIN)/tox -e lint
