@@ -1,0 +1,490 @@
+"""A crash campaign: capture a workload, enumerate crash states, judge each one.
+
+The crash point of a state in epoch k is taken as late as it can be: just before the
+FLUSH that closes epoch k completes (or at the end of the log). Any subset of the
+epoch's writes may be on disk at that moment, and the oracle may count as
+acknowledged every op whose log entries all lie before that FLUSH. So:
+
+- the last guest flush acknowledged by then (`flush`, the final `close`, or with
+  cache=writethrough/directsync any write, which QEMU acknowledges only once it is
+  durable) fixes what must read back exactly (PERS-5);
+- every op that had started by then may or may not have reached the disk: its
+  ranges may read old or new, byte by byte, and nothing else.
+
+For the reference writer the same ops go through the PersistenceModel, whose
+CrashAnswer judges the state (zones included); the writer's MARKs are the op
+boundaries.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from qcow2harness.errors import UsageError, WriterError
+
+from .capture import CAPTURE_FILE, Capture, capture_qemu, capture_reference
+from .expect import GuestModel, Ranges
+from .oracle import Problem, QemuReader, check_problems, zoned_problems
+from .states import CrashState, Epoch, Replayer, enumerate_states, epochs_of, full_replay
+from .workload import Workload, get_workload
+
+DEFAULT_MAX_STATES = 5000
+PARALLEL_MIN = 400  # fewer states are judged in-process
+
+
+@dataclass
+class CampaignSpec:
+    writer: str = "qemu"
+    workload: str = "allocation"
+    mutants: tuple[str, ...] = ()
+    seed: int = 0
+    max_states: int = DEFAULT_MAX_STATES
+    torn: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    data: bool = True  # read guest data through QEMU (qemu writer)
+    workdir: str | None = None
+
+    def command(self, state: str | None = None, out: str = "state.qcow2") -> str:
+        """The qcow2-harness command line that runs this campaign (or rebuilds one state)."""
+        argv = ["qcow2-harness", "crash", "--writer", self.writer, "--workload", self.workload]
+        for mutant in self.mutants:
+            argv += ["--mutant", mutant]
+        for key, value in self.options.items():
+            argv += ["--qemu-opt", f"{key}={value}"]
+        if self.torn:
+            argv.append("--torn")
+        if self.workdir:
+            argv += ["--workdir", self.workdir]
+        if state is None:
+            argv += ["--seed", str(self.seed), "--max-states", str(self.max_states)]
+        else:
+            argv += ["--state", state, "--out", out]
+        return shlex.join(argv)
+
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.options.items()) or "defaults"
+        extra = f" mutant={'+'.join(self.mutants)}" if self.mutants else ""
+        return f"{self.writer}/{self.workload} [{opts}]{extra}"
+
+
+@dataclass
+class Violation:
+    state: str
+    prop: str
+    message: str
+    crash_point: str
+    applied: list[str]
+    reproduce: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "property": self.prop, "message": self.message,
+                "crash_point": self.crash_point, "applied": self.applied,
+                "reproduce": self.reproduce}
+
+
+@dataclass
+class CampaignResult:
+    spec: CampaignSpec
+    version: str = ""
+    log_entries: int = 0
+    epochs: int = 0
+    states_possible: int = 0
+    states_checked: int = 0
+    exhaustive: bool = False
+    violations: list[Violation] = field(default_factory=list)
+    seconds: float = 0.0
+    capture_seconds: float = 0.0
+    qemu_reads: int = 0
+    raw_fallbacks: int = 0
+    not_run: str = ""
+
+    @property
+    def failing_states(self) -> int:
+        return len({v.state for v in self.violations})
+
+    @property
+    def states_per_second(self) -> float:
+        judging = self.seconds - self.capture_seconds
+        return self.states_checked / judging if judging > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "campaign": self.spec.label(), "writer": self.spec.writer,
+            "workload": self.spec.workload, "options": self.spec.options,
+            "mutants": list(self.spec.mutants), "seed": self.spec.seed,
+            "writer_version": self.version, "log_entries": self.log_entries,
+            "epochs": self.epochs, "states_possible": self.states_possible,
+            "states_checked": self.states_checked, "exhaustive": self.exhaustive,
+            "failing_states": self.failing_states,
+            "violations": [v.to_json() for v in self.violations],
+            "seconds": round(self.seconds, 3),
+            "states_per_second": round(self.states_per_second, 1),
+            "qemu_reads": self.qemu_reads, "raw_fallbacks": self.raw_fallbacks,
+            "not_run": self.not_run, "command": self.spec.command(),
+        }
+
+    def summary(self) -> str:
+        if self.not_run:
+            return f"{self.spec.label()}: not run ({self.not_run})"
+        how = "all" if self.exhaustive else f"sampled (seed {self.spec.seed}) from"
+        return (f"{self.spec.label()}: {self.states_checked} crash states checked ({how} "
+                f"{self.states_possible}), {self.epochs} epochs, {self.log_entries} log entries, "
+                f"{len(self.violations)} violation(s) in {self.failing_states} state(s), "
+                f"{self.seconds:.1f} s ({self.states_per_second:.0f} states/s); {self.version}")
+
+
+def _capture(spec: CampaignSpec, workload: Workload, workdir: str) -> Capture:
+    if spec.writer == "qemu":
+        if spec.mutants:
+            raise UsageError("--mutant applies to the reference writer only")
+        return capture_qemu(workload, spec.options, workdir)
+    if spec.writer == "reference":
+        if spec.options:
+            raise UsageError("--qemu-opt applies to the QEMU writer only")
+        return capture_reference(workload, list(spec.mutants), workdir)
+    raise UsageError(f"--writer must be qemu or reference, not {spec.writer!r}")
+
+
+class Judge:
+    """The oracle for one capture: expectations per epoch, problems per state."""
+
+    def __init__(self, spec: CampaignSpec, workload: Workload, capture: Capture,
+                 epochs: list[Epoch], reader: QemuReader | None) -> None:
+        self.spec = spec
+        self.workload = workload
+        self.capture = capture
+        self.epochs = epochs
+        self.reader = reader
+        self.base_problems, base_report = check_problems(capture.base)
+        self.base_clauses = {f.clause for f in base_report.findings}
+        self.guest = (GuestModel(workload.size, workload.backing or [], capture.ops)
+                      if capture.writer == "qemu" else None)
+        self._expectations: dict[int, Any] = {}
+
+    def _starts(self) -> list[int]:
+        return [self.capture.first_entry, *self.capture.boundaries[:-1]]
+
+    def crash_point(self, epoch: Epoch) -> tuple[int, list[int]]:
+        """(ops durable by the last acknowledged flush, ops that may have started)."""
+        capture = self.capture
+        end = epoch.end
+        last = end >= len(capture.entries)
+        durable = 0
+        for number, (op, boundary) in enumerate(zip(capture.ops, capture.boundaries,
+                                                    strict=True)):
+            if boundary <= end and (op.is_flush or capture.writethrough):
+                durable = number + 1
+        starts = self._starts()
+        touching = [n for n in range(durable, len(capture.ops))
+                    if starts[n] < end or (last and starts[n] <= end)]
+        return durable, touching
+
+    def expectation(self, epoch: Epoch) -> Any:
+        if epoch.index not in self._expectations:
+            durable, touching = self.crash_point(epoch)
+            if self.guest is not None:
+                self._expectations[epoch.index] = self.guest.expectation(durable, touching)
+            else:
+                self._expectations[epoch.index] = self._model_answer(epoch)
+        return self._expectations[epoch.index]
+
+    def _model_answer(self, epoch: Epoch) -> Any:
+        from qcow2harness.reference.persistence import PersistenceModel
+
+        assert self.workload.zoned is not None
+        capture = self.capture
+        acked = sum(1 for boundary in capture.boundaries if boundary <= epoch.end)
+        model = PersistenceModel(self.workload.zoned, capture.options.get("policy", "lru"))
+        for op in capture.ops[:acked]:
+            model.apply(op.trace())
+        starts = self._starts()
+        if acked < len(capture.ops) and starts[acked] < epoch.end:
+            op = capture.ops[acked]
+            if op.kind not in ("flush", "reopen"):
+                model.apply(op.trace())  # in flight: its effects may or may not be there
+        return model.crash()
+
+    def judge(self, path: str, epoch: Epoch) -> list[Problem]:
+        problems, _ = check_problems(path, self.base_clauses)
+        expected = self.expectation(epoch)
+        if isinstance(expected, Ranges):
+            if self.reader is not None:
+                problems += self.reader.verify(path, expected,
+                                               has_backing=self.capture.backing is not None)
+        else:
+            problems += zoned_problems(path, expected)
+        return problems
+
+    def describe_crash_point(self, epoch: Epoch) -> str:
+        capture = self.capture
+        durable, touching = self.crash_point(epoch)
+        if epoch.end < len(capture.entries):
+            number = capture.op_of(epoch.end)
+            where = (f"before FLUSH entry #{epoch.end} completes (issued by op {number}: "
+                     f"{capture.ops[number].describe() if number < len(capture.ops) else '?'})")
+        else:
+            where = "at the end of the log"
+        flushed = (f"ops 0..{durable - 1} acknowledged by a flush" if durable
+                   else "no op acknowledged by a flush")
+        return f"crash {where}; {flushed}; ops {touching} may be partly on disk"
+
+    def describe_applied(self, state: CrashState) -> list[str]:
+        capture = self.capture
+        epoch = self.epochs[state.epoch]
+        before = sum(len(e.writes) for e in self.epochs[: state.epoch])
+        lines = [f"epochs 0..{state.epoch - 1}: all {before} writes"] if state.epoch else []
+        chosen: list[tuple[int, int | None]] = [(p, None) for p in state.applied]
+        if state.torn is not None:
+            chosen.append((state.torn[0], state.torn[1]))
+        for position, kept in sorted(chosen, key=lambda c: c[0]):
+            index = epoch.writes[position]
+            entry = capture.entries[index]
+            number = capture.op_of(index)
+            what = "discard" if entry.is_discard else "write"
+            size = f"{entry.nr_sectors} sector(s)"
+            if kept is not None:
+                size = f"first {kept} of {entry.nr_sectors} sectors (torn)"
+            op = capture.ops[number].describe() if number < len(capture.ops) else "?"
+            lines.append(f"#{index} {what} {size} at file offset "
+                         f"{entry.sector * capture.sectorsize:#x} (op {number}: {op})")
+        skipped = [p for p in range(len(epoch.writes)) if p not in state.applied
+                   and (state.torn is None or p != state.torn[0])]
+        if skipped:
+            lines.append(f"not applied from epoch {state.epoch}: entries "
+                         f"{[epoch.writes[p] for p in skipped]}")
+        return lines
+
+
+def _split(states: list[CrashState], jobs: int) -> list[list[CrashState]]:
+    """Contiguous runs of states, cut at epoch changes, one per worker."""
+    if jobs <= 1:
+        return [states]
+    size = -(-len(states) // jobs)
+    chunks: list[list[CrashState]] = [[]]
+    for state in states:
+        last = chunks[-1]
+        if len(last) >= size and last[-1].epoch != state.epoch and len(chunks) < jobs:
+            chunks.append([])
+        chunks[-1].append(state)
+    return chunks
+
+
+def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
+                  epochs: list[Epoch], states: list[CrashState], work: str,
+                  judge: Judge | None = None,
+                  progress: Callable[[int, int], None] | None = None,
+                  ) -> tuple[list[Violation], int, int]:
+    """Replay and judge a run of states (in one process, with its own working file)."""
+    violations: list[Violation] = []
+    own = judge is None
+    if judge is None:
+        reader = QemuReader() if spec.writer == "qemu" and spec.data else None
+        judge = Judge(spec, workload, capture, epochs, reader)
+    try:
+        with Replayer(capture.base, capture.entries, epochs, capture.sectorsize,
+                      work) as replayer:
+            for number, state in enumerate(states):
+                path = replayer.goto(state)
+                epoch = epochs[state.epoch]
+                for problem in judge.judge(path, epoch):
+                    violations.append(Violation(
+                        state.id, problem.prop, problem.message,
+                        judge.describe_crash_point(epoch), judge.describe_applied(state),
+                        spec.command(state.id)))
+                if progress is not None and number % 100 == 0:
+                    progress(number, len(states))
+    finally:
+        if own and judge.reader is not None:
+            judge.reader.close()
+    reads = judge.reader.reads if judge.reader is not None else 0
+    fallbacks = judge.reader.fallbacks if judge.reader is not None else 0
+    return violations, reads, fallbacks
+
+
+def run_campaign(spec: CampaignSpec,
+                 progress: Callable[[int, int], None] | None = None,
+                 jobs: int = 0) -> CampaignResult:
+    """Capture, enumerate, judge. Raises WriterError when the writer cannot run.
+
+    `jobs` worker processes (default: one per CPU, at most 4) judge contiguous runs of
+    states, each replaying into its own working file; small campaigns use one.
+    """
+    jobs = jobs or min(4, os.cpu_count() or 1)
+    result = CampaignResult(spec)
+    started = time.perf_counter()
+    workload = get_workload(spec.workload, spec.writer)
+    with _workdir(spec) as workdir:
+        capture = _capture(spec, workload, workdir)
+        result.capture_seconds = time.perf_counter() - started
+        result.version = capture.version
+        result.log_entries = len(capture.entries)
+        epochs = epochs_of(capture.entries, capture.first_entry)
+        result.epochs = len(epochs)
+        states, result.exhaustive = enumerate_states(
+            epochs, capture.entries, max_states=spec.max_states, seed=spec.seed, torn=spec.torn)
+        result.states_possible = sum(1 << min(len(e.writes), 62) for e in epochs)
+        reader = QemuReader() if spec.writer == "qemu" and spec.data else None
+        try:
+            judge = Judge(spec, workload, capture, epochs, reader)
+            for problem in judge.base_problems:
+                result.violations.append(Violation("base", problem.prop, problem.message,
+                                                   "before the workload", [],
+                                                   spec.command("base")))
+            for text in capture.disagreements:
+                result.violations.append(Violation("run", "model", text, "while running",
+                                                   [], spec.command()))
+            chunks = _split(states, jobs if len(states) >= PARALLEL_MIN else 1)
+            if len(chunks) > 1:
+                import multiprocessing
+
+                context = multiprocessing.get_context("fork")
+                with context.Pool(len(chunks)) as pool:
+                    outcomes = pool.starmap(_judge_states, [
+                        (spec, workload, capture, epochs, chunk,
+                         os.path.join(workdir, f"state-{n}.qcow2"))
+                        for n, chunk in enumerate(chunks)])
+            else:
+                outcomes = [_judge_states(spec, workload, capture, epochs, states,
+                                          os.path.join(workdir, "state.qcow2"), judge,
+                                          progress)]
+            for violations, reads, fallbacks in outcomes:
+                result.violations += violations
+                result.qemu_reads += reads
+                result.raw_fallbacks += fallbacks
+            result.states_checked = len(states)
+        finally:
+            if reader is not None:
+                reader.close()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def rebuild_state(spec: CampaignSpec, state_id: str, out: str) -> tuple[list[Violation], str]:
+    """Capture again, rebuild one state from a fresh copy of the base into `out`, judge it."""
+    workload = get_workload(spec.workload, spec.writer)
+    with _workdir(spec) as workdir:
+        kept = os.path.join(workdir, CAPTURE_FILE)
+        # A kept capture pins the log: QEMU's may differ a little from run to run.
+        capture = (Capture.restore(kept) if spec.workdir and os.path.exists(kept)
+                   else _capture(spec, workload, workdir))
+        epochs = epochs_of(capture.entries, capture.first_entry)
+        reader = QemuReader() if spec.writer == "qemu" and spec.data else None
+        try:
+            judge = Judge(spec, workload, capture, epochs, reader)
+            if state_id == "base":
+                import shutil
+
+                shutil.copyfile(capture.base, out)
+                return [Violation("base", p.prop, p.message, "before the workload", [],
+                                  spec.command("base")) for p in judge.base_problems], "base"
+            state = CrashState.parse(state_id)
+            if state.epoch >= len(epochs):
+                raise UsageError(f"state {state_id}: the log has {len(epochs)} epochs")
+            epoch = epochs[state.epoch]
+            if any(p >= len(epoch.writes) for p in state.applied):
+                raise UsageError(f"state {state_id}: epoch {state.epoch} has "
+                                 f"{len(epoch.writes)} writes")
+            full_replay(capture.base, capture.entries, epochs, capture.sectorsize, state, out)
+            problems = judge.judge(out, epoch)
+            where = judge.describe_crash_point(epoch)
+            applied = judge.describe_applied(state)
+        finally:
+            if reader is not None:
+                reader.close()
+    return ([Violation(state.id, p.prop, p.message, where, applied, spec.command(state.id, out))
+             for p in problems], where)
+
+
+class _workdir:
+    """The spec's workdir, or a temporary one removed afterwards."""
+
+    def __init__(self, spec: CampaignSpec) -> None:
+        self.spec = spec
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> str:
+        if self.spec.workdir:
+            os.makedirs(self.spec.workdir, exist_ok=True)
+            return self.spec.workdir
+        self._tmp = tempfile.TemporaryDirectory(prefix="qcow2-crash-")
+        return self._tmp.name
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def iter_matrix() -> Iterator[dict[str, str]]:
+    """The QEMU option matrix: each row changes one thing that shapes write ordering."""
+    yield from MATRIX
+
+
+MATRIX: list[dict[str, str]] = [
+    {},
+    {"cluster_size": "512"},
+    {"cluster_size": "4096"},
+    {"cluster_size": "2M"},
+    {"lazy_refcounts": "on"},
+    {"lazy_refcounts": "on", "cluster_size": "4096"},
+    {"extended_l2": "on"},
+    {"extended_l2": "on", "cluster_size": "16384"},
+    {"cache": "none"},
+    {"cache": "writethrough"},
+    {"cache": "directsync"},
+    {"discard": "unmap"},
+    {"cache": "unsafe"},  # control: flushes are ignored by design
+]
+EXPECTED_TO_FAIL = {"cache=unsafe": "cache=unsafe ignores guest flushes by design, so "
+                    "acknowledged-and-flushed data may be lost"}
+
+
+def run_matrix(workloads: list[str] | None = None, max_states: int = DEFAULT_MAX_STATES,
+               seed: int = 0, torn: bool = False,
+               report: Callable[[CampaignResult], None] | None = None) -> list[CampaignResult]:
+    """The QEMU campaign across MATRIX for every named QEMU workload."""
+    from .workload import named_workloads
+
+    names = workloads or sorted(named_workloads("qemu"))
+    results = []
+    for options in MATRIX:
+        for name in names:
+            spec = CampaignSpec("qemu", name, seed=seed, max_states=max_states, torn=torn,
+                                options=dict(options))
+            try:
+                result = run_campaign(spec)
+            except WriterError as error:
+                result = CampaignResult(spec, not_run=f"QEMU refused this combination: "
+                                        f"{error.message.splitlines()[0][-200:]}")
+            results.append(result)
+            if report is not None:
+                report(result)
+    return results
+
+
+def short_campaign() -> str:
+    """The demo's QEMU crash campaign: one small workload, its summary."""
+    from qcow2harness import qemu
+
+    if qemu.find_tool("qemu-io") is None or qemu.find_tool("qemu-img") is None:
+        return "crash campaign: not run (qemu-img/qemu-io not found)"
+    lines = []
+    for spec in (CampaignSpec("qemu", "allocation", max_states=300),
+                 CampaignSpec("reference", "zones-small"),
+                 CampaignSpec("reference", "zones-small", mutants=("wp-before-data",))):
+        result = run_campaign(spec)
+        lines.append(result.summary())
+        if result.violations:
+            first = result.violations[0]
+            lines.append(f"  e.g. state {first.state}: {first.prop}: {first.message}")
+            lines.append(f"  reproduce: {first.reproduce}")
+    return "\n".join(lines)
+
+
+__all__ = ["CampaignResult", "CampaignSpec", "MATRIX", "Violation", "rebuild_state",
+           "run_campaign", "run_matrix", "short_campaign"]
