@@ -12,4 +12,5 @@ COMMANDS = [
     "demo",
     "fuzz",
     "iotests",
+    "crash",
 ]
