@@ -48,6 +48,7 @@ class CampaignSpec:
     torn: bool = False
     options: dict[str, str] = field(default_factory=dict)
     data: bool = True  # read guest data through QEMU (qemu writer)
+    delta: bool = True  # after a verified prefix, read only what a state can change
     workdir: str | None = None
 
     def command(self, state: str | None = None, out: str = "state.qcow2") -> str:
@@ -59,6 +60,8 @@ class CampaignSpec:
             argv += ["--qemu-opt", f"{key}={value}"]
         if self.torn:
             argv.append("--torn")
+        if not self.delta:
+            argv.append("--full-data")
         if self.workdir:
             argv += ["--workdir", self.workdir]
         if state is None:
@@ -166,6 +169,8 @@ class Judge:
         self.guest = (GuestModel(workload.size, workload.backing or [], capture.ops)
                       if capture.writer == "qemu" else None)
         self._expectations: dict[int, Any] = {}
+        self._prefix_ok: dict[int, Any] = {}  # epoch -> HostMap of its verified prefix
+        self.delta_reads = 0
 
     def _starts(self) -> list[int]:
         return [self.capture.first_entry, *self.capture.boundaries[:-1]]
@@ -210,13 +215,29 @@ class Judge:
                 model.apply(op.trace())  # in flight: its effects may or may not be there
         return model.crash()
 
-    def judge(self, path: str, epoch: Epoch) -> list[Problem]:
+    def judge(self, path: str, epoch: Epoch, state: CrashState | None = None,
+              changed: list[tuple[int, int]] | None = None) -> list[Problem]:
+        """Problems of the state in `path`. With `state` and the host ranges it `changed`
+        since its epoch's prefix, QEMU reads only what those ranges can affect, provided
+        the prefix was read in full and found right (see delta.py)."""
         problems, _ = check_problems(path, self.base_clauses)
         expected = self.expectation(epoch)
         if isinstance(expected, Ranges):
             if self.reader is not None:
-                problems += self.reader.verify(path, expected,
-                                               has_backing=self.capture.backing is not None)
+                only = None
+                prefix = state is not None and not state.applied and state.torn is None
+                if (self.spec.delta and state is not None and not prefix and changed is not None
+                        and self._prefix_ok.get(epoch.index) is not None):
+                    only = self._prefix_ok[epoch.index].affected(changed)
+                found = self.reader.verify(path, expected, only=only,
+                                           has_backing=self.capture.backing is not None)
+                if only is not None:
+                    self.delta_reads += 1
+                if prefix and self.spec.delta:
+                    from .delta import HostMap
+
+                    self._prefix_ok[epoch.index] = None if found else HostMap(path)
+                problems += found
         else:
             problems += zoned_problems(path, expected)
         return problems
@@ -292,7 +313,7 @@ def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
             for number, state in enumerate(states):
                 path = replayer.goto(state)
                 epoch = epochs[state.epoch]
-                for problem in judge.judge(path, epoch):
+                for problem in judge.judge(path, epoch, state, replayer.changed()):
                     violations.append(Violation(
                         state.id, problem.prop, problem.message,
                         judge.describe_crash_point(epoch), judge.describe_applied(state),

@@ -104,7 +104,10 @@ class QemuReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def verify(self, path: str, expected: Ranges, *, has_backing: bool) -> list[Problem]:
+    def verify(self, path: str, expected: Ranges, *, has_backing: bool,
+               only: list[tuple[int, int]] | None = None) -> list[Problem]:
+        """Read the state's guest bytes through QEMU against `expected` (restricted to
+        the guest ranges `only`, when given: see delta.py)."""
         opened = self.session.command(f"open -r -o driver=qcow2 {path}").strip()
         if opened:
             self.session.command("close")
@@ -120,6 +123,9 @@ class QemuReader:
             for lo, hi, values in expected:
                 hi = min(hi, size)
                 parts = _outside(lo, hi, unallocated) if values == {0} else [(lo, hi)]
+                if only is not None:
+                    parts = [(max(a, c), min(b, d)) for a, b in parts for c, d in only
+                             if max(a, c) < min(b, d)]
                 pieces += [(a, b, values) for p, q in parts for a, b in _chunks(p, q)]
             # First pass: each piece against its most likely value.
             firsts = [min(values, key=lambda v: v == 0) for _, _, values in pieces]

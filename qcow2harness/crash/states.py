@@ -224,6 +224,18 @@ class Replayer:
         self._pre = {}
         self._prefix_size = os.fstat(self._fd).st_size
 
+    def changed(self) -> list[tuple[int, int]]:
+        """Host ranges (offset, length) where the file now differs from the epoch prefix."""
+        epoch = self.epochs[self._done] if self._done < len(self.epochs) else None
+        out = []
+        for position, sectors in self._current:
+            assert epoch is not None
+            offset, length = self._span(epoch.writes[position])
+            if sectors >= 0:
+                length = min(length, sectors * self.sectorsize)
+            out.append((offset, length))
+        return out
+
     def goto(self, state: CrashState) -> str:
         """Make the working file hold `state`; its path."""
         if state.epoch < self._done:
