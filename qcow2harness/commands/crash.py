@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--torn", action="store_true", help="also tear multi-sector writes")
     parser.add_argument("--no-data", action="store_true",
                         help="skip reading guest data through QEMU (checker only)")
+    parser.add_argument("--full-data", action="store_true",
+                        help="read every guest byte of every state through QEMU (no delta "
+                        "against the epoch's verified prefix)")
     parser.add_argument("--state", help="rebuild one state (an id from a report, or 'base')")
     parser.add_argument("--out", default="crash-state.qcow2", help="where --state writes it")
     parser.add_argument("--workdir", help="keep the capture (base image, log, capture.json) "
@@ -71,9 +74,11 @@ def run(args: argparse.Namespace) -> int:
         failing = [r for r in results if r.violations and r.spec.options.get("cache") != "unsafe"]
         return EXIT_INVALID if failing else EXIT_OK
     workload_name: str = args.workload or ("allocation" if args.writer == "qemu" else "zones")
-    spec = CampaignSpec(args.writer, workload_name, tuple(args.mutant), args.seed, args.max_states,
-                        args.torn, _options(args.qemu_opt), not args.no_data,
-                        os.path.abspath(args.workdir) if args.workdir else None)
+    spec = CampaignSpec(args.writer, workload_name, tuple(args.mutant), seed=args.seed,
+                        max_states=args.max_states, torn=args.torn,
+                        options=_options(args.qemu_opt), data=not args.no_data,
+                        delta=not args.full_data,
+                        workdir=os.path.abspath(args.workdir) if args.workdir else None)
     if args.state:
         violations, where = rebuild_state(spec, args.state, args.out)
         if args.json:

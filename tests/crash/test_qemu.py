@@ -97,3 +97,25 @@ def test_cli_exit_codes_and_json(qemu_tools: None, tmp_path: Path) -> None:
 def test_qemu_workloads_clean(qemu_tools: None, workload: str, options: dict[str, str]) -> None:
     result = run_campaign(CampaignSpec("qemu", workload, max_states=1500, options=options))
     assert result.violations == [], [v.to_json() for v in result.violations[:3]]
+
+
+def test_delta_reads_find_what_full_reads_find(qemu_tools: None, tmp_path: Path) -> None:
+    """On one capture, reading only what each state can change finds the same problems
+    as reading every guest byte of every state."""
+
+    from qcow2harness.crash.campaign import _judge_states
+    from qcow2harness.crash.states import enumerate_states, epochs_of
+
+    workload = get_workload("discard", "qemu")
+    capture = capture_qemu(workload, {"cluster_size": "4096"}, str(tmp_path / "c"))
+    epochs = epochs_of(capture.entries)
+    states, _ = enumerate_states(epochs, capture.entries, max_states=500)
+    found = {}
+    reads = {}
+    for delta in (True, False):
+        spec = CampaignSpec("qemu", "discard", delta=delta)
+        violations, reads[delta], _ = _judge_states(spec, workload, capture, epochs, states,
+                                                    str(tmp_path / f"s{delta}.qcow2"))
+        found[delta] = {(v.state, v.prop, v.message) for v in violations}
+    assert found[True] == found[False]
+    assert reads[True] < reads[False]
