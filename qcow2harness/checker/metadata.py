@@ -95,7 +95,6 @@ class Walk:
     refs: np.ndarray
     roles: np.ndarray
     stored: np.ndarray | None = None
-    stored_is_one: np.ndarray | None = None  # stored == 1, built once for L2-3
     stats: Counter[str] = field(default_factory=Counter)
     zones: Zones | None = None  # the zoned extension, for WP-10
     # Contiguous tables (offset, length, name) for OVL-2.
@@ -329,11 +328,13 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
             active[0][first].astype(np.int64) * guest_per_l2)
     stored = walk.stored
     if stored is not None:
-        stored_is_one = stored == 1
+        def stored_is_one(offsets: np.ndarray) -> np.ndarray:
+            return stored[(offsets >> np.uint64(walk.cluster_bits)).astype(np.intp)] == 1
+
         if active is not None:
             index, offsets, entries = active
             copied = (entries & COPIED) != 0
-            refcount_one = stored_is_one[(offsets >> np.uint64(walk.cluster_bits)).astype(np.intp)]
+            refcount_one = stored_is_one(offsets)
             wrong = np.nonzero(copied != refcount_one)[0]
             ofs_l1 = int(image.header.ofs_l1_table)
             report_indices(out, "L1-3", wrong, lambda i: (
@@ -343,7 +344,7 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
                 ofs_l1 + 8 * int(index[i])))
         for source, index, offsets in snapshots:
             copied = (source.entries[index] & COPIED) != 0
-            refcount_one = stored_is_one[(offsets >> np.uint64(walk.cluster_bits)).astype(np.intp)]
+            refcount_one = stored_is_one(offsets)
             stale = np.nonzero(copied != refcount_one)[0]
             if stale.size:
                 at = int(index[stale[0]])
@@ -540,10 +541,8 @@ def _check_copied(walk: Walk, batch: L2Batch, clusters: np.ndarray, allocated: n
     active = (batch.guest_bases >= 0)[:, None] & allocated & (clusters < walk.num_clusters)
     if not active.any():
         return
-    if walk.stored_is_one is None:
-        walk.stored_is_one = walk.stored == 1
     # Clusters past the end of the file were reported already; clip keeps the gather safe.
-    refcount_is_one = np.take(walk.stored_is_one, clusters, mode="clip")
+    refcount_is_one = np.take(walk.stored, clusters, mode="clip") == 1
     report("L2-3", active & (copied != refcount_is_one),
            "COPIED flag disagrees with the data cluster's refcount")
 
