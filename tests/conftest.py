@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 from typing import Any
 
 import pytest
@@ -64,12 +63,3 @@ def qemu_corpus(
     assert (directory / "manifest.json").exists()
     assert json.loads((directory / "manifest.json").read_text()) == manifest
     return directory, manifest
-
-
-def require_node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("not run: node not found (Node 20 drives kaitai-struct-compiler)")
-    if not (REPO / "node_modules" / "kaitai-struct-compiler").is_dir():
-        pytest.skip("not run: node_modules missing; run `make node-deps`")
-    return node

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import subprocess
 from typing import Any
 
 import pytest
-from conftest import REPO, require_node
 
 from qcow2harness.image import Image
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
 KSY_FILES = sorted((REPO / "ksy").glob("*.ksy"))
+
+
+def require_node() -> str:
+    node = shutil.which("node")
+    if node is None or not (REPO / "node_modules" / "kaitai-struct-compiler").is_dir():
+        pytest.skip("not run: node or node_modules missing (run `make node-deps`)")
+    return node
 
 
 def load_ksy(path: pathlib.Path) -> dict[str, Any]:
