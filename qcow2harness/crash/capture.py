@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qcow2harness import qemu
-from qcow2harness.dmlog import MAGIC, SUPERBLOCK, VERSION, LogEntry, LogReader, replay
+from qcow2harness.dmlog import DISCARD as DISCARD_FLAG
+from qcow2harness.dmlog import ENTRY, MAGIC, SUPERBLOCK, VERSION, LogEntry, LogReader, replay
+from qcow2harness.dmlog import MARK as MARK_FLAG
 from qcow2harness.errors import UsageError, WriterError
 
 from .workload import Op, Workload
@@ -201,12 +203,40 @@ def _fix_superblock(log: str) -> None:
         stream.write(SUPERBLOCK.pack(MAGIC, VERSION, 0, LOG_SECTOR))
 
 
-def _entry_indexes_at(log: str, sizes: list[int]) -> list[int]:
-    """For each byte size of the log, how many entries start below it."""
-    import bisect
+class EntryCounter:
+    """Counts the entries present in a growing log, resuming where it stopped.
 
-    offsets = [entry.log_offset for entry in LogReader(log).entries()]
-    return [bisect.bisect_left(offsets, size) for size in sizes]
+    The file size alone is not a boundary: under cache=none the log is written with
+    O_DIRECT and its end is padded with zeros to the device alignment. An entry header
+    is never all zeros, so the count stops at the first zero header or incomplete entry.
+    """
+
+    def __init__(self, log: str) -> None:
+        self.log = log
+        self.offset = LOG_SECTOR
+        self.count = 0
+
+    def advance(self) -> int:
+        size = os.path.getsize(self.log)
+        with open(self.log, "rb") as stream:
+            while self.offset + LOG_SECTOR <= size:
+                stream.seek(self.offset)
+                header = stream.read(ENTRY.size)
+                if not header.strip(b"\0"):
+                    break
+                _sector, nr_sectors, flags, data_len = ENTRY.unpack(header)
+                if flags & MARK_FLAG:
+                    payload = data_len
+                elif flags & DISCARD_FLAG:
+                    payload = 0
+                else:
+                    payload = nr_sectors * LOG_SECTOR
+                end = self.offset + LOG_SECTOR + -(-payload // LOG_SECTOR) * LOG_SECTOR
+                if end > size:
+                    break
+                self.offset = end
+                self.count += 1
+        return self.count
 
 
 def capture_qemu(workload: Workload, options: dict[str, str], workdir: str) -> Capture:
@@ -240,18 +270,19 @@ def capture_qemu(workload: Workload, options: dict[str, str], workdir: str) -> C
     extra = "".join(f",{k}={v}" for k, v in runtime.items())
     ops: list[Op] = []
     boundaries: list[int] = []
-    sizes: list[int] = []
     appending = False
 
     def open_session() -> QemuIoSession:
         mode = "file.log-append=on" if appending else f"file.log-sector-size={LOG_SECTOR}"
         return QemuIoSession(["-t", cache, "--image-opts", f"{stack},{mode}{extra}"])
 
+    counter = EntryCounter(log)
+
     def close_session(session: QemuIoSession) -> None:
         session.quit()
         _fix_superblock(log)
         ops.append(Op("close"))
-        sizes.append(os.path.getsize(log))
+        boundaries.append(counter.advance())
 
     session = open_session()
     try:
@@ -263,19 +294,18 @@ def capture_qemu(workload: Workload, options: dict[str, str], workdir: str) -> C
                 qemu.run("qemu-img", "snapshot", "--image-opts",
                          f"{stack},file.log-append=on{extra}", flag, op.name)
                 ops.append(op)
-                sizes.append(os.path.getsize(log))
+                boundaries.append(counter.advance())
                 session = open_session()
                 continue
             output = session.command(op.qemu_command())
             if any(word.lower() in output.lower() for word in OP_ERRORS):
                 raise WriterError(f"qemu-io {op.qemu_command()!r} failed: {output.strip()}")
             ops.append(op)
-            sizes.append(os.path.getsize(log))
+            boundaries.append(counter.advance())
         close_session(session)
     finally:
         session.quit()
     _fix_superblock(log)
-    boundaries = _entry_indexes_at(log, sizes)
     capture = Capture("qemu", qemu.qemu_version("qemu-io").text, base, log, ops, boundaries, 0,
                       dict(merged), backing)
     capture.load()
