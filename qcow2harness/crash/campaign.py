@@ -349,7 +349,8 @@ def run_campaign(spec: CampaignSpec,
         result.epochs = len(epochs)
         states, result.exhaustive = enumerate_states(
             epochs, capture.entries, max_states=spec.max_states, seed=spec.seed, torn=spec.torn)
-        result.states_possible = sum(1 << min(len(e.writes), 62) for e in epochs)
+        result.states_possible = (len(states) if result.exhaustive else
+                                  sum(1 << min(len(e.writes), 62) for e in epochs))
         reader = QemuReader() if spec.writer == "qemu" and spec.data else None
         try:
             judge = Judge(spec, workload, capture, epochs, reader)
