@@ -90,13 +90,31 @@ def test_cli_exit_codes_and_json(qemu_tools: None, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workload", ["allocation", "cow", "refcount-growth", "l1-growth",
-                                      "compressed"])
-@pytest.mark.parametrize("options", [{}, {"cluster_size": "512"}, {"lazy_refcounts": "on"},
-                                     {"cache": "writethrough"}])
+@pytest.mark.parametrize("workload", ["allocation", "cow", "refcount-growth", "l1-growth"])
+@pytest.mark.parametrize("options", [{}, {"cluster_size": "512"}, {"cluster_size": "4096"},
+                                     {"cache": "none"}, {"cache": "writethrough"},
+                                     {"extended_l2": "on", "cluster_size": "16384"}])
 def test_qemu_workloads_clean(qemu_tools: None, workload: str, options: dict[str, str]) -> None:
     result = run_campaign(CampaignSpec("qemu", workload, max_states=1500, options=options))
     assert result.violations == [], [v.to_json() for v in result.violations[:3]]
+
+
+# QEMU 7.2 behaviours the campaign found (crash/FINDINGS.md): each stays reproducible.
+KNOWN_FINDINGS = [
+    ("discard", {}, "data"),
+    ("compressed", {"cache": "writethrough"}, "data"),
+    ("cow", {"lazy_refcounts": "on", "cluster_size": "512"}, "data"),
+    ("l1-growth", {"lazy_refcounts": "on", "cluster_size": "4096"}, "L2-2"),
+    ("snapshots", {}, "L1-3"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("workload", "options", "prop"), KNOWN_FINDINGS)
+def test_known_qemu_findings_reproduce(qemu_tools: None, workload: str,
+                                       options: dict[str, str], prop: str) -> None:
+    result = run_campaign(CampaignSpec("qemu", workload, max_states=1500, options=options))
+    assert any(v.prop == prop for v in result.violations), result.summary()
 
 
 def test_delta_reads_find_what_full_reads_find(qemu_tools: None, tmp_path: Path) -> None:
