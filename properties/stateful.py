@@ -65,10 +65,14 @@ PERSISTED_STATES = {
 }
 
 
-def check_is_clean(path: str, *, dirty_allowed: bool = False) -> list[str]:
-    """`check` findings that break the invariant (HDR-12 only when lazy refcounts allow it)."""
+def check_is_clean(path: str, *, dirty_allowed: bool = False,
+                   leaks_allowed: bool = False) -> list[str]:
+    """`check` findings that break the invariant (HDR-12 only when lazy refcounts allow it,
+    RC-5 only after a writer was seen to leak)."""
     report = check_path(path)
     allowed = {"HDR-12"} if dirty_allowed else set()
+    if leaks_allowed:
+        allowed.add("RC-5")
     return [f.one_line() for f in report.violations if f.clause not in allowed]
 
 
@@ -108,6 +112,7 @@ class QemuGuestMachine(RuleBasedStateMachine):
         self.data = GuestData(GUEST_SIZE)
         self.snapshots: dict[str, np.ndarray] = {}
         self.options: dict[str, str] = {}
+        self.leaks_allowed = False
 
     @initialize(options=image_options())
     def create(self, options: dict[str, str]) -> None:
@@ -192,7 +197,10 @@ class QemuGuestMachine(RuleBasedStateMachine):
             # With 1-bit refcounts a shared cluster cannot count 2: QEMU refuses the
             # snapshot (EINVAL). The image must come out unchanged and clean.
             if self.options.get("refcount_bits") == "1" and "Invalid argument" in error.message:
+                # QEMU 7.2 leaks the clusters it had allocated for the snapshot (qemu-img
+                # check agrees): recorded in README "Findings"; leaks are allowed from here.
                 self._io().script.append(f"# refused: {error.message}")
+                self.leaks_allowed = True
                 return
             raise
         self.snapshots[name] = self.data.copy()
@@ -226,7 +234,8 @@ class QemuGuestMachine(RuleBasedStateMachine):
             return
         self.io.command("flush")
         problems = check_is_clean(self.image,
-                                  dirty_allowed=self.options.get("lazy_refcounts") == "on")
+                                  dirty_allowed=self.options.get("lazy_refcounts") == "on",
+                                  leaks_allowed=self.leaks_allowed)
         if problems:
             self._fail("check after flush: " + "; ".join(problems))
 
@@ -370,8 +379,10 @@ class ZonedWriterMachine(RuleBasedStateMachine):
         judge = PersistenceModel(self.config)
         for op in self.ops[:acked]:
             judge.apply(op)
-        if acked < len(self.ops):
-            judge.apply(self.ops[acked])  # in flight: its effects may or may not be there
+        if acked < len(self.ops) and self.ops[acked]["op"] not in ("flush", "reopen"):
+            # In flight: its effects may or may not be there. A flush in flight has
+            # made nothing durable yet, so it is not applied.
+            judge.apply(self.ops[acked])
         answer = judge.crash()
         where = f"crash after log entry {stop} keeping in-flight writes {sorted(kept)}"
         # After a crash only MUST violations count: leaks (RC-5) and dead data above a
@@ -433,8 +444,9 @@ def replay_regression(regression: dict[str, Any], mutants: Iterable[str] = ()) -
     machine = zoned_writer_machine(mutants)()
     try:
         machine.create(ZoneConfig(**regression["config"]))
-        for op in regression["ops"]:
-            machine._apply(op)
+        for op in [None, *regression["ops"]]:
+            if op is not None:
+                machine._apply(op)
             machine.file_reparsed_matches_model()
             machine.check_is_clean()
             machine.data_reads_back()

@@ -337,7 +337,9 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
             refcount_one = stored_is_one(offsets)
             wrong = np.nonzero(copied != refcount_one)[0]
             ofs_l1 = int(image.header.ofs_l1_table)
-            report_indices(out, "L1-3", wrong, lambda i: (
+            # A dirty image's stored refcounts may lag, and the COPIED flags with them.
+            clause = "HDR-12" if image.header.is_dirty else "L1-3"
+            report_indices(out, clause, wrong, lambda i: (
                 f"active L1 entry {int(index[i])} for L2 table {int(offsets[i]):#x} has "
                 f"COPIED={int(copied[i])} but the table's refcount is "
                 f"{int(stored[int(offsets[i]) >> walk.cluster_bits])}",
@@ -543,7 +545,9 @@ def _check_copied(walk: Walk, batch: L2Batch, clusters: np.ndarray, allocated: n
         return
     # Clusters past the end of the file were reported already; clip keeps the gather safe.
     refcount_is_one = np.take(walk.stored, clusters, mode="clip") == 1
-    report("L2-3", active & (copied != refcount_is_one),
+    # A dirty image's stored refcounts may lag, and the COPIED flags with them (HDR-12).
+    clause = "HDR-12" if walk.image.header.is_dirty else "L2-3"
+    report(clause, active & (copied != refcount_is_one),
            "COPIED flag disagrees with the data cluster's refcount")
 
 
