@@ -43,7 +43,9 @@ def check_header(image: Image, out: Findings) -> bool:
         out.add("HDR-4", f"cluster_bits is {cluster_bits}, below {MIN_CLUSTER_BITS}", 20)
     elif cluster_bits > MAX_CLUSTER_BITS:
         out.add("HDR-5", f"cluster_bits is {cluster_bits}, above {MAX_CLUSTER_BITS}", 20)
-    if not image.cluster_bits_usable:
+    if not MIN_CLUSTER_BITS <= cluster_bits <= MAX_CLUSTER_BITS:
+        # Every offset check depends on the cluster size: checking the rest with a
+        # size no writer uses would only report consequences of HDR-4/HDR-5.
         return False
     cluster_size = image.cluster_size
 

@@ -213,12 +213,12 @@ def read_stored_refcounts(walk: Walk) -> None:
     order = image.refcount_order
     if order not in STORED_DTYPE:
         return  # HDR-14 is reported by the header checks; no refcount can be read
-    try:
-        table = image.refcount_table_entries()
-    except ParseError as error:
-        out.add("HDR-18", error.message, error.offset)
-        return
     ofs_table = int(image.header.ofs_refcount_table)
+    length = int(image.header.num_refcount_table_clusters) * walk.cluster_size
+    if (ofs_table == 0 or ofs_table % walk.cluster_size or length == 0
+            or ofs_table + length > image.file_size):
+        return  # HDR-18, reported by the header checks: no stored refcount can be trusted
+    table = image.refcount_table_entries()
     walk.claim(ofs_table, table.size * 8, Role.REFCOUNT_TABLE)
     walk.table(ofs_table, table.size * 8, "refcount table")
     stored = np.zeros(walk.num_clusters, dtype=STORED_DTYPE[order])
@@ -784,7 +784,8 @@ def check_metadata(image: Image, out: Findings, zones: Zones | None = None) -> W
     """
     walk = new_walk(image, out)
     walk.zones = zones
-    walk.claim(0, max(image.len_header, 1), Role.HEADER)
+    # Cluster 0 only: a header_length past it is HDR-7, not an overlap.
+    walk.claim(0, min(max(image.len_header, 1), walk.cluster_size), Role.HEADER)
     read_stored_refcounts(walk)
 
     sources: list[L1Source] = []
