@@ -48,6 +48,9 @@ bench: setup
 ksy: node-deps
 	node ksy/build.js
 
+crash: setup
+	$(BIN)/tox -e crash
+
 iotests: setup
 	$(BIN)/tox -e iotests
 

@@ -159,9 +159,16 @@ def bench_model(_sizes: list[str], _workdir: str) -> dict[str, Any]:
     return {"title": "reference zone model throughput", "rows": rows}
 
 
+def bench_crash(sizes: list[str], workdir: str) -> dict[str, Any]:
+    from qcow2harness.crash.bench import bench_crash as run
+
+    return run(sizes, workdir)
+
+
 BENCHMARKS: dict[str, Callable[[list[str], str], dict[str, Any]]] = {
     "info": bench_info,
     "check": bench_check,
+    "crash": bench_crash,
     "model": bench_model,
 }
 

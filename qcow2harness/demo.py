@@ -71,6 +71,10 @@ def run_demo(directory: str) -> Iterator[tuple[str, str]]:
     verdicts = []
     for path in paths:
         report = check_path(path)
-        clauses = ", ".join(sorted(report.clauses())) or "-"
+        clauses = ", ".join(sorted({f.clause for f in report.violations})) or "-"
         verdicts.append(f"{os.path.basename(path):<52} exit {report.exit_code}  {clauses}")
     yield "check (0 conformant, 2 MUST violated, 3 SHOULD only)", "\n".join(verdicts)
+
+    from qcow2harness.crash.campaign import short_campaign
+
+    yield "crash campaign (short)", short_campaign()

@@ -111,11 +111,11 @@ def check_zoned(image: Image, out: Findings, walk: Walk | None, zones: Zones | N
     table = int(fields["zonedmeta_offset"])  # type: ignore[arg-type]
     problems = zonedmeta_problems(fields, zones.entries)
     for clause, index, message in problems:
-        out.add(clause, message, table + 8 * index if index is not None else None)
+        out.add(clause, message, table + 8 * index if index is not None else table)
     if any(clause == "WP-2" for clause, _, _ in problems):
         return  # a byte-swapped table says nothing about the zones
     for clause, index, message in zonedmeta_notes(fields, zones.entries):
-        out.add(clause, message, table + 8 * index if index is not None else None)
+        out.add(clause, message, table + 8 * index if index is not None else table)
     for zone, count in sorted(zones.dead_clusters.items()):
         dead_from = int(zones.dead_from[zone]) if zones.dead_from is not None else 0
         out.add("WP-10", f"zone {zone}: {count} guest cluster(s) at or above {dead_from:#x} "

@@ -14,6 +14,8 @@ HELP = "check an image against the spec's clauses (exit 0, 2 MUST, 3 SHOULD only
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="qcow2 image (opened read-only, never modified)")
     parser.add_argument("--json", action="store_true", help="machine-readable report")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also list MAY-level notes (always in --json)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +25,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(report.to_json())
         return report.exit_code
+    notes = 0
     for finding in report.findings:
+        if finding.level == "MAY" and not args.verbose:
+            notes += 1
+            continue
         print(finding.one_line())
     for clause, count in sorted(report.suppressed.items()):
         print(f"{'':<6} {clause:<8} ... and {count} more")
@@ -32,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         print("No errors were found on the image.")
     else:
         print(f"{counts['MUST']} MUST violation(s), {counts['SHOULD']} SHOULD finding(s).")
+    if notes:
+        print(f"{notes} MAY-level note(s) not shown (--verbose lists them).")
     stats = report.stats
     if "clusters_in_file" in stats:
         print(f"{stats.get('data_clusters', 0)} data clusters, "
