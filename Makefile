@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := qemu-utils time
 
-.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash clean
+.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash properties-nightly clean
 
 all: test
 
@@ -50,6 +50,9 @@ ksy: node-deps
 
 crash: setup
 	$(BIN)/tox -e crash
+
+properties-nightly: setup
+	$(BIN)/tox -e properties-nightly
 
 iotests: setup
 	$(BIN)/tox -e iotests
