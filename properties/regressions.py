@@ -18,7 +18,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
-
 from qcow2harness.reference.writer import Mutant
 
 from .stateful import REGRESSION_TAG, zoned_writer_machine

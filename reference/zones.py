@@ -371,7 +371,7 @@ def zonedmeta_notes(fields: dict[str, int | bytes], entries: Sequence[int]) -> l
     """The MAY permissions the write-pointer table exercises (WP-9): a FULL zone whose wp
     is stored past its writable end, up to zone start + zone_size."""
     notes: list[TableProblem] = []
-    for index, start, writable_end, wp in _sound_sequential_wps(fields, entries):
+    for index, _start, writable_end, wp in _sound_sequential_wps(fields, entries):
         if wp > writable_end:
             notes.append(("WP-9", index, f"zone {index}: FULL, write pointer stored as "
                           f"{wp:#x}, past its writable end {writable_end:#x}"))
@@ -387,7 +387,7 @@ def dead_data_starts(fields: dict[str, int | bytes], entries: Sequence[int]) -> 
     """
     zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
     starts = [(index + 1) * zone_size for index in range(len(entries))]
-    for index, start, writable_end, wp in _sound_sequential_wps(fields, entries):
+    for index, _start, writable_end, wp in _sound_sequential_wps(fields, entries):
         starts[index] = min(wp, writable_end)
     return starts
 

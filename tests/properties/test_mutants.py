@@ -12,7 +12,6 @@ import pathlib
 from typing import Any
 
 import pytest
-
 from qcow2harness.properties.stateful import replay_regression
 from qcow2harness.reference.writer import Mutant
 

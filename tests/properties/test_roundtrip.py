@@ -18,17 +18,17 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from qcow2harness import cli, qemu
-from qcow2harness.checker import check_image, check_path
-from qcow2harness.errors import ParseError
-from qcow2harness.image import Image
 from qcow2harness.properties.corruptions import CORRUPTIONS, base_image
 from qcow2harness.properties.strategies import (
     qemu_images,
     reference_images,
     targeted_corruptions,
 )
+
+from qcow2harness import cli, qemu
+from qcow2harness.checker import check_image, check_path
+from qcow2harness.errors import ParseError
+from qcow2harness.image import Image
 
 WORKDIR = tempfile.mkdtemp(prefix="qcow2-harness-roundtrip-")
 SLOW = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

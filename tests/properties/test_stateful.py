@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
-
-from qcow2harness import qemu
 from qcow2harness.properties.stateful import (
     QemuGuestMachine,
     zoned_qemu_unavailable,
     zoned_writer_machine,
 )
+
+from qcow2harness import qemu
 
 
 def test_model_vs_reference_writer() -> None:
