@@ -50,6 +50,9 @@ UNKNOWN = -1  # after a crash recovery the model no longer knows which of old/ne
 PERSISTENCE_ORDER = ("data", "metadata", "wp")  # PERS-1, PERS-2
 
 
+SECTOR = 512  # the unit a power cut cannot tear
+
+
 def pattern_byte(content: int) -> int | None:
     """The fill byte a writer uses for content id `content` (None: anything goes)."""
     if content == UNKNOWN:
@@ -250,11 +253,22 @@ def _split(offset: int, end: int, touches: Iterable[_Touch]) -> list[tuple[int, 
 
 
 def _reads_as(data: bytes, contents: Iterable[int]) -> bool:
+    """Every 512-byte sector of `data` holds one of `contents` (PERS-5).
+
+    A write that was not flushed may reach the disk in part: sectors are the unit a
+    power cut cannot tear, so each sector, not the whole range, is old or new.
+    """
+    fills = []
     for content in contents:
         fill = pattern_byte(content)
-        if fill is None or data == bytes([fill]) * len(data):
-            return True
-    return False
+        if fill is None:
+            return True  # a content with no fixed pattern matches anything
+        fills.append(bytes([fill]))
+    for start in range(0, len(data), SECTOR):
+        sector = data[start:start + SECTOR]
+        if not any(sector == fill * len(sector) for fill in fills):
+            return False
+    return True
 
 
 class PersistenceModel:

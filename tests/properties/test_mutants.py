@@ -43,3 +43,9 @@ def test_correct_writer_passes_the_counterexample(mutant: str) -> None:
 def test_counterexamples_are_short() -> None:
     for mutant in Mutant:
         assert len(load(mutant.value)["ops"]) <= 12, mutant
+
+
+@pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("correct-*.json")), ids=lambda p: p.stem)
+def test_false_alarms_stay_fixed(path: pathlib.Path) -> None:
+    """Sequences on which the suite once failed the correct writer (an oracle bug)."""
+    replay_regression(json.loads(path.read_text()))
