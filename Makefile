@@ -40,13 +40,16 @@ demo: setup
 	$(BIN)/qcow2-harness demo
 
 test: setup
-	$(BIN)/tox -p auto -e py,ksy,lint,type
+	$(BIN)/tox -p auto -e py,ksy,lint,type,fuzz-smoke
 
 bench: setup
 	$(BIN)/python bench/run.py --out bench/results.md
 
 ksy: node-deps
 	node ksy/build.js
+
+fuzz: setup
+	$(BIN)/tox -e fuzz
 
 crash: setup
 	$(BIN)/tox -e crash
