@@ -82,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CANNOT_RUN
     from qcow2harness.fuzz.campaign import CampaignConfig, repo_seed_dirs, run_campaign
 
+    missing = [d for d in args.seeds or [] if not os.path.isdir(d)]
+    if missing:
+        print(f"qcow2-harness: fuzz: no such seed directory: {', '.join(missing)}")
+        return EXIT_CANNOT_RUN
+
     base = os.path.join("data", f"fuzz-{args.target}")
     regressions = args.regressions
     if regressions is None:
