@@ -165,10 +165,17 @@ def bench_crash(sizes: list[str], workdir: str) -> dict[str, Any]:
     return run(sizes, workdir)
 
 
+def bench_fuzz(sizes: list[str], workdir: str) -> dict[str, Any]:
+    from qcow2harness.fuzz.bench import bench_fuzz as run
+
+    return run(sizes, workdir)
+
+
 BENCHMARKS: dict[str, Callable[[list[str], str], dict[str, Any]]] = {
     "info": bench_info,
     "check": bench_check,
     "crash": bench_crash,
+    "fuzz": bench_fuzz,
     "model": bench_model,
 }
 
