@@ -5,23 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qcow2harness.properties.stateful import PERSISTED_STATES as PERSISTED
 from qcow2harness.reference.persistence import PersistenceModel
-from qcow2harness.reference.zones import ZoneState
 from test_writer import CONFIG, apply_both, script, zoned_writer
 
 from qcow2harness.checker import check_path
 from qcow2harness.image import Image
 from qcow2harness.info import describe_zones
-
-# What a zone's in-memory state looks like once persisted (WP-8: open states are not stored).
-PERSISTED = {
-    ZoneState.EMPTY: {"empty"},
-    ZoneState.IMPLICIT_OPEN: {"closed", "empty"},
-    ZoneState.EXPLICIT_OPEN: {"closed", "empty"},
-    ZoneState.CLOSED: {"closed", "empty"},
-    ZoneState.FULL: {"full"},
-    ZoneState.NOT_WRITE_POINTER: {"not_write_pointer"},
-}
 
 
 def test_every_op_reparsed_and_checked(tmp_path: Path) -> None:
