@@ -40,7 +40,7 @@ demo: setup
 	$(BIN)/qcow2-harness demo
 
 test: setup
-	$(BIN)/tox -p auto -e py,ksy,lint,type,fuzz-smoke
+	$(BIN)/tox -p auto -o -e py,ksy,lint,type,fuzz-smoke
 
 bench: setup
 	$(BIN)/python bench/run.py --out bench/results.md
