@@ -401,15 +401,7 @@ def run_model(data: bytes) -> None:
                         op["offset"] = (base, base + 512, info.start, base)[where]
                 expected = model.apply(op)
                 fill = bytes([pattern_byte(model.last_content) or 0])
-                name = op["op"]
-                if name == "write":
-                    got = writer.write(op["offset"], fill * op["length"])
-                elif name == "append":
-                    got = writer.append(op["zone"], fill * op["length"])
-                elif name in ("open", "close", "finish", "reset"):
-                    got = getattr(writer, f"{name}_zone")(op["zone"])
-                else:
-                    got = getattr(writer, name)()
+                got = writer.apply(op, fill)
                 if got != expected:
                     raise DifferentialMismatch(
                         f"op {step} {op}: model {expected}, writer {got}\n"

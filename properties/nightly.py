@@ -15,7 +15,7 @@ import time
 
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from qcow2harness import qemu
 
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0)
     args = parser.parse_args(argv)
-    suites = [("reference writer", zoned_writer_machine())]
+    suites: list[tuple[str, type[RuleBasedStateMachine]]] = [
+        ("reference writer", zoned_writer_machine())]
     if qemu.find_tool("qemu-img") and qemu.find_tool("qemu-io"):
         suites.append(("real QEMU", QemuGuestMachine))
     else:

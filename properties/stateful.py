@@ -279,15 +279,7 @@ class ZonedWriterMachine(RuleBasedStateMachine):
         self.ops.append(op)
         expected = self.model.apply(op)
         fill = bytes([pattern_byte(self.model.last_content) or 0])
-        name = op["op"]
-        if name == "write":
-            got = self.writer.write(op["offset"], fill * op["length"])
-        elif name == "append":
-            got = self.writer.append(op["zone"], fill * op["length"])
-        elif name in ("open", "close", "finish", "reset"):
-            got = getattr(self.writer, f"{name}_zone")(op["zone"])
-        else:
-            got = getattr(self.writer, name)()
+        got = self.writer.apply(op, fill)
         if got != expected:
             self._fail(f"{op}: the writer answered {got}, the model {expected}")
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from qcow2harness.dmlog import LogWriter
 from qcow2harness.errors import ModelError, WriterError
@@ -443,6 +444,24 @@ class ReferenceWriter:
         self._fd = os.open(self.path, os.O_RDWR)
         self._load()
         return self._ack("reopen", OpResult())
+
+    def apply(self, op: Mapping[str, Any], fill: bytes = b"\x5a") -> OpResult:
+        """Apply one op in the trace protocol's dict form; data ops write `fill` bytes.
+
+        The writer's twin of PersistenceModel.apply, so both see the same op.
+        """
+        name = op["op"]
+        if name == "write":
+            return self.write(op["offset"], fill * op["length"])
+        if name == "append":
+            return self.append(op["zone"], fill * op["length"])
+        if name in ("open", "close", "finish", "reset"):
+            result: OpResult = getattr(self, f"{name}_zone")(op["zone"])
+            return result
+        if name in ("reset_all", "flush", "reopen"):
+            result = getattr(self, name)()
+            return result
+        raise ModelError(f"the writer has no op {name!r}")
 
     def sync_log(self) -> None:
         """Make everything logged so far visible to a log reader (crash checks mid-run)."""

@@ -227,17 +227,8 @@ def script() -> list[dict[str, Any]]:
 
 def apply_both(model: PersistenceModel, writer: ReferenceWriter, op: dict[str, Any]) -> None:
     """Apply `op` to the model, then to the writer with data the model can name."""
-    name = op["op"]
     expected = model.apply(op)
-    fill = bytes([pattern_byte(model.last_content) or 0])
-    if name == "write":
-        got = writer.write(op["offset"], fill * op["length"])
-    elif name == "append":
-        got = writer.append(op["zone"], fill * op["length"])
-    elif name in ("open", "close", "finish", "reset"):
-        got = getattr(writer, f"{name}_zone")(op["zone"])
-    else:
-        got = getattr(writer, name)()
+    got = writer.apply(op, bytes([pattern_byte(model.last_content) or 0]))
     assert got == expected, (op, got, expected)
 
 
