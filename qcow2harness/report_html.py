@@ -41,6 +41,7 @@ MAX_MAP_CELLS = 65536
 MAX_ZONE_CELLS = 4096
 MAX_ZONE_ROWS = 1024
 MAP_WIDTH_PX = 1024
+BINCOUNT_CHUNK = 1 << 20
 PAGE_WIDTH_PX = 1120
 MAX_SCREENSHOT_HEIGHT = 16000
 CHROMIUM_ENV = "CHROMIUM"
@@ -119,7 +120,9 @@ def build_cluster_map(kinds: np.ndarray, cluster_size: int,
         per_cell *= 2
     cells = -(-count // per_cell)
     nk = len(ClusterKind)
-    totals = np.bincount(kinds, minlength=nk)[:nk]
+    totals = np.zeros(nk, dtype=np.int64)
+    for start in range(0, count, BINCOUNT_CHUNK):  # bincount widens to intp: bound it
+        totals += np.bincount(kinds[start:start + BINCOUNT_CHUNK], minlength=nk)[:nk]
     cell_counts = np.zeros((cells, nk), dtype=np.int64)
     whole = count // per_cell
     grid = kinds[:whole * per_cell].reshape(whole, per_cell)
@@ -452,7 +455,9 @@ def _zones_section(view: ZoneView) -> str:
         f'{ZONE_STATE_COLOUR.get(state, "#d32f2f")}"></span>{_esc(state.replace("_", " "))}: '
         f"{sum(1 for row in rows if row['state'] == state)}</div>" for state in states)
     legend += ('<div><span class="sw" style="background:repeating-linear-gradient(45deg,#aaa 0 '
-               '2px,#ddd 2px 5px)"></span>beyond the zone capacity</div>')
+               '2px,#ddd 2px 5px)"></span>beyond the zone capacity</div>'
+               "<div>(a zone's fill runs from its start to its write pointer; the band "
+               "along its bottom is its state)</div>")
     shown = "" if count == view.nr_zones else (
         f'<p class="note">The first {count:,} of {view.nr_zones:,} zones are shown.</p>')
     table_rows = []

@@ -861,15 +861,20 @@ def cluster_kinds(walk: Walk) -> np.ndarray:
     if walk.zero_marks is None or walk.clash_marks is None:
         raise ValueError("cluster_kinds() needs a walk made with cluster_map=True")
     kinds = walk.roles.copy()
-    # Data claims give no role (claim_clusters), so data is "referenced, no role".
-    data = (kinds == Role.NONE) & (walk.refs > 0)
-    kinds[data] = ClusterKind.DATA
-    kinds[data & walk.zero_marks] = ClusterKind.ZERO
-    if walk.stored is not None:
-        refs = walk.refs.astype(np.uint64) if walk.stored.dtype == np.uint64 else walk.refs
-        kinds[walk.stored > refs] = ClusterKind.LEAKED
-        kinds[walk.stored < refs] = ClusterKind.CORRUPT
-    kinds[walk.clash_marks] = ClusterKind.CORRUPT
+    for start in range(0, walk.num_clusters, COMPARE_CHUNK):  # bounded temporaries
+        part = slice(start, start + COMPARE_CHUNK)
+        chunk, refs = kinds[part], walk.refs[part]
+        # Data claims give no role (claim_clusters), so data is "referenced, no role".
+        data = (chunk == Role.NONE) & (refs > 0)
+        chunk[data] = ClusterKind.DATA
+        chunk[data & walk.zero_marks[part]] = ClusterKind.ZERO
+        if walk.stored is not None:
+            stored = walk.stored[part]
+            if stored.dtype == np.uint64:
+                refs = refs.astype(np.uint64)
+            chunk[stored > refs] = ClusterKind.LEAKED
+            chunk[stored < refs] = ClusterKind.CORRUPT
+        chunk[walk.clash_marks[part]] = ClusterKind.CORRUPT
     return kinds
 
 
