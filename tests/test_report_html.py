@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import pathlib
+import re
 import struct
 from html.parser import HTMLParser
 from typing import Any
@@ -407,3 +408,23 @@ def test_every_kind_has_a_legend_entry(tmp_path: pathlib.Path) -> None:
     dom = parse(build_page(image)[0])
     legend = {e.attrs["data-kind"] for e in by_attr(dom, "data-count", "div")}
     assert legend == {kind_name(kind) for kind in ClusterKind}
+
+
+@pytest.mark.parametrize("options,clause", [("", "L2-5"), ("extended_l2=on", "EL2-6")])
+def test_preallocated_zero_clusters_counted_as_the_checker_notes(
+        tmp_path: pathlib.Path, qemu_tools: None, options: str, clause: str) -> None:
+    """`write -z` over allocated clusters keeps them allocated and reading zeros."""
+    from qcow2harness import qemu
+
+    image = tmp_path / "zero.qcow2"
+    qemu.run("qemu-img", "create", "-q", "-f", "qcow2", *(["-o", options] if options else []),
+             str(image), "4M")
+    qemu.run("qemu-io", "-c", "write -P 1 0 256k", "-c", "write -z 0 128k", str(image))
+    report = check_path(image)
+    noted = sum(int(re.match(r".*: (\d+) ", f.message).group(1))  # type: ignore[union-attr]
+                for f in report.findings if f.clause == clause)
+    dom = parse(build_page(image)[0])
+    legend = {e.attrs["data-kind"]: int(e.attrs["data-count"])
+              for e in by_attr(dom, "data-count", "div")}
+    assert noted > 0
+    assert legend["zero"] == noted
