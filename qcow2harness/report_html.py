@@ -459,7 +459,8 @@ def _zones_section(view: ZoneView) -> str:
                "<div>(a zone's fill runs from its start to its write pointer; the band "
                "along its bottom is its state)</div>")
     shown = "" if count == view.nr_zones else (
-        f'<p class="note">The first {count:,} of {view.nr_zones:,} zones are shown.</p>')
+        f'<p class="note">The first {count:,} of {view.nr_zones:,} zones are shown; the '
+        "state counts are of those.</p>")
     table_rows = []
     for row in rows[:MAX_ZONE_ROWS]:
         start, wp, capacity = int(row["start"]), int(row["wp"]), int(row["capacity"])
