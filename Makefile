@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := qemu-utils time
+APT_PACKAGES := qemu-utils time chromium chromium-driver
 
 .PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash properties-nightly clean
 
@@ -13,10 +13,11 @@ all: test
 
 setup: system-deps node-deps venv
 
-# Debian packages: the real writer (qemu-img, qemu-io) comes from qemu-utils.
+# Debian packages: the real writer (qemu-img, qemu-io) comes from qemu-utils; chromium
+# renders `report --png` and loads the report pages in tests.
 system-deps:
 	@if ! command -v qemu-img >/dev/null 2>&1 || ! command -v qemu-io >/dev/null 2>&1 \
-			|| [ ! -x /usr/bin/time ]; then \
+			|| [ ! -x /usr/bin/time ] || [ ! -x /usr/bin/chromium ]; then \
 		echo "setup: installing $(APT_PACKAGES) with apt-get"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \

@@ -15,31 +15,57 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 from qcow2harness.checker.header import check_extensions, check_header
-from qcow2harness.checker.metadata import check_metadata
+from qcow2harness.checker.metadata import Walk, check_metadata
 from qcow2harness.checker.report import Finding, Findings, Report
-from qcow2harness.checker.zoned import check_zoned, read_zoned
+from qcow2harness.checker.zoned import Zones, check_zoned, read_zoned
 from qcow2harness.errors import ParseError
 from qcow2harness.image import Image
 
-__all__ = ["Finding", "Report", "check_image", "check_path"]
+__all__ = ["Finding", "Inspection", "Report", "check_image", "check_path", "inspect_image",
+           "unreadable_report"]
 
 
-def check_image(image: Image) -> Report:
+@dataclass
+class Inspection:
+    """A check's report and what the checks read on the way (None where they stopped)."""
+
+    report: Report
+    walk: Walk | None = None
+    zones: Zones | None = None
+
+
+def inspect_image(image: Image, *, cluster_map: bool = False) -> Inspection:
+    """Check an image and keep the metadata walk and the zoned extension as read.
+    `cluster_map` keeps what metadata.cluster_kinds() needs."""
     started = time.perf_counter()
     report = Report(path=image.path)
+    inspection = Inspection(report)
     out = Findings(report)
     report.stats["file_size"] = image.file_size
     if check_header(image, out):
         extensions_ok = check_extensions(image, out)
         zones = read_zoned(image) if extensions_ok else None
-        walk = check_metadata(image, out, zones)
+        walk = check_metadata(image, out, zones, cluster_map=cluster_map)
         if extensions_ok:
             check_zoned(image, out, walk, zones)
         if walk is not None:
             report.stats.update(walk.stats)
+        inspection.walk, inspection.zones = walk, zones
     report.stats["seconds"] = round(time.perf_counter() - started, 6)
+    return inspection
+
+
+def check_image(image: Image) -> Report:
+    return inspect_image(image).report
+
+
+def unreadable_report(path: str | os.PathLike[str], error: ParseError) -> Report:
+    """The report on a file the image model refuses to open: one finding (HDR-1 at worst)."""
+    report = Report(path=os.fspath(path))
+    Findings(report).add(error.clause or "HDR-1", error.message, error.offset)
     return report
 
 
@@ -48,8 +74,6 @@ def check_path(path: str | os.PathLike[str]) -> Report:
     try:
         image = Image.open(path)
     except ParseError as error:
-        report = Report(path=os.fspath(path))
-        Findings(report).add(error.clause or "HDR-1", error.message, error.offset)
-        return report
+        return unreadable_report(path, error)
     with image:
         return check_image(image)

@@ -104,6 +104,10 @@ class Walk:
     compressed_ends: list[np.ndarray] = field(default_factory=list)
     streams_left: int = MAX_DECODED_STREAMS
     streams_unverified: int = 0
+    # Kept only for cluster_kinds() (check_metadata(cluster_map=True)): host clusters an
+    # L2 entry preallocates without data (L2-5, EL2-6), and clusters claimed twice (OVL-1).
+    zero_marks: np.ndarray | None = None
+    clash_marks: np.ndarray | None = None
 
     def table(self, offset: int, length: int, name: str) -> None:
         """Record a contiguous table's byte range for the OVL-2 check."""
@@ -130,6 +134,8 @@ class Walk:
         current = self.roles[first:last + 1]
         clash = (current != Role.NONE) & (current != role)
         if clash.any():
+            if self.clash_marks is not None:
+                self.clash_marks[first:last + 1] |= clash
             index = first + int(np.argmax(clash))
             self.out.add("OVL-1", f"{name} at {offset:#x} overlaps "
                          f"{ROLE_NAMES[Role(int(self.roles[index]))]} in cluster {index}",
@@ -158,6 +164,8 @@ class Walk:
         # Same-role sharing (snapshots, CMP-3) shows in the refcounts, not as an overlap.
         clash = (current != Role.NONE) & (current != role)
         if clash.any():
+            if self.clash_marks is not None:
+                self.clash_marks[idx[clash]] = True
             at = int(idx[np.argmax(clash)])
             self.out.add("OVL-1", f"{int(clash.sum())} {what or ROLE_NAMES[role]} cluster(s) "
                          f"overlap other metadata, first cluster {at} "
@@ -166,6 +174,11 @@ class Walk:
             # Metadata is claimed before data, so data needs no role of its own to be
             # caught overlapping metadata; skipping the scatter keeps the walk linear.
             self.roles[idx[current == Role.NONE]] = role
+
+    def mark_zero(self, indices: np.ndarray) -> None:
+        """Note host clusters that an L2 entry preallocates without data (for maps)."""
+        if self.zero_marks is not None and indices.size:
+            self.zero_marks[indices[indices < self.num_clusters]] = True
 
     # -- reading -------------------------------------------------------------
 
@@ -466,6 +479,8 @@ def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
                "bit 63 set with host offset 0 in an image without an external data file")
     if any_zero_flag and image.version >= 3:
         preallocated = standard & zero_flag & allocated
+        if not external:  # with a data file, host offsets are not clusters of this file
+            walk.mark_zero(clusters[preallocated])
         if preallocated.any():
             table, entry = (int(i[0]) for i in np.nonzero(preallocated))
             out.add("L2-5", f"L2 table {int(batch.offsets[table]):#x}: "
@@ -481,7 +496,9 @@ def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
     if not external:
         _check_copied(walk, batch, clusters, allocated, copied, report)
     if extended:
-        _check_subclusters(batch, compressed, allocated, report, out)
+        idle = _check_subclusters(batch, compressed, allocated, report, out)
+        if not external:
+            walk.mark_zero(clusters[idle])
     if walk.zones is not None and walk.zones.dead_from is not None and active_rows.any():
         holds_data = compressed | allocated
         if extended:
@@ -686,8 +703,9 @@ def compression_type(image: Image) -> int:
 
 
 def _check_subclusters(batch: L2Batch, compressed: np.ndarray, allocated: np.ndarray,
-                       report: Reporter, out: Findings) -> None:
-    """EL2-3..6: the subcluster bitmap of extended L2 entries."""
+                       report: Reporter, out: Findings) -> np.ndarray:
+    """EL2-3..6: the subcluster bitmap of extended L2 entries. Returns the mask of host
+    clusters with no allocated subcluster (EL2-6)."""
     bitmaps = batch.bitmaps()
     alloc = bitmaps & LOW32
     zero = bitmaps >> np.uint64(32)
@@ -702,6 +720,7 @@ def _check_subclusters(batch: L2Batch, compressed: np.ndarray, allocated: np.nda
         out.add("EL2-6", f"L2 table {int(batch.offsets[table]):#x}: {int(idle.sum())} "
                 "host cluster(s) with no allocated subcluster (preallocated), first at entry "
                 f"{entry}", batch.where(table, entry)[1] + 8)
+    return idle
 
 
 def check_table_overlaps(walk: Walk) -> None:
@@ -776,14 +795,19 @@ def new_walk(image: Image, out: Findings) -> Walk:
     )
 
 
-def check_metadata(image: Image, out: Findings, zones: Zones | None = None) -> Walk | None:
+def check_metadata(image: Image, out: Findings, zones: Zones | None = None, *,
+                   cluster_map: bool = False) -> Walk | None:
     """The whole metadata walk. Returns the walk (for stats and zoned checks).
 
     With `zones` (the zoned extension, read first), the walk also finds data clusters
-    above a write pointer (WP-10) in the active map.
+    above a write pointer (WP-10) in the active map. With `cluster_map`, it also keeps
+    what cluster_kinds() needs (two more bytes per host cluster).
     """
     walk = new_walk(image, out)
     walk.zones = zones
+    if cluster_map:
+        walk.zero_marks = np.zeros(walk.num_clusters, dtype=bool)
+        walk.clash_marks = np.zeros(walk.num_clusters, dtype=bool)
     # Cluster 0 only: a header_length past it is HDR-7, not an overlap.
     walk.claim(0, min(max(image.len_header, 1), walk.cluster_size), Role.HEADER)
     read_stored_refcounts(walk)
@@ -802,6 +826,56 @@ def check_metadata(image: Image, out: Findings, zones: Zones | None = None) -> W
     compare_refcounts(walk)
     walk.stats["clusters_in_file"] = walk.num_clusters
     return walk
+
+
+class ClusterKind(IntEnum):
+    """What a host cluster is, for maps: its role (OVL-1), or what the recount found."""
+
+    FREE = Role.NONE
+    HEADER = Role.HEADER
+    L1 = Role.L1
+    SNAPSHOT_L1 = Role.SNAPSHOT_L1
+    L2 = Role.L2
+    REFCOUNT_TABLE = Role.REFCOUNT_TABLE
+    REFCOUNT_BLOCK = Role.REFCOUNT_BLOCK
+    SNAPSHOT_TABLE = Role.SNAPSHOT_TABLE
+    BITMAP_DIRECTORY = Role.BITMAP_DIRECTORY
+    BITMAP_TABLE = Role.BITMAP_TABLE
+    BITMAP_DATA = Role.BITMAP_DATA
+    CRYPT_HEADER = Role.CRYPT_HEADER
+    ZONEDMETA = Role.ZONEDMETA
+    DATA = Role.DATA
+    COMPRESSED = Role.COMPRESSED
+    ZERO = 15  # preallocated by an L2 entry that reads no data from it (L2-5, EL2-6)
+    LEAKED = 16  # stored refcount above the references counted (RC-5)
+    CORRUPT = 17  # stored refcount below the references (RC-4), or two roles (OVL-1)
+
+
+def cluster_kinds(walk: Walk) -> np.ndarray:
+    """The ClusterKind of every host cluster of the file, as uint8, from the walk's recount.
+
+    Leaked and corrupt are the clusters compare_refcounts() counts (stats leaked_clusters
+    and corrupt_refcounts), plus OVL-1 clashes; they win over the role. The walk must come
+    from check_metadata(..., cluster_map=True).
+    """
+    if walk.zero_marks is None or walk.clash_marks is None:
+        raise ValueError("cluster_kinds() needs a walk made with cluster_map=True")
+    kinds = walk.roles.copy()
+    for start in range(0, walk.num_clusters, COMPARE_CHUNK):  # bounded temporaries
+        part = slice(start, start + COMPARE_CHUNK)
+        chunk, refs = kinds[part], walk.refs[part]
+        # Data claims give no role (claim_clusters), so data is "referenced, no role".
+        data = (chunk == Role.NONE) & (refs > 0)
+        chunk[data] = ClusterKind.DATA
+        chunk[data & walk.zero_marks[part]] = ClusterKind.ZERO
+        if walk.stored is not None:
+            stored = walk.stored[part]
+            if stored.dtype == np.uint64:
+                refs = refs.astype(np.uint64)
+            chunk[stored > refs] = ClusterKind.LEAKED
+            chunk[stored < refs] = ClusterKind.CORRUPT
+        chunk[walk.clash_marks[part]] = ClusterKind.CORRUPT
+    return kinds
 
 
 def snapshot_sources(walk: Walk) -> list[L1Source]:
