@@ -17,7 +17,7 @@ import os
 import time
 
 from qcow2harness.checker.header import check_extensions, check_header
-from qcow2harness.checker.metadata import check_metadata
+from qcow2harness.checker.metadata import StageProgress, check_metadata
 from qcow2harness.checker.report import Finding, Findings, Report
 from qcow2harness.checker.zoned import check_zoned, read_zoned
 from qcow2harness.errors import ParseError
@@ -26,7 +26,8 @@ from qcow2harness.image import Image
 __all__ = ["Finding", "Report", "check_image", "check_path"]
 
 
-def check_image(image: Image) -> Report:
+def check_image(image: Image, progress: StageProgress | None = None) -> Report:
+    """Check an opened image; `progress(stage, done, total)` hears about the long loops."""
     started = time.perf_counter()
     report = Report(path=image.path)
     out = Findings(report)
@@ -34,7 +35,7 @@ def check_image(image: Image) -> Report:
     if check_header(image, out):
         extensions_ok = check_extensions(image, out)
         zones = read_zoned(image) if extensions_ok else None
-        walk = check_metadata(image, out, zones)
+        walk = check_metadata(image, out, zones, progress)
         if extensions_ok:
             check_zoned(image, out, walk, zones)
         if walk is not None:
@@ -43,7 +44,8 @@ def check_image(image: Image) -> Report:
     return report
 
 
-def check_path(path: str | os.PathLike[str]) -> Report:
+def check_path(path: str | os.PathLike[str],
+               progress: StageProgress | None = None) -> Report:
     """Check an image file; a file that is not qcow2 at all is one HDR finding."""
     try:
         image = Image.open(path)
@@ -52,4 +54,4 @@ def check_path(path: str | os.PathLike[str]) -> Report:
         Findings(report).add(error.clause or "HDR-1", error.message, error.offset)
         return report
     with image:
-        return check_image(image)
+        return check_image(image, progress)
