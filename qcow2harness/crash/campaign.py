@@ -387,9 +387,11 @@ def run_campaign(spec: CampaignSpec,
                          os.path.join(workdir, f"state-{n}.qcow2"), None,
                          functools.partial(_shared_progress, n) if progress else None)
                         for n, chunk in enumerate(chunks)])
-                    while progress is not None and not pending.ready():
+                    while progress is not None:  # the last call sees every state judged
                         pending.wait(0.1)
                         progress(sum(done), len(states))
+                        if pending.ready():
+                            break
                     outcomes = pending.get()
             else:
                 outcomes = [_judge_states(spec, workload, capture, epochs, states,
