@@ -351,6 +351,7 @@ def run_campaign(config: CampaignConfig,
     for index in range(max(1, config.jobs)):
         spawn(index)
     next_sample = start + config.interval
+    next_tick = start
     pending: list[_Minimization] = []
     while workers or pending:
         events = selector.select(timeout=0.5) if workers else []
@@ -394,7 +395,8 @@ def run_campaign(config: CampaignConfig,
         if time.monotonic() >= next_sample:
             next_sample += config.interval
             progress(sample().line(config.target))
-        if tick is not None:
+        if tick is not None and time.monotonic() >= next_tick:
+            next_tick = time.monotonic() + 0.1
             tick(snapshot())
     final = sample()
     progress(final.line(config.target) + " DONE")

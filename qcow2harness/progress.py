@@ -116,7 +116,8 @@ class Progress:
         if not self.enabled:
             return
         if keep and self._text:
-            self._draw(self._text)
+            if self._shown != self._text:
+                self._draw(self._text)
             self.stream.write("\n")
             self.stream.flush()
             self._shown = ""
