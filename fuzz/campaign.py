@@ -290,7 +290,10 @@ def start_minimization(config: CampaignConfig, name: str, known_path: str,
 
 
 def run_campaign(config: CampaignConfig,
-                 progress: Callable[[str], None] = lambda line: None) -> CampaignResult:
+                 progress: Callable[[str], None] = lambda line: None,
+                 tick: Callable[[Sample], None] | None = None) -> CampaignResult:
+    """`progress` gets the log lines (a sample per interval, each finding); `tick`, when
+    given, gets an unrecorded Sample at every turn of the loop (a live display)."""
     os.makedirs(config.corpus, exist_ok=True)
     os.makedirs(config.artifacts, exist_ok=True)
     known_path = os.path.join(config.artifacts, "known-signatures.txt")
@@ -330,13 +333,16 @@ def run_campaign(config: CampaignConfig,
         assert worker.proc.stderr is not None
         selector.register(worker.proc.stderr, selectors.EVENT_READ, worker)
 
-    def sample() -> Sample:
+    def snapshot() -> Sample:
         # libFuzzer's own count (units in its corpus after reductions), else the directory.
         units, size = (state["units"], state["bytes"]) if state["units"] else _dir_stats(
             config.corpus)
         execs = base_execs + sum(w.execs for w in workers.values())
-        point = Sample(time.monotonic() - start, execs, state["cov"], state["ft"], units,
-                       size, len(findings))
+        return Sample(time.monotonic() - start, execs, state["cov"], state["ft"], units,
+                      size, len(findings))
+
+    def sample() -> Sample:
+        point = snapshot()
         samples.append(point)
         with open(stats_path, "a") as out:
             out.write(json.dumps(point.to_json()) + "\n")
@@ -345,6 +351,7 @@ def run_campaign(config: CampaignConfig,
     for index in range(max(1, config.jobs)):
         spawn(index)
     next_sample = start + config.interval
+    next_tick = start
     pending: list[_Minimization] = []
     while workers or pending:
         events = selector.select(timeout=0.5) if workers else []
@@ -388,6 +395,9 @@ def run_campaign(config: CampaignConfig,
         if time.monotonic() >= next_sample:
             next_sample += config.interval
             progress(sample().line(config.target))
+        if tick is not None and time.monotonic() >= next_tick:
+            next_tick = time.monotonic() + 0.1
+            tick(snapshot())
     final = sample()
     progress(final.line(config.target) + " DONE")
     return CampaignResult(samples, findings, duplicates, errors)

@@ -118,7 +118,8 @@ def build_zoned_seeds(directory: str) -> list[dict[str, Any]]:
     return entries
 
 
-def build_qemu_seeds(directory: str) -> list[dict[str, Any]]:
+def build_qemu_seeds(directory: str,
+                     progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     from qcow2harness import qemu
 
     version = str(qemu.qemu_version())
@@ -137,6 +138,8 @@ def build_qemu_seeds(directory: str) -> list[dict[str, Any]]:
             "size": os.path.getsize(img), "conformant": True,
         })
         normalize_snapshot_dates(img)
+        if progress is not None:
+            progress(len(entries))
     for leftover in os.listdir(directory):
         if leftover.endswith((".data", ".tmp")):
             os.unlink(os.path.join(directory, leftover))
@@ -168,7 +171,8 @@ def normalize_snapshot_dates(path: str) -> None:
         f.write(data)
 
 
-def build_broken(seeds_dir: str, directory: str) -> tuple[list[dict[str, Any]], list[str]]:
+def build_broken(seeds_dir: str, directory: str, progress: Callable[[int], None] | None = None,
+                 ) -> tuple[list[dict[str, Any]], list[str]]:
     """One corruption per clause on a small base; kept when check reports its clause.
     Returns the manifest entries and the clauses that got no image (with why)."""
     from qcow2harness.properties.corruptions import CORRUPTIONS
@@ -211,22 +215,30 @@ def build_broken(seeds_dir: str, directory: str) -> tuple[list[dict[str, Any]], 
             "made_by": f"properties.corruptions {corruption.id} on {SEEDS}/{seed}.qcow2",
             "size": len(broken), "conformant": False, "breaks": corruption.clause,
         })
+        if progress is not None:
+            progress(len(entries))
     return entries, [f"{clause}: {why}" for clause, why in sorted(missing.items())]
 
 
-def build_seed_corpus(directory: str, *, broken: bool = True) -> dict[str, Any]:
-    """Build corpus/seeds (and corpus/broken) plus manifest.json; returns the manifest."""
+def build_seed_corpus(directory: str, *, broken: bool = True,
+                      progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Build corpus/seeds (and corpus/broken) plus manifest.json; returns the manifest.
+    `progress(images built)` is called as they are."""
     directory = os.path.abspath(directory)
     seeds_dir = os.path.join(directory, SEEDS)
     os.makedirs(seeds_dir, exist_ok=True)
-    images = build_qemu_seeds(seeds_dir) + build_zoned_seeds(seeds_dir)
+    images = build_qemu_seeds(seeds_dir, progress)
+    if progress is not None:
+        progress(len(images))
+    images += build_zoned_seeds(seeds_dir)
     not_built: list[str] = []
     if broken:
         broken_dir = os.path.join(directory, BROKEN)
         os.makedirs(broken_dir, exist_ok=True)
         for stale in os.listdir(broken_dir):
             os.unlink(os.path.join(broken_dir, stale))
-        made, not_built = build_broken(seeds_dir, broken_dir)
+        made, not_built = build_broken(seeds_dir, broken_dir, progress=None if progress is None
+                                       else lambda built: progress(len(images) + built))
         images += made
     manifest = {
         "built_by": "qcow2-harness corpus build DIR --seeds",

@@ -262,16 +262,22 @@ ExtraBuilder = Callable[[str], Iterable[dict[str, Any]]]
 EXTRA_BUILDERS: list[ExtraBuilder] = [reference_zoned_images]
 
 
-def build_corpus(directory: str, only: Iterable[str] | None = None) -> list[dict[str, Any]]:
+# progress(images built, images to build or None when not known yet)
+BuildProgress = Callable[[int, "int | None"], None]
+
+
+def build_corpus(directory: str, only: Iterable[str] | None = None,
+                 progress: BuildProgress | None = None) -> list[dict[str, Any]]:
     """Build every recipe into `directory`; returns (and writes) the manifest."""
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
     wanted = list(only or [])
     manifest: list[dict[str, Any]] = []
     version = str(qemu.qemu_version())
-    for recipe in qemu_recipes():
-        if wanted and not any(w in recipe.name for w in wanted):
-            continue
+    recipes = [r for r in qemu_recipes() if not wanted or any(w in r.name for w in wanted)]
+    for recipe in recipes:
+        if progress is not None:
+            progress(len(manifest), len(recipes))
         img = os.path.join(directory, recipe.name + ".qcow2")
         for leftover in (img, img.replace(".qcow2", ".data")):
             if os.path.exists(leftover):
@@ -292,6 +298,8 @@ def build_corpus(directory: str, only: Iterable[str] | None = None) -> list[dict
         for entry in builder(directory):
             if not wanted or any(w in entry["name"] for w in wanted):
                 manifest.append(entry)
+            if progress is not None:
+                progress(len(manifest), None)
     for tmp in os.listdir(directory):
         if tmp.endswith(".tmp"):
             os.unlink(os.path.join(directory, tmp))

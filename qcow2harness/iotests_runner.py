@@ -28,11 +28,12 @@ import sys
 import tempfile
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from qcow2harness.junit import Case, Failure, Suite, write_junit
 
 PASS = "pass"
 FAIL = "fail"
@@ -328,29 +329,19 @@ def summary_line(results: Sequence[Result]) -> str:
     return f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[NOTRUN]} not run"
 
 
-def junit_xml(results: Sequence[Result], suite: str = "iotests") -> ET.ElementTree:
-    total = sum(r.seconds for r in results)
-    root = ET.Element(
-        "testsuite",
-        name=suite,
-        tests=str(len(results)),
-        failures=str(sum(r.status == FAIL for r in results)),
-        errors="0",
-        skipped=str(sum(r.status == NOTRUN for r in results)),
-        time=f"{total:.3f}",
-    )
+def junit_suite(results: Sequence[Result], suite: str = "iotests") -> Suite:
+    """One testcase per test: a failure carries the diff (or the output), a "not run"
+    is skipped with its reason, and the filtered output is the case's system-out."""
+    cases = []
     for r in results:
-        case = ET.SubElement(root, "testcase", classname=suite, name=r.test.name,
-                             time=f"{r.seconds:.3f}")
+        case = Case(r.test.name, suite, r.seconds, system_out=r.output)
         if r.status == FAIL:
-            failure = ET.SubElement(case, "failure", message=r.reason)
-            failure.text = r.diff or r.output
+            case.failure = Failure(r.reason, "mismatch" if r.diff else "failed",
+                                   r.diff or r.output)
         elif r.status == NOTRUN:
-            ET.SubElement(case, "skipped", message=r.reason)
-        if r.output:
-            ET.SubElement(case, "system-out").text = r.output
-    ET.indent(root)
-    return ET.ElementTree(root)
+            case.skipped = r.reason
+        cases.append(case)
+    return Suite(suite, cases)
 
 
 def _result_line(r: Result) -> str:
@@ -478,7 +469,7 @@ def run_args(args: argparse.Namespace) -> int:
 
     results = run_suite(chosen, settings, jobs, report)
     if args.junit:
-        junit_xml(results).write(args.junit, encoding="unicode", xml_declaration=True)
+        write_junit(args.junit, [junit_suite(results)])
     notrun = [r.test.name for r in results if r.status == NOTRUN]
     failed = [r.test.name for r in results if r.status == FAIL]
     print()
@@ -499,7 +490,7 @@ __all__ = [
     "Test",
     "discover",
     "filter_output",
-    "junit_xml",
+    "junit_suite",
     "main",
     "run_suite",
     "run_test",

@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from junitparser import JUnitXml
 from qcow2harness.properties.corruptions import HEADER_FIELDS, ZONED_FIELDS
 
 from qcow2harness import iotests_runner as runner
@@ -134,8 +135,11 @@ def test_junit_counts(tmp_path: Path) -> None:
     proc = _check(suite, "--junit", str(junit))
     assert _summary(proc.stdout) == (1, 1, 1)  # 034 needs a zoned QEMU
     root = ET.parse(junit).getroot()
-    assert root.tag == "testsuite"
-    assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("3", "1", "1")
+    assert root.tag == "testsuites"
+    (suite,) = root.iter("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
+    parsed = JUnitXml.fromfile(str(junit))
+    assert (parsed.tests, parsed.failures, parsed.skipped) == (3, 1, 1)
     cases = {case.get("name"): case for case in root.iter("testcase")}
     assert set(cases) == {"001", "002", "034"}
     assert cases["001"].find("failure") is None and cases["001"].find("skipped") is None

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from qcow2harness.checker.header import check_extensions, check_header
-from qcow2harness.checker.metadata import Walk, check_metadata
+from qcow2harness.checker.metadata import StageProgress, Walk, check_metadata
 from qcow2harness.checker.report import Finding, Findings, Report
 from qcow2harness.checker.zoned import Zones, check_zoned, read_zoned
 from qcow2harness.errors import ParseError
@@ -37,9 +37,11 @@ class Inspection:
     zones: Zones | None = None
 
 
-def inspect_image(image: Image, *, cluster_map: bool = False) -> Inspection:
+def inspect_image(image: Image, progress: StageProgress | None = None, *,
+                  cluster_map: bool = False) -> Inspection:
     """Check an image and keep the metadata walk and the zoned extension as read.
-    `cluster_map` keeps what metadata.cluster_kinds() needs."""
+    `progress(stage, done, total)` hears about the long loops; `cluster_map` keeps
+    what metadata.cluster_kinds() needs."""
     started = time.perf_counter()
     report = Report(path=image.path)
     inspection = Inspection(report)
@@ -48,7 +50,7 @@ def inspect_image(image: Image, *, cluster_map: bool = False) -> Inspection:
     if check_header(image, out):
         extensions_ok = check_extensions(image, out)
         zones = read_zoned(image) if extensions_ok else None
-        walk = check_metadata(image, out, zones, cluster_map=cluster_map)
+        walk = check_metadata(image, out, zones, progress, cluster_map=cluster_map)
         if extensions_ok:
             check_zoned(image, out, walk, zones)
         if walk is not None:
@@ -58,8 +60,9 @@ def inspect_image(image: Image, *, cluster_map: bool = False) -> Inspection:
     return inspection
 
 
-def check_image(image: Image) -> Report:
-    return inspect_image(image).report
+def check_image(image: Image, progress: StageProgress | None = None) -> Report:
+    """Check an opened image; `progress(stage, done, total)` hears about the long loops."""
+    return inspect_image(image, progress).report
 
 
 def unreadable_report(path: str | os.PathLike[str], error: ParseError) -> Report:
@@ -69,11 +72,12 @@ def unreadable_report(path: str | os.PathLike[str], error: ParseError) -> Report
     return report
 
 
-def check_path(path: str | os.PathLike[str]) -> Report:
+def check_path(path: str | os.PathLike[str],
+               progress: StageProgress | None = None) -> Report:
     """Check an image file; a file that is not qcow2 at all is one HDR finding."""
     try:
         image = Image.open(path)
     except ParseError as error:
         return unreadable_report(path, error)
     with image:
-        return check_image(image)
+        return check_image(image, progress)

@@ -79,6 +79,8 @@ class Role(IntEnum):
 
 # report(clause, mask over (table, entry), text, byte offset within the entry)
 Reporter = Callable[..., None]
+# progress(stage, units done, units in the stage): the long loops report through it
+StageProgress = Callable[[str, int, int], None]
 
 ROLE_NAMES = {role: role.name.lower().replace("_", " ") for role in Role}
 
@@ -108,6 +110,7 @@ class Walk:
     # L2 entry preallocates without data (L2-5, EL2-6), and clusters claimed twice (OVL-1).
     zero_marks: np.ndarray | None = None
     clash_marks: np.ndarray | None = None
+    progress: StageProgress | None = None  # (stage, done, total), for the CLI's display
 
     def table(self, offset: int, length: int, name: str) -> None:
         """Record a contiguous table's byte range for the OVL-2 check."""
@@ -385,6 +388,9 @@ def walk_l2_tables(walk: Walk, tables: np.ndarray, weights: np.ndarray,
                 len(offsets), -1, 16 if extended else 8),
         )
         check_l2_batch(walk, batch)
+        if walk.progress is not None:
+            walk.progress("L2 tables", min(start + per_batch, int(tables.size)),
+                          int(tables.size))
 
 
 @dataclass
@@ -777,6 +783,9 @@ def compare_refcounts(walk: Walk) -> None:
                        lambda i: describe(i, False))
         report_indices(out, "HDR-12" if dirty else "RC-5", above,
                        lambda i: describe(i, True))
+        if walk.progress is not None:
+            walk.progress("refcounts", min(start + COMPARE_CHUNK, walk.num_clusters),
+                          walk.num_clusters)
     walk.stats["corrupt_refcounts"] = below_total
     walk.stats["leaked_clusters"] = above_total
 
@@ -795,16 +804,19 @@ def new_walk(image: Image, out: Findings) -> Walk:
     )
 
 
-def check_metadata(image: Image, out: Findings, zones: Zones | None = None, *,
+def check_metadata(image: Image, out: Findings, zones: Zones | None = None,
+                   progress: StageProgress | None = None, *,
                    cluster_map: bool = False) -> Walk | None:
     """The whole metadata walk. Returns the walk (for stats and zoned checks).
 
     With `zones` (the zoned extension, read first), the walk also finds data clusters
-    above a write pointer (WP-10) in the active map. With `cluster_map`, it also keeps
+    above a write pointer (WP-10) in the active map. `progress` is told how far the
+    L2 walk and the refcount comparison are. With `cluster_map`, the walk also keeps
     what cluster_kinds() needs (two more bytes per host cluster).
     """
     walk = new_walk(image, out)
     walk.zones = zones
+    walk.progress = progress
     if cluster_map:
         walk.zero_marks = np.zeros(walk.num_clusters, dtype=bool)
         walk.clash_marks = np.zeros(walk.num_clusters, dtype=bool)

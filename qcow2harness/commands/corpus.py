@@ -24,11 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qcow2harness.corpus import build_corpus
+    from qcow2harness.progress import Progress
 
+    progress = Progress.for_cli("corpus")
     if args.seeds:
         from qcow2harness.fuzz.seeds import build_seed_corpus
 
-        seeds = build_seed_corpus(args.dir, broken=not args.no_broken)
+        with progress:
+            seeds = build_seed_corpus(args.dir, broken=not args.no_broken,
+                                      progress=lambda built: progress.count(
+                                          built, None, "images built"))
         for entry in seeds["images"]:
             label = f"breaks {entry['breaks']}" if "breaks" in entry else "conformant"
             print(f"{entry['file']:<58} {entry['size']:>7} bytes  {label}")
@@ -37,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
               f"a broken image: {len(seeds['clauses_without_broken_image'])} (see manifest)")
         return EXIT_OK
 
-    manifest = build_corpus(args.dir, only=args.only)
+    with progress:
+        manifest = build_corpus(args.dir, only=args.only, progress=lambda built, total:
+                                progress.count(built, total, "images built"))
     for entry in manifest:
         print(f"{entry['name']:<40} {entry['size']:>9} bytes  {entry['description']}")
     makers = sorted({entry["made_by"] for entry in manifest})

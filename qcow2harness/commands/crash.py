@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+from collections import defaultdict
+from typing import TYPE_CHECKING
 
-from qcow2harness.commands.output import emit_json
+from qcow2harness.commands.output import emit_json, versioned
 from qcow2harness.errors import UsageError
 from qcow2harness.exitcodes import EXIT_INVALID, EXIT_OK
+
+if TYPE_CHECKING:
+    from qcow2harness.crash.campaign import CampaignResult, Violation
+    from qcow2harness.junit import Case, Suite
 
 NAME = "crash"
 HELP = "enumerate crash states of a workload and judge each (exit 0 none, 2 violations)"
 SHOWN = 20  # violations printed in full; --json has them all
+JUNIT_SHOWN = 50  # violations written out in full per JUnit testcase
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matrix", action="store_true",
                         help="run the QEMU option matrix over every named QEMU workload")
     parser.add_argument("--list", action="store_true", help="list workloads and mutants")
-    parser.add_argument("--json", action="store_true", help="machine-readable report")
+    parser.add_argument("--json", action="store_true", help="machine-readable report "
+                        "(docs/schema/crash.schema.json)")
+    parser.add_argument("--junit", metavar="FILE", help="also write JUnit XML: a testsuite "
+                        "per campaign, a testcase per epoch of crash states")
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -51,6 +60,68 @@ def _options(pairs: list[str]) -> dict[str, str]:
             raise UsageError(f"--qemu-opt wants KEY=VALUE, not {pair!r}")
         out[key] = value
     return out
+
+
+def _violation_text(violations: list[Violation]) -> str:
+    lines = []
+    for violation in violations[:JUNIT_SHOWN]:
+        lines += [f"state {violation.state}: {violation.prop}: {violation.message}",
+                  f"  {violation.crash_point}"]
+        lines += [f"  applied: {line}" for line in violation.applied]
+        lines.append(f"  reproduce: {violation.reproduce}")
+    if len(violations) > JUNIT_SHOWN:
+        lines.append(f"... and {len(violations) - JUNIT_SHOWN} more (--json lists them all)")
+    return "\n".join(lines)
+
+
+def _case(name: str, classname: str, violations: list[Violation],
+          expected: str | None = None) -> Case:
+    from qcow2harness.junit import Case, Failure
+
+    case = Case(name, classname)
+    if violations:
+        states = len({v.state for v in violations})
+        first = violations[0]
+        message = (f"{len(violations)} violation(s) in {states} state(s); first: state "
+                   f"{first.state}: {first.prop}: {first.message}")
+        if expected is not None:  # a control row: its failures are the point
+            case.skipped = f"expected to fail: {expected}; {message}"
+            case.system_out = _violation_text(violations)
+        else:
+            case.failure = Failure(message, first.prop, _violation_text(violations))
+    return case
+
+
+def junit_suite(result: CampaignResult, expected: str | None = None) -> Suite:
+    """A campaign as a testsuite: "base" (the image before the workload), "run" (writer
+    and model agree while running) and one testcase per epoch, failing with every
+    violating state of that epoch (state ID, property, message, reproduce command).
+    Per epoch rather than per state keeps the file bounded: a campaign judges up to
+    --max-states states but has only as many epochs as the log has flushes."""
+    from qcow2harness.junit import Case, Suite
+
+    spec = result.spec
+    classname = f"crash.{spec.writer}.{spec.workload}"
+    suite = Suite(f"crash {spec.label()}", seconds=result.seconds, properties={
+        "command": spec.command(), "writer_version": result.version,
+        "states_checked": str(result.states_checked),
+        "states_possible": str(result.states_possible),
+        "exhaustive": str(result.exhaustive).lower(), "epochs": str(result.epochs)})
+    if result.not_run:
+        suite.cases.append(Case("campaign", classname, skipped=result.not_run))
+        return suite
+    by_epoch: dict[str, list[Violation]] = defaultdict(list)
+    for violation in result.violations:
+        by_epoch[violation.state.split(":")[0]].append(violation)
+    suite.cases.append(_case("base image", classname, by_epoch.pop("base", []), expected))
+    suite.cases.append(_case("writer and model agree", classname, by_epoch.pop("run", []),
+                             expected))
+    for epoch in range(result.epochs):
+        suite.cases.append(_case(f"epoch {epoch}", classname, by_epoch.pop(str(epoch), []),
+                                 expected))
+    for other, violations in sorted(by_epoch.items()):  # none expected; never dropped
+        suite.cases.append(_case(f"state group {other}", classname, violations, expected))
+    return suite
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,12 +136,33 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{writer:<10} {name:<16} {workload.description}")
         print("mutants:", ", ".join(m.value for m in Mutant))
         return EXIT_OK
+    from qcow2harness.progress import Progress
+
+    progress = Progress.for_cli("crash", quiet=args.json)
     if args.matrix:
-        results = run_matrix(max_states=args.max_states, seed=args.seed, torn=args.torn,
-                             report=None if args.json else lambda r: print(r.summary(),
-                                                                           flush=True))
+        from qcow2harness.crash.campaign import EXPECTED_TO_FAIL, MATRIX
+
+        total = len(MATRIX) * len(named_workloads("qemu"))
+        finished: list[CampaignResult] = []
+
+        def matrix_report(result: CampaignResult) -> None:
+            finished.append(result)
+            if not args.json:
+                progress.note(result.summary())
+            progress.count(len(finished), total, "campaigns")
+
+        with progress:
+            progress.count(0, total, "campaigns")
+            results = run_matrix(max_states=args.max_states, seed=args.seed, torn=args.torn,
+                                 report=matrix_report)
+        if args.junit:
+            from qcow2harness.junit import write_junit
+
+            write_junit(args.junit, [junit_suite(r, EXPECTED_TO_FAIL.get("cache=unsafe")
+                                                 if r.spec.options.get("cache") == "unsafe"
+                                                 else None) for r in results])
         if args.json:
-            emit_json([r.to_json() for r in results])
+            emit_json(versioned("crash", {"campaigns": [r.to_json() for r in results]}))
         failing = [r for r in results if r.violations and r.spec.options.get("cache") != "unsafe"]
         return EXIT_INVALID if failing else EXIT_OK
     workload_name: str = args.workload or ("allocation" if args.writer == "qemu" else "zones")
@@ -81,9 +173,16 @@ def run(args: argparse.Namespace) -> int:
                         workdir=os.path.abspath(args.workdir) if args.workdir else None)
     if args.state:
         violations, where = rebuild_state(spec, args.state, args.out)
+        if args.junit:
+            from qcow2harness.junit import Suite, write_junit
+
+            write_junit(args.junit, [Suite(f"crash {spec.label()} state {args.state}", [
+                _case(f"state {args.state}", f"crash.{spec.writer}.{spec.workload}",
+                      violations)])])
         if args.json:
-            emit_json({"state": args.state, "image": args.out, "crash_point": where,
-                       "violations": [v.to_json() for v in violations]})
+            emit_json(versioned("crash", {
+                "state": args.state, "image": args.out, "crash_point": where,
+                "violations": [v.to_json() for v in violations]}))
         else:
             print(f"state {args.state} written to {args.out}")
             print(f"  {where}")
@@ -95,10 +194,15 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print("  no violations")
         return EXIT_INVALID if violations else EXIT_OK
-    result = run_campaign(spec, None if args.json else
-                          lambda n, total: print(f"  ... {n}/{total} states", file=sys.stderr))
+    with progress:
+        result = run_campaign(spec, (lambda n, total: progress.count(n, total, "states judged"))
+                              if progress.enabled else None)
+    if args.junit:
+        from qcow2harness.junit import write_junit
+
+        write_junit(args.junit, [junit_suite(result)])
     if args.json:
-        emit_json(result.to_json())
+        emit_json(versioned("crash", result.to_json()))
         return EXIT_INVALID if result.violations else EXIT_OK
     print(result.summary())
     for violation in result.violations[:SHOWN]:

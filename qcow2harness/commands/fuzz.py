@@ -14,8 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+from typing import TYPE_CHECKING
 
 from qcow2harness.exitcodes import EXIT_CANNOT_RUN, EXIT_INVALID, EXIT_OK
+
+if TYPE_CHECKING:
+    from qcow2harness.fuzz.campaign import CampaignResult, Sample
+    from qcow2harness.fuzz.targets import Finding
+    from qcow2harness.junit import Case, Suite
 
 NAME = "fuzz"
 HELP = "fuzz a target (check, differential, model, external) or replay a corpus through it"
@@ -50,20 +57,98 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra libFuzzer flag, e.g. --libfuzzer=-mutate_depth=2")
     parser.add_argument("--replay", nargs="+", metavar="PATH",
                         help="run these files/dirs through the target once, no atheris")
+    parser.add_argument("--junit", metavar="FILE", help="also write JUnit XML: a testcase "
+                        "for the run (per input with --replay), a failing one per finding")
+
+
+def reproduce_command(args: argparse.Namespace, path: str) -> str:
+    """The command that replays one input through the same target."""
+    argv = ["qcow2-harness", "fuzz", args.target, "--replay", path]
+    if args.reader:
+        argv += ["--reader", args.reader]
+    return shlex.join(argv)
+
+
+def _finding_case(args: argparse.Namespace, name: str, finding: Finding, path: str,
+                  extra: list[str]) -> Case:
+    from qcow2harness.junit import Case, Failure
+
+    text = [*extra, f"reproduce: {reproduce_command(args, path)}"]
+    if finding.where:
+        text.append(f"at: {finding.where}")
+    if finding.details:
+        text += ["", finding.details]
+    return Case(name, f"fuzz.{args.target}", finding.seconds,
+                failure=Failure(finding.summary, finding.kind, "\n".join(text)))
+
+
+def cannot_run(result: CampaignResult) -> bool:
+    """No execution recorded, and workers failed: the campaign did not run (exit 1)."""
+    idle = not result.samples or result.samples[-1].execs == 0
+    return idle and bool(result.worker_errors)
+
+
+def campaign_suite(args: argparse.Namespace, result: CampaignResult) -> Suite:
+    """A campaign as a testsuite: one testcase for the run (an error when the workers
+    failed without running an input: exit 1), one failing testcase per new finding
+    (duplicates are counted in the properties, as the CLI counts them)."""
+    from qcow2harness.junit import Case, Failure, Suite
+
+    last = result.samples[-1] if result.samples else None
+    suite = Suite(f"fuzz {args.target}", seconds=last.seconds if last else 0.0)
+    if last is not None:
+        suite.properties = {key: str(value) for key, value in last.to_json().items()}
+    suite.properties["duplicates"] = str(result.duplicates)
+    run = Case(f"{args.target} campaign", f"fuzz.{args.target}",
+               last.seconds if last else 0.0, system_out="\n".join(
+                   ([last.line(args.target)] if last else []) + result.worker_errors))
+    if cannot_run(result):
+        run.error = Failure("the workers could not run", "cannot-run",
+                            "\n".join(result.worker_errors))
+    suite.cases.append(run)
+    for record in result.findings:
+        extra = [f"artifact: {record.artifact} ({record.size} bytes)"]
+        if record.minimized:
+            extra.append(f"minimized: {record.minimized} ({record.minimized_size} bytes)")
+        if record.regression:
+            extra.append(f"regression test: {record.regression}")
+        suite.cases.append(_finding_case(
+            args, f"{record.finding.kind} {record.finding.where or record.finding.summary}",
+            record.finding, record.minimized or record.artifact, extra))
+    return suite
+
+
+def live_line(target: str, seconds: float, sample: Sample) -> str:
+    """The one updating line of a campaign on a terminal."""
+    corpus = (f"{sample.corpus_bytes / (1 << 20):.1f}Mb" if sample.corpus_bytes >= 1 << 20
+              else f"{sample.corpus_bytes // 1024}Kb")
+    return (f"fuzz {target}: {sample.seconds:.0f}/{seconds:g}s execs {sample.execs} "
+            f"({sample.rate:.0f}/s) cov {sample.cov} ft {sample.ft} "
+            f"corpus {sample.units}/{corpus} findings {sample.findings}")
 
 
 def _replay(args: argparse.Namespace) -> int:
     from qcow2harness.fuzz.targets import get_target, limit_address_space, replay
+    from qcow2harness.junit import Case, Suite, write_junit
+    from qcow2harness.progress import Progress
 
     target = get_target(args.target, args.reader, args.reader_timeout, args.reader_memory_mb)
     limit_address_space(target.bounds.address_space_mb)
     count = found = 0
-    for path, finding in replay(target, args.replay):
-        count += 1
-        if finding is not None:
+    suite = Suite(f"fuzz {args.target} replay")
+    with Progress.for_cli(f"fuzz {args.target} replay") as progress:
+        for path, finding in replay(target, args.replay):
+            count += 1
+            progress.count(count, None, "inputs")
+            if finding is None:
+                suite.cases.append(Case(path, f"fuzz.{args.target}"))
+                continue
             found += 1
-            print(f"{finding.kind}: {path}: {finding.summary}"
-                  + (f" (at {finding.where})" if finding.where else ""))
+            suite.cases.append(_finding_case(args, path, finding, path, []))
+            progress.note(f"{finding.kind}: {path}: {finding.summary}"
+                          + (f" (at {finding.where})" if finding.where else ""))
+    if args.junit:
+        write_junit(args.junit, [suite])
     print(f"replayed {count} inputs through {args.target}: {found} finding(s)")
     return EXIT_INVALID if found else EXIT_OK
 
@@ -107,7 +192,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"fuzz {args.target}: corpus {config.corpus}, seeds {', '.join(config.seeds) or '-'},"
           f" artifacts {config.artifacts}, {config.jobs} job(s), {config.seconds:g} s, "
           f"mutator {config.mutator}", flush=True)
-    result = run_campaign(config, progress=lambda line: print(line, flush=True))
+    from qcow2harness.progress import Progress
+
+    with Progress.for_cli(f"fuzz {args.target}") as progress:
+        result = run_campaign(
+            config, progress=progress.note,
+            tick=(lambda sample: progress.show(live_line(args.target, config.seconds, sample)))
+            if progress.enabled else None)
+        if result.samples:
+            progress.show(live_line(args.target, config.seconds, result.samples[-1]), True)
+    if args.junit:
+        from qcow2harness.junit import write_junit
+
+        write_junit(args.junit, [campaign_suite(args, result)])
     for error in result.worker_errors:
         print(f"warning: {error}")
     for record in result.findings:
@@ -118,6 +215,4 @@ def run(args: argparse.Namespace) -> int:
     if result.duplicates:
         print(f"{result.duplicates} more input(s) hit already-reported findings")
     print(f"{len(result.findings)} finding(s)")
-    if not result.samples or result.samples[-1].execs == 0:
-        return EXIT_CANNOT_RUN if result.worker_errors else result.exit_code
-    return result.exit_code
+    return EXIT_CANNOT_RUN if cannot_run(result) else result.exit_code

@@ -1,9 +1,28 @@
-"""Small output helpers shared by the subcommands."""
+"""Small output helpers shared by the subcommands.
+
+The JSON that `check --json` and `crash --json` print is a versioned contract: each
+document starts with "schema_version" and is described by docs/schema/NAME.schema.json
+(NAME: check, crash).
+A MINOR bump adds optional fields; a MAJOR bump removes, renames or changes the
+meaning of one (README, "CI integration").
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
+
+# schema name (docs/schema/NAME.schema.json) -> the version its documents carry
+SCHEMA_VERSIONS = {
+    "check": "1.0",
+    "crash": "1.0",  # a campaign, the --matrix list, or one --state rebuild
+}
+
+
+def versioned(schema: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` with "schema_version" first."""
+    return {"schema_version": SCHEMA_VERSIONS[schema], **payload}
 
 
 def emit_json(payload: object) -> None:

@@ -18,6 +18,7 @@ boundaries.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import tempfile
@@ -318,8 +319,8 @@ def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
                         state.id, problem.prop, problem.message,
                         judge.describe_crash_point(epoch), judge.describe_applied(state),
                         spec.command(state.id)))
-                if progress is not None and number % 100 == 0:
-                    progress(number, len(states))
+                if progress is not None:
+                    progress(number + 1, len(states))
     finally:
         if own and judge.reader is not None:
             judge.reader.close()
@@ -328,10 +329,23 @@ def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
     return violations, reads, fallbacks
 
 
+_progress_slots: Any = None  # a worker process's view of the shared per-worker counters
+
+
+def _share_progress(slots: Any) -> None:
+    global _progress_slots
+    _progress_slots = slots
+
+
+def _shared_progress(slot: int, done: int, total: int) -> None:
+    _progress_slots[slot] = done
+
+
 def run_campaign(spec: CampaignSpec,
                  progress: Callable[[int, int], None] | None = None,
                  jobs: int = 0) -> CampaignResult:
     """Capture, enumerate, judge. Raises WriterError when the writer cannot run.
+    `progress(states judged, states)` is called as the judging goes.
 
     `jobs` worker processes (default: one per CPU, at most 4) judge contiguous runs of
     states, each replaying into its own working file; small campaigns use one.
@@ -366,11 +380,19 @@ def run_campaign(spec: CampaignSpec,
                 import multiprocessing
 
                 context = multiprocessing.get_context("fork")
-                with context.Pool(len(chunks)) as pool:
-                    outcomes = pool.starmap(_judge_states, [
+                done = context.Array("q", len(chunks), lock=False)  # states judged, per worker
+                with context.Pool(len(chunks), _share_progress, (done,)) as pool:
+                    pending = pool.starmap_async(_judge_states, [
                         (spec, workload, capture, epochs, chunk,
-                         os.path.join(workdir, f"state-{n}.qcow2"))
+                         os.path.join(workdir, f"state-{n}.qcow2"), None,
+                         functools.partial(_shared_progress, n) if progress else None)
                         for n, chunk in enumerate(chunks)])
+                    while progress is not None:  # the last call sees every state judged
+                        pending.wait(0.1)
+                        progress(sum(done), len(states))
+                        if pending.ready():
+                            break
+                    outcomes = pending.get()
             else:
                 outcomes = [_judge_states(spec, workload, capture, epochs, states,
                                           os.path.join(workdir, "state.qcow2"), judge,
