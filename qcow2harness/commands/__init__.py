@@ -13,4 +13,5 @@ COMMANDS = [
     "fuzz",
     "iotests",
     "crash",
+    "merge",
 ]

@@ -6,9 +6,10 @@ import argparse
 import os
 import sys
 
-from qcow2harness.commands.output import emit_json
+from qcow2harness.commands.output import write_json
 from qcow2harness.errors import UsageError
 from qcow2harness.exitcodes import EXIT_INVALID, EXIT_OK
+from qcow2harness.sharding import add_shard_argument
 
 NAME = "crash"
 HELP = "enumerate crash states of a workload and judge each (exit 0 none, 2 violations)"
@@ -40,7 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matrix", action="store_true",
                         help="run the QEMU option matrix over every named QEMU workload")
     parser.add_argument("--list", action="store_true", help="list workloads and mutants")
-    parser.add_argument("--json", action="store_true", help="machine-readable report")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="machine-readable report, on stdout or into FILE (what "
+                        "`qcow2-harness merge` reads)")
+    add_shard_argument(parser, "crash states (with --matrix: of the campaigns)")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="local processes judging states (default: one per CPU, at "
+                        "most 4; campaigns under 400 states use one)")
+    parser.add_argument("--capture-only", action="store_true",
+                        help="capture the workload into --workdir and stop (shards then "
+                        "share it with --reuse-capture)")
+    parser.add_argument("--reuse-capture", action="store_true",
+                        help="judge the capture kept in --workdir instead of capturing again")
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -65,24 +77,36 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{writer:<10} {name:<16} {workload.description}")
         print("mutants:", ", ".join(m.value for m in Mutant))
         return EXIT_OK
+    quiet = args.json == "-"  # stdout carries the JSON
     if args.matrix:
+        from qcow2harness.crash.shard import counts_against
+
         results = run_matrix(max_states=args.max_states, seed=args.seed, torn=args.torn,
-                             report=None if args.json else lambda r: print(r.summary(),
-                                                                           flush=True))
+                             report=None if quiet else lambda r: print(r.summary(),
+                                                                       flush=True),
+                             shard=args.shard, jobs=args.jobs)
+        reports = [r.to_json() for r in results]
         if args.json:
-            emit_json([r.to_json() for r in results])
-        failing = [r for r in results if r.violations and r.spec.options.get("cache") != "unsafe"]
-        return EXIT_INVALID if failing else EXIT_OK
+            write_json(args.json, reports)
+        return EXIT_INVALID if any(counts_against(r) for r in reports) else EXIT_OK
     workload_name: str = args.workload or ("allocation" if args.writer == "qemu" else "zones")
     spec = CampaignSpec(args.writer, workload_name, tuple(args.mutant), seed=args.seed,
                         max_states=args.max_states, torn=args.torn,
                         options=_options(args.qemu_opt), data=not args.no_data,
                         delta=not args.full_data,
-                        workdir=os.path.abspath(args.workdir) if args.workdir else None)
+                        workdir=os.path.abspath(args.workdir) if args.workdir else None,
+                        reuse_capture=args.reuse_capture)
+    if args.capture_only:
+        from qcow2harness.crash.shard import keep_capture
+
+        capture, digest = keep_capture(spec)
+        print(f"captured {spec.label()} into {spec.workdir}: {len(capture.entries)} log "
+              f"entries, capture digest {digest[:16]}")
+        return EXIT_OK
     if args.state:
         violations, where = rebuild_state(spec, args.state, args.out)
         if args.json:
-            emit_json({"state": args.state, "image": args.out, "crash_point": where,
+            write_json(args.json, {"state": args.state, "image": args.out, "crash_point": where,
                        "violations": [v.to_json() for v in violations]})
         else:
             print(f"state {args.state} written to {args.out}")
@@ -95,11 +119,16 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print("  no violations")
         return EXIT_INVALID if violations else EXIT_OK
-    result = run_campaign(spec, None if args.json else
-                          lambda n, total: print(f"  ... {n}/{total} states", file=sys.stderr))
+    result = run_campaign(spec, None if quiet else
+                          lambda n, total: print(f"  ... {n}/{total} states", file=sys.stderr),
+                          jobs=args.jobs, shard=args.shard)
     if args.json:
-        emit_json(result.to_json())
-        return EXIT_INVALID if result.violations else EXIT_OK
+        write_json(args.json, result.to_json())
+        if quiet:
+            return EXIT_INVALID if result.violations else EXIT_OK
+    if not args.shard.whole:
+        print(f"shard {args.shard.label()}: states {result.sharding['states_total']} in all, "
+              "this part judged below")
     print(result.summary())
     for violation in result.violations[:SHOWN]:
         print(f"state {violation.state}: {violation.prop}: {violation.message}")

@@ -1,0 +1,226 @@
+"""Merging shard results (`--json FILE` of crash, fuzz and the nightly properties).
+
+Each result names its kind ("crash", "fuzz", "properties") and its shard
+({"index", "count", ...}). The merge checks that the shards belong together (same
+campaign, same shard count, same capture or seed corpus), that no part came twice
+and that none is missing, and then adds them up into one report whose exit code is
+the one the unsharded run would have had: 0 nothing found, 2 something found.
+A missing shard is an error (exit 1) unless `allow_partial`, and then the report
+says which parts it lacks.
+
+Digests (qcow2harness.sharding) prove disjoint and complete parts: the XOR of the
+parts' digests must equal the digest of the whole each shard was cut from.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qcow2harness.errors import UsageError
+from qcow2harness.exitcodes import EXIT_INVALID, EXIT_OK
+from qcow2harness.sharding import xor_digests
+
+Result = dict[str, Any]
+
+
+@dataclass
+class Merged:
+    kind: str
+    exit_code: int
+    summary: str
+    report: dict[str, Any]
+    missing: list[str] = field(default_factory=list)  # parts not merged (allow_partial)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "exit_code": self.exit_code, "summary": self.summary,
+                "missing": self.missing, **self.report}
+
+
+def load(paths: Iterable[str]) -> list[tuple[str, Result]]:
+    """(file, result) for every result in the files; a file may hold a list (--matrix)."""
+    out: list[tuple[str, Result]] = []
+    for path in paths:
+        try:
+            with open(path) as stream:
+                payload = json.load(stream)
+        except OSError as error:
+            raise UsageError(f"{path}: {error.strerror}") from None
+        except json.JSONDecodeError as error:
+            raise UsageError(f"{path}: not JSON: {error}") from None
+        items = payload if isinstance(payload, list) else [payload]
+        for item in items:
+            if not isinstance(item, dict) or "kind" not in item:
+                raise UsageError(f"{path}: not a shard result (no 'kind' field); write one "
+                                 "with --json FILE")
+            out.append((path, item))
+    if not out:
+        raise UsageError("no results to merge")
+    return out
+
+
+def merge(results: list[tuple[str, Result]], allow_partial: bool = False) -> Merged:
+    kinds = {r["kind"] for _, r in results}
+    if len(kinds) != 1:
+        raise UsageError(f"cannot merge different kinds of result: {', '.join(sorted(kinds))}")
+    kind = kinds.pop()
+    if kind not in MERGERS:
+        raise UsageError(f"unknown result kind {kind!r} (want {', '.join(sorted(MERGERS))})")
+    merged = MERGERS[kind](results)
+    if merged.missing and not allow_partial:
+        raise IncompleteError(merged)
+    return merged
+
+
+class IncompleteError(UsageError):
+    def __init__(self, merged: Merged) -> None:
+        super().__init__(f"incomplete: missing {'; '.join(merged.missing)} "
+                         "(--allow-partial merges what is there)")
+        self.merged = merged
+
+
+def _shard(result: Result) -> tuple[int, int]:
+    shard = result.get("shard") or {"index": 0, "count": 1}
+    return int(shard["index"]), int(shard["count"])
+
+
+def _parts(what: str, results: list[tuple[str, Result]]) -> tuple[int, dict[int, Result],
+                                                                     list[str]]:
+    """The shard count, the results by index, and the missing indices as text. Refuses
+    mixed counts and a shard given twice."""
+    counts = {_shard(r)[1] for _, r in results}
+    if len(counts) != 1:
+        raise UsageError(f"{what}: shards of different counts ({sorted(counts)}) do not "
+                         "partition the same work")
+    count = counts.pop()
+    by_index: dict[int, Result] = {}
+    for path, result in results:
+        index = _shard(result)[0]
+        if index in by_index:
+            raise UsageError(f"{what}: shard {index}/{count} given twice (again in {path})")
+        by_index[index] = result
+    missing = [f"{what}: shard {i}/{count}" for i in range(count) if i not in by_index]
+    return count, by_index, missing
+
+
+def _same(what: str, results: Iterable[Result], key: str) -> Any:
+    values = {json.dumps(r.get(key), sort_keys=True) for r in results}
+    if len(values) > 1:
+        raise UsageError(f"{what}: shards disagree on {key} ({len(values)} different values)")
+    return json.loads(values.pop()) if values else None
+
+
+# --- crash ---------------------------------------------------------------------------
+
+CRASH_SUMMED = ("states_checked", "qemu_reads", "raw_fallbacks")
+
+
+def _campaign_key(result: Result) -> str:
+    """The campaign's command without where it ran (--workdir, --reuse-capture)."""
+    argv = shlex.split(result.get("command", result.get("campaign", "")))
+    out: list[str] = []
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--workdir":
+            skip = True
+        elif word != "--reuse-capture":
+            out.append(word)
+    return shlex.join(out)
+
+
+def _merge_campaign(key: str, results: list[tuple[str, Result]]) -> tuple[Result, list[str]]:
+    what = results[0][1].get("campaign", key)
+    count, by_index, missing = _parts(what, results)
+    shards = [by_index[i] for i in sorted(by_index)]
+    first = dict(shards[0])
+    if count == 1:
+        return first, missing
+    if _same(what, shards, "capture_digest") is None:
+        raise UsageError(f"{what}: results carry no capture digest (not from --shard)")
+    for name in ("states_total", "states_total_digest", "writer_version", "log_entries",
+                 "epochs", "exhaustive", "states_possible"):
+        _same(what, shards, name)
+    merged = first
+    for name in CRASH_SUMMED:
+        merged[name] = sum(int(r.get(name, 0)) for r in shards)
+    merged["violations"] = [v for r in shards for v in r["violations"]]
+    merged["failing_states"] = len({v["state"] for v in merged["violations"]})
+    merged["seconds"] = round(sum(float(r.get("seconds", 0)) for r in shards), 3)
+    merged["wall_seconds"] = round(max(float(r.get("seconds", 0)) for r in shards), 3)
+    judging = merged["seconds"]
+    merged["states_per_second"] = round(merged["states_checked"] / judging, 1) if judging else 0
+    merged["states_digest"] = xor_digests(r["states_digest"] for r in shards)
+    merged["shard"] = {"index": 0, "count": 1, "by": "states",
+                       "merged_from": [f"{i}/{count}" for i in sorted(by_index)]}
+    merged["not_run"] = "; ".join(sorted({r["not_run"] for r in shards if r.get("not_run")}))
+    if not missing and merged["states_digest"] != merged["states_total_digest"]:
+        raise UsageError(f"{what}: the shards' states do not add up to the campaign's "
+                         "(different enumerations: same --seed, --max-states, --torn?)")
+    if missing:
+        merged["exhaustive"] = False
+    return merged, missing
+
+
+def merge_crash(results: list[tuple[str, Result]]) -> Merged:
+    from qcow2harness.crash.shard import counts_against
+
+    matrix = [(p, r) for p, r in results if (r.get("shard") or {}).get("by") == "campaign"]
+    if matrix and len(matrix) != len(results):
+        raise UsageError("cannot merge --matrix results with single-campaign results")
+    missing: list[str] = []
+    if matrix:
+        count, total = _matrix_parts(matrix, missing)
+        campaigns = sorted((r for _, r in matrix), key=lambda r: r["matrix"]["campaign"])
+        merged_results = [dict(r, shard={"index": 0, "count": 1, "by": "campaign"})
+                          for r in campaigns]
+        shape = f"{len(merged_results)} of {total} matrix campaigns from {count} shard(s)"
+    else:
+        groups: dict[str, list[tuple[str, Result]]] = {}
+        for path, result in results:
+            groups.setdefault(_campaign_key(result), []).append((path, result))
+        merged_results = []
+        for key, group in groups.items():
+            merged, lacking = _merge_campaign(key, group)
+            merged_results.append(merged)
+            missing += lacking
+        count = max(_shard(r)[1] for _, r in results)
+        shape = f"{len(merged_results)} campaign(s) from {len(results)} result(s)"
+    failing = any(counts_against(r) for r in merged_results)
+    states = sum(int(r.get("states_checked", 0)) for r in merged_results)
+    violations = sum(len(r.get("violations", [])) for r in merged_results)
+    code = EXIT_INVALID if failing else EXIT_OK
+    summary = (f"crash: {shape}: {states} crash states checked, {violations} violation(s)"
+               + (f"; MISSING {len(missing)} part(s)" if missing else "") + f"; exit {code}")
+    return Merged("crash", code, summary, {"results": merged_results}, missing)
+
+
+def _matrix_parts(matrix: list[tuple[str, Result]], missing: list[str]) -> tuple[int, int]:
+    counts = {_shard(r)[1] for _, r in matrix}
+    totals = {r["matrix"]["campaigns"] for _, r in matrix}
+    if len(counts) != 1 or len(totals) != 1:
+        raise UsageError("matrix shards of different shard counts or matrix sizes")
+    count, total = counts.pop(), totals.pop()
+    seen: dict[int, str] = {}
+    for path, result in matrix:
+        number = result["matrix"]["campaign"]
+        index = _shard(result)[0]
+        if number in seen:
+            raise UsageError(f"matrix campaign {number} given twice ({seen[number]}, {path})")
+        if number % count != index:
+            raise UsageError(f"{path}: campaign {number} does not belong to shard "
+                             f"{index}/{count}")
+        seen[number] = path
+    lacking = sorted({n % count for n in range(total) if n not in seen})
+    missing += [f"matrix shard {i}/{count}" for i in lacking]
+    return count, total
+
+
+MERGERS: dict[str, Callable[[list[tuple[str, Result]]], Merged]] = {"crash": merge_crash}
+
+
+__all__ = ["IncompleteError", "MERGERS", "Merged", "load", "merge"]
