@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qcow2harness.errors import UsageError
-from qcow2harness.exitcodes import EXIT_INVALID, EXIT_OK
+from qcow2harness.exitcodes import EXIT_CANNOT_RUN, EXIT_INVALID, EXIT_OK
 from qcow2harness.sharding import xor_digests
 
 Result = dict[str, Any]
@@ -220,7 +220,67 @@ def _matrix_parts(matrix: list[tuple[str, Result]], missing: list[str]) -> tuple
     return count, total
 
 
-MERGERS: dict[str, Callable[[list[tuple[str, Result]]], Merged]] = {"crash": merge_crash}
+# --- fuzz ----------------------------------------------------------------------------
+
+FUZZ_SAME = ("target", "mutator", "reader", "runs", "time", "max_len", "libfuzzer_args")
+
+
+def merge_fuzz(results: list[tuple[str, Result]]) -> Merged:
+    """Executions, corpus sizes and duplicates add up; findings are united by
+    signature; coverage counts cannot be united, so the largest is reported (with each
+    shard's). The seed slices must add up to the whole seed corpus."""
+    shards = [r for _, r in results]
+    what = f"fuzz {shards[0].get('target')}"
+    for name in FUZZ_SAME:
+        _same(what, shards, name)
+    count, by_index, missing = _parts(what, results)
+    ordered = [by_index[i] for i in sorted(by_index)]
+    slices = [r["seed_slice"] for r in ordered]
+    _same(what, slices, "total_digest")
+    if not missing and xor_digests(s["digest"] for s in slices) != slices[0]["total_digest"]:
+        raise UsageError(f"{what}: the shards' seed slices do not add up to the seed corpus")
+    seeds = [seed for r in ordered for seed in r.get("worker_seeds", []) if seed is not None]
+    if len(seeds) != len(set(seeds)):
+        raise UsageError(f"{what}: shards share libFuzzer seeds ({sorted(seeds)})")
+    findings: dict[str, Result] = {}
+    repeated = 0
+    for result in ordered:
+        for finding in result["findings"]:
+            if finding["signature"] in findings:
+                repeated += 1
+            else:
+                findings[finding["signature"]] = finding
+    report = {key: ordered[0].get(key) for key in FUZZ_SAME}
+    report |= {
+        "shard": {"index": 0, "count": 1,
+                  "merged_from": [f"{i}/{count}" for i in sorted(by_index)]},
+        "worker_seeds": seeds,
+        "seed_slice": {"files": sum(s["files"] for s in slices),
+                       "digest": xor_digests(s["digest"] for s in slices),
+                       "total": slices[0]["total"], "total_digest": slices[0]["total_digest"]},
+        "execs": sum(r["execs"] for r in ordered),
+        "cov": max(r["cov"] for r in ordered), "ft": max(r["ft"] for r in ordered),
+        "cov_per_shard": [r["cov"] for r in ordered],
+        "corpus_units": sum(r["corpus_units"] for r in ordered),
+        "corpus_bytes": sum(r["corpus_bytes"] for r in ordered),
+        "findings": list(findings.values()),
+        "duplicates": sum(r["duplicates"] for r in ordered) + repeated,
+        "worker_errors": [e for r in ordered for e in r["worker_errors"]],
+        "seconds": round(sum(r["seconds"] for r in ordered), 3),
+        "wall_seconds": round(max(r["seconds"] for r in ordered), 3),
+    }
+    cannot = any(r.get("exit_code") == EXIT_CANNOT_RUN for r in ordered)
+    code = EXIT_INVALID if findings else EXIT_CANNOT_RUN if cannot else EXIT_OK
+    report["exit_code"] = code
+    summary = (f"{what}: {len(ordered)} of {count} shard(s), {report['execs']} execs, "
+               f"cov {report['cov']} (largest), corpus {report['corpus_units']} units, "
+               f"{len(findings)} finding(s)"
+               + (f"; MISSING {len(missing)} part(s)" if missing else "") + f"; exit {code}")
+    return Merged("fuzz", code, summary, {"result": report}, missing)
+
+
+MERGERS: dict[str, Callable[[list[tuple[str, Result]]], Merged]] = {
+    "crash": merge_crash, "fuzz": merge_fuzz}
 
 
 __all__ = ["IncompleteError", "MERGERS", "Merged", "load", "merge"]
