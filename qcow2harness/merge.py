@@ -279,8 +279,61 @@ def merge_fuzz(results: list[tuple[str, Result]]) -> Merged:
     return Merged("fuzz", code, summary, {"result": report}, missing)
 
 
+# --- properties (nightly) -------------------------------------------------------------
+
+PROPERTIES_SAME = ("suites", "examples_per_round", "steps", "mutants", "seed", "rounds_wanted",
+                   "shrink")
+
+
+def merge_properties(results: list[tuple[str, Result]]) -> Merged:
+    """Rounds are united (round r belongs to shard r mod N), examples added per suite,
+    failures listed by round. With --rounds R the shards must cover rounds 0..R-1."""
+    shards = [r for _, r in results]
+    what = "properties"
+    for name in PROPERTIES_SAME:
+        _same(what, shards, name)
+    count, by_index, missing = _parts(what, results)
+    ordered = [by_index[i] for i in sorted(by_index)]
+    rounds: list[int] = []
+    for index, result in sorted(by_index.items()):
+        strays = [r for r in result["rounds"] if r % count != index]
+        if strays:
+            raise UsageError(f"{what}: shard {index}/{count} ran rounds {strays} of other shards")
+        rounds += result["rounds"]
+    if len(rounds) != len(set(rounds)):
+        raise UsageError(f"{what}: a round ran twice")
+    wanted = ordered[0].get("rounds_wanted")
+    if wanted is not None:
+        lacking = sorted(set(range(wanted)) - set(rounds) - {
+            r for r in range(wanted) if r % count not in by_index})
+        if lacking:
+            missing.append(f"{what}: rounds {lacking} did not run (time ran out?)")
+    examples: dict[str, int] = {}
+    for result in ordered:
+        for suite, number in result["examples"].items():
+            examples[suite] = examples.get(suite, 0) + number
+    failures = sorted((f for r in ordered for f in r["failures"]),
+                      key=lambda f: (f["round"], f["suite"]))
+    report = {key: ordered[0].get(key) for key in PROPERTIES_SAME}
+    report |= {
+        "shard": {"index": 0, "count": 1,
+                  "merged_from": [f"{i}/{count}" for i in sorted(by_index)]},
+        "rounds": sorted(rounds), "examples": examples, "failures": failures,
+        "not_run": sorted({n for r in ordered for n in r.get("not_run", [])}),
+        "seconds": round(sum(r["seconds"] for r in ordered), 3),
+        "wall_seconds": round(max(r["seconds"] for r in ordered), 3),
+    }
+    code = EXIT_INVALID if failures else EXIT_OK
+    report["exit_code"] = code
+    summary = (f"{what}: {len(rounds)} round(s) from {len(ordered)} of {count} shard(s), "
+               f"{sum(examples.values())} examples, {len(failures)} failure(s)"
+               + (f" in rounds {sorted({f['round'] for f in failures})}" if failures else "")
+               + (f"; MISSING {len(missing)} part(s)" if missing else "") + f"; exit {code}")
+    return Merged("properties", code, summary, {"result": report}, missing)
+
+
 MERGERS: dict[str, Callable[[list[tuple[str, Result]]], Merged]] = {
-    "crash": merge_crash, "fuzz": merge_fuzz}
+    "crash": merge_crash, "fuzz": merge_fuzz, "properties": merge_properties}
 
 
 __all__ = ["IncompleteError", "MERGERS", "Merged", "load", "merge"]
