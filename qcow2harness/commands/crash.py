@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         print("mutants:", ", ".join(m.value for m in Mutant))
         return EXIT_OK
     quiet = args.json == "-"  # stdout carries the JSON
+    if args.matrix and (args.capture_only or args.reuse_capture):
+        raise UsageError("--matrix is split by campaign and captures each itself: "
+                         "--capture-only/--reuse-capture are for one campaign")
     if args.matrix:
         from qcow2harness.crash.shard import counts_against
 
