@@ -140,8 +140,13 @@ def _merge_campaign(key: str, results: list[tuple[str, Result]]) -> tuple[Result
     first = dict(shards[0])
     if count == 1:
         return first, missing
-    if _same(what, shards, "capture_digest") is None:
+    digests = {r.get("capture_digest") for r in shards}
+    if None in digests:
         raise UsageError(f"{what}: results carry no capture digest (not from --shard)")
+    if len(digests) > 1:
+        raise UsageError(f"{what}: the shards judged different write logs (capture_digest; "
+                         "this workload's QEMU log is not reproducible): capture once with "
+                         "--capture-only --workdir DIR, then shard with --reuse-capture")
     for name in ("states_total", "states_total_digest", "writer_version", "log_entries",
                  "epochs", "exhaustive", "states_possible"):
         _same(what, shards, name)
