@@ -49,14 +49,15 @@ bench: setup
 ksy: node-deps
 	node ksy/build.js
 
+# ARGS go to the campaign, e.g. make crash ARGS="--shard 1/4 --json crash-1.json"
 fuzz: setup
-	$(BIN)/tox -e fuzz
+	$(BIN)/tox -e fuzz $(if $(ARGS),-- $(ARGS))
 
 crash: setup
-	$(BIN)/tox -e crash
+	$(BIN)/tox -e crash $(if $(ARGS),-- $(ARGS))
 
 properties-nightly: setup
-	$(BIN)/tox -e properties-nightly
+	$(BIN)/tox -e properties-nightly $(if $(ARGS),-- $(ARGS))
 
 iotests: setup
 	$(BIN)/tox -e iotests

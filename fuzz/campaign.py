@@ -8,6 +8,7 @@
     regressions     one ready-to-commit pytest module per finding
 
 `--jobs N` runs N workers on the same corpus (libFuzzer reloads units the others add).
+`--shard I/N` gives the run its own seeds and seed-corpus slice (fuzz/shard.py).
 A worker stops at its first finding; the runner records it, minimizes it, writes its
 regression test, adds its signature to `known-signatures.txt` (so the same bug is
 counted, not re-reported) and starts the worker again until the time is up.
@@ -26,10 +27,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from qcow2harness.fuzz.shard import seed_slice, worker_seed
 from qcow2harness.fuzz.targets import Finding, get_target, input_name
+
+from qcow2harness.sharding import WHOLE, Shard
 
 ARTIFACT_PREFIXES = ("crash-", "oom-", "slow-", "diff-", "timeout-", "leak-")
 FUZZ_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -68,6 +72,7 @@ class CampaignConfig:
     seed: int | None = None
     libfuzzer_args: list[str] = field(default_factory=list)
     python: str = sys.executable
+    shard: Shard = WHOLE
 
 
 @dataclass
@@ -119,6 +124,7 @@ class CampaignResult:
     findings: list[FindingRecord]
     duplicates: int
     worker_errors: list[str]
+    seed_slice: dict[str, Any] = field(default_factory=dict)  # fuzz/shard.py
 
     @property
     def exit_code(self) -> int:
@@ -182,8 +188,9 @@ def worker_argv(config: CampaignConfig, index: int, seconds: float, known: str) 
         argv.append(f"-runs={config.runs}")
     if config.max_len is not None:
         argv.append(f"-max_len={config.max_len}")
-    if config.seed is not None:
-        argv.append(f"-seed={config.seed + index}")
+    seed = worker_seed(config.seed, config.shard, index)
+    if seed is not None:
+        argv.append(f"-seed={seed}")
     argv += list(config.libfuzzer_args)
     argv += [config.corpus, *config.seeds]
     return argv
@@ -296,6 +303,12 @@ def run_campaign(config: CampaignConfig,
     given, gets an unrecorded Sample at every turn of the loop (a live display)."""
     os.makedirs(config.corpus, exist_ok=True)
     os.makedirs(config.artifacts, exist_ok=True)
+    shard = config.shard
+    part = seed_slice(config.seeds, shard, os.path.join(
+        os.path.dirname(os.path.abspath(config.corpus)),
+        f"seed-slice-{shard.index}-of-{shard.count}"))
+    if not shard.whole:
+        config = replace(config, seeds=[part["dir"]])
     known_path = os.path.join(config.artifacts, "known-signatures.txt")
     seen = _artifacts(config.artifacts)
     start = time.monotonic()
@@ -400,4 +413,4 @@ def run_campaign(config: CampaignConfig,
             tick(snapshot())
     final = sample()
     progress(final.line(config.target) + " DONE")
-    return CampaignResult(samples, findings, duplicates, errors)
+    return CampaignResult(samples, findings, duplicates, errors, part)

@@ -1,64 +1,241 @@
-"""The nightly property campaign: the stateful suites, again and again, for a set time.
+"""The nightly property campaign: the stateful suites, round after round.
 
     python -m qcow2harness.properties.nightly --minutes 30
+    python -m qcow2harness.properties.nightly --rounds 40 --shard 1/4 --json shard-1.json
 
-Alternates the model-vs-real-QEMU and model-vs-reference-writer suites under the
-`nightly` settings (random seeds, example database in data/hypothesis) until the time
-is up. Exit 0 when no run failed, 2 on the first failure (its shrunk sequence printed).
+A **round** runs every suite once (`--examples` examples of up to `--steps` steps each,
+the `nightly` settings: no deadline, example database in data/hypothesis unless
+--no-database). Rounds are numbered 0, 1, 2...; round r uses the Hypothesis seed
+`--seed + r`, so a round means the same run on every machine.
+
+**Shards.** `--shard I/N` runs the rounds r with r mod N = I, so shards never share a
+seed and N shards with `--rounds R` run exactly rounds 0..R-1 between them, as the
+unsharded run does; with `--minutes` each shard runs its rounds in order until its time
+is up. `--jobs J` runs J local processes, process j taking the rounds of shard
+(I + j*N)/(N*J): together the rounds of shard I/N. (The database, when on, replays
+stored failures first, and Hypothesis bounds shrinking by time: for runs that repeat
+exactly use --no-database, and --no-shrink.)
+
+Every round runs even after a failure: each failure is recorded with its round, seed,
+the shrunk sequence Hypothesis printed and its `@reproduce_failure` blob. Exit 0 when no
+round failed, 2 when one did. `--json FILE` writes the result `qcow2-harness merge` reads.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.reporting import with_reporter
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from qcow2harness import qemu
+from qcow2harness.sharding import WHOLE, Shard, add_shard_argument
 
 from .stateful import QemuGuestMachine, zoned_writer_machine
 
+DATABASE = "data/hypothesis"
 NIGHTLY = settings(
     max_examples=50,
     stateful_step_count=50,
     deadline=None,
-    database=DirectoryBasedExampleDatabase("data/hypothesis"),
+    derandomize=False,  # whatever profile is loaded: the round's seed decides
+    database=DirectoryBasedExampleDatabase(DATABASE),
     suppress_health_check=list(HealthCheck),
+    print_blob=True,
 )
+SUITES = ("reference", "qemu")
+SUITE_NAMES = {"reference": "reference writer", "qemu": "real QEMU"}
+OUTPUT_KEPT = 8000  # characters of Hypothesis' report kept per failure
+
+
+@dataclass
+class Plan:
+    """What a (shard of a) nightly run does; the same for all its processes."""
+
+    suites: list[str]
+    examples: int = 50
+    steps: int = 50
+    base_seed: int = 0
+    rounds: int | None = None  # run rounds 0..rounds-1 (this shard's share)
+    minutes: float | None = None
+    mutants: tuple[str, ...] = ()
+    database: str | None = DATABASE
+    shrink: bool = True
+
+    def settings(self) -> settings:
+        database = DirectoryBasedExampleDatabase(self.database) if self.database else None
+        phases = [p for p in Phase if p is not Phase.explain and (self.shrink
+                                                                 or p is not Phase.shrink)]
+        return settings(NIGHTLY, max_examples=self.examples, stateful_step_count=self.steps,
+                        database=database, phases=phases)
+
+    def machine(self, suite: str) -> type[RuleBasedStateMachine]:
+        if suite == "reference":
+            return zoned_writer_machine(self.mutants)
+        return QemuGuestMachine
+
+
+@dataclass
+class Outcome:
+    rounds: list[int] = field(default_factory=list)
+    examples: dict[str, int] = field(default_factory=dict)  # machines run, per suite
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, other: Outcome) -> None:
+        self.rounds = sorted(self.rounds + other.rounds)
+        for suite, count in other.examples.items():
+            self.examples[suite] = self.examples.get(suite, 0) + count
+        self.failures = sorted(self.failures + other.failures,
+                               key=lambda f: (f["round"], f["suite"]))
+
+
+def round_seed(base: int, number: int) -> int:
+    return base + number
+
+
+def run_suite(plan: Plan, suite: str, number: int) -> tuple[int, dict[str, Any] | None]:
+    """One suite in round `number`: (machines run, the failure or None)."""
+    base = plan.machine(suite)
+    count = [0]
+
+    def counting_init(machine: Any) -> None:
+        count[0] += 1
+        base.__init__(machine)
+
+    machine = type(base.__name__, (base,), {"__init__": counting_init})
+    seed(round_seed(plan.base_seed, number))(machine)
+    lines: list[str] = []
+    try:
+        with with_reporter(lambda text: lines.append(str(text))):
+            run_state_machine_as_test(machine, settings=plan.settings())
+    except BaseException as error:  # noqa: BLE001 - a failing round is recorded, not raised
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        output = "\n".join([*lines, *getattr(error, "__notes__", [])])
+        blob = next((line.strip() for line in output.splitlines()
+                     if "@reproduce_failure" in line), "")
+        return count[0], {"round": number, "seed": round_seed(plan.base_seed, number),
+                          "suite": suite, "error": f"{type(error).__name__}: {error}"[:2000],
+                          "reproduce": blob, "output": output[-OUTPUT_KEPT:]}
+    return count[0], None
+
+
+def run_rounds(plan: Plan, shard: Shard,
+               say: Callable[[str], None] = lambda line: None) -> Outcome:
+    """This shard's rounds, in order, until the rounds or the minutes run out."""
+    outcome = Outcome(examples={suite: 0 for suite in plan.suites})
+    deadline = time.monotonic() + plan.minutes * 60 if plan.minutes is not None else math.inf
+    number = shard.index
+    while time.monotonic() < deadline and (plan.rounds is None or number < plan.rounds):
+        for suite in plan.suites:
+            started = time.monotonic()
+            machines, failure = run_suite(plan, suite, number)
+            outcome.examples[suite] += machines
+            name = SUITE_NAMES[suite]
+            if failure is not None:
+                outcome.failures.append(failure)
+                say(f"nightly: round {number} (seed {failure['seed']}): FAILED against "
+                    f"{name}:\n{failure['output'] or failure['error']}")
+            else:
+                say(f"nightly: round {number}: {name}: {plan.examples} examples of up to "
+                    f"{plan.steps} steps passed in {time.monotonic() - started:.0f} s")
+        outcome.rounds.append(number)
+        number += shard.count
+    return outcome
+
+
+def _job(args: tuple[Plan, Shard]) -> Outcome:
+    plan, shard = args
+    return run_rounds(plan, shard, lambda line: print(line, flush=True))
+
+
+def run(plan: Plan, shard: Shard = WHOLE, jobs: int = 1,
+        say: Callable[[str], None] = lambda line: None) -> Outcome:
+    """Shard I/N with `jobs` local processes: process j runs shard (I + j*N)/(N*jobs)."""
+    if jobs <= 1:
+        return run_rounds(plan, shard, say)
+    import multiprocessing
+
+    parts = [(plan, Shard(shard.index + j * shard.count, shard.count * jobs))
+             for j in range(jobs)]
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        outcomes = pool.map(_job, parts)
+    total = Outcome(examples={suite: 0 for suite in plan.suites})
+    for outcome in outcomes:
+        total.add(outcome)
+    return total
+
+
+def result_json(plan: Plan, shard: Shard, jobs: int, outcome: Outcome, not_run: list[str],
+                seconds: float) -> dict[str, Any]:
+    return {
+        "kind": "properties", "shard": shard.to_json(), "jobs": jobs,
+        "suites": plan.suites, "examples_per_round": plan.examples, "steps": plan.steps,
+        "mutants": list(plan.mutants), "seed": plan.base_seed, "rounds_wanted": plan.rounds,
+        "minutes": plan.minutes, "database": plan.database, "shrink": plan.shrink,
+        "rounds": outcome.rounds, "examples": outcome.examples,
+        "failures": outcome.failures, "not_run": not_run,
+        "exit_code": 2 if outcome.failures else 0, "seconds": round(seconds, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--minutes", type=float, default=30.0)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, help="stop starting rounds after this "
+                        "(default 30 unless --rounds is given)")
+    parser.add_argument("--rounds", type=int, help="run rounds 0..R-1 (this shard's share)")
+    parser.add_argument("--seed", type=int, default=0, help="round r uses seed SEED + r")
+    add_shard_argument(parser, "rounds (round r goes to shard r mod N)")
+    parser.add_argument("--jobs", type=int, default=1, help="local processes (default 1)")
+    parser.add_argument("--suite", action="append", choices=SUITES,
+                        help="run only this suite (repeatable; default both)")
+    parser.add_argument("--examples", type=int, default=NIGHTLY.max_examples)
+    parser.add_argument("--steps", type=int, default=NIGHTLY.stateful_step_count)
+    parser.add_argument("--mutant", action="append", default=[],
+                        help="reference writer mutant (the failures must then be found)")
+    parser.add_argument("--no-database", action="store_true",
+                        help="no example database: runs repeat exactly from their seeds")
+    parser.add_argument("--no-shrink", action="store_true",
+                        help="report failures unshrunk (Hypothesis bounds shrinking by "
+                        "time, so a shrunk form may differ between runs; the seed does not)")
+    parser.add_argument("--json", metavar="FILE", help="write the result here (for "
+                        "`qcow2-harness merge`)")
     args = parser.parse_args(argv)
-    suites: list[tuple[str, type[RuleBasedStateMachine]]] = [
-        ("reference writer", zoned_writer_machine())]
-    if qemu.find_tool("qemu-img") and qemu.find_tool("qemu-io"):
-        suites.append(("real QEMU", QemuGuestMachine))
-    else:
+    minutes = args.minutes if args.minutes is not None or args.rounds is not None else 30.0
+    suites = list(dict.fromkeys(args.suite or SUITES))
+    not_run = []
+    if "qemu" in suites and not (qemu.find_tool("qemu-img") and qemu.find_tool("qemu-io")):
+        suites.remove("qemu")
+        not_run.append("qemu: qemu-img/qemu-io not found")
         print("nightly: not run against QEMU: qemu-img/qemu-io not found", flush=True)
+    plan = Plan(suites, args.examples, args.steps, args.seed, args.rounds, minutes,
+                tuple(args.mutant), None if args.no_database else DATABASE,
+                not args.no_shrink)
     started = time.monotonic()
-    rounds = 0
-    while time.monotonic() - started < args.minutes * 60:
-        for name, machine in suites:
-            round_started = time.monotonic()
-            try:
-                run_state_machine_as_test(machine, settings=NIGHTLY)
-            except BaseException as error:  # noqa: BLE001 - report any failure, then stop
-                print(f"nightly: FAILED against {name} after {rounds} rounds:\n{error}",
-                      flush=True)
-                return 2
-            print(f"nightly: {name}: {NIGHTLY.max_examples} examples of up to "
-                  f"{NIGHTLY.stateful_step_count} steps passed in "
-                  f"{time.monotonic() - round_started:.0f} s", flush=True)
-        rounds += 1
+    outcome = run(plan, args.shard, args.jobs, lambda line: print(line, flush=True))
     total = time.monotonic() - started
-    print(f"nightly: {rounds} rounds over {len(suites)} suites in {total / 60:.1f} min, "
-          "no failure", flush=True)
-    return 0
+    if args.json:
+        with open(args.json, "w") as stream:
+            json.dump(result_json(plan, args.shard, args.jobs, outcome, not_run, total), stream,
+                      indent=2)
+            stream.write("\n")
+    part = "" if args.shard.whole else f" (shard {args.shard.label()})"
+    verdict = (f"{len(outcome.failures)} failure(s) in rounds "
+               f"{sorted({f['round'] for f in outcome.failures})}" if outcome.failures
+               else "no failure")
+    print(f"nightly: {len(outcome.rounds)} rounds{part} over {len(suites)} suites in "
+          f"{total / 60:.1f} min, {verdict}", flush=True)
+    return 2 if outcome.failures else 0
 
 
 if __name__ == "__main__":

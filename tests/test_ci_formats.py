@@ -315,13 +315,19 @@ def test_crash_matrix_json_and_junit(tmp_path: pathlib.Path,
     real matrix takes an hour): a clean one, and a failing one labelled as the
     cache=unsafe control row, whose failures are expected and so skipped."""
     from qcow2harness.crash import campaign
+    from qcow2harness.crash.shard import matrix_shard_fields
+    from qcow2harness.sharding import WHOLE
 
     def fake_matrix(report: Any = None, **_: Any) -> list[campaign.CampaignResult]:
         results = []
-        for mutants, options in (((), {}), (("wp-before-data",), {"cache": "unsafe"})):
+        rows = (((), {}), (("wp-before-data",), {"cache": "unsafe"}))
+        for number, (mutants, options) in enumerate(rows):
             result = campaign.run_campaign(campaign.CampaignSpec(
                 "reference", "zones-small", mutants))
             result.spec.options = options
+            result.sharding.update(matrix_shard_fields(
+                WHOLE, number, len(rows), campaign.EXPECTED_TO_FAIL.get("cache=unsafe", "")
+                if options else ""))
             results.append(result)
             if report is not None:
                 report(result)

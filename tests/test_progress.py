@@ -19,7 +19,6 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from conftest import require_qemu
 
 from qcow2harness.progress import CLEAR_LINE, Progress, bar, wanted
 
@@ -199,9 +198,8 @@ def test_crash_progress_counts_states() -> None:
     assert TIMINGS.sub(b"T", piped[1]) == TIMINGS.sub(b"T", out)
 
 
-def test_crash_progress_from_parallel_workers() -> None:
+def test_crash_progress_from_parallel_workers(qemu_tools: None) -> None:
     """400 states or more are judged by worker processes; the line still counts them."""
-    require_qemu()
     code, out, err = run_on_tty("crash", "--writer", "qemu", "--workload", "refcount-growth",
                                 "--max-states", "400", "--no-data")
     assert code == 0, out
@@ -211,8 +209,7 @@ def test_crash_progress_from_parallel_workers() -> None:
     assert counts == sorted(counts) and counts[-1] == 400 and len(set(counts)) > 2, shown
 
 
-def test_corpus_build_progress(tmp_path: pathlib.Path) -> None:
-    require_qemu()
+def test_corpus_build_progress(tmp_path: pathlib.Path, qemu_tools: None) -> None:
     argv = ("corpus", "build", "--only", "reference-zoned")
     code, out, err = run_on_tty(*argv, str(tmp_path / "a"))
     assert code == 0

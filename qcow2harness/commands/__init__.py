@@ -14,4 +14,5 @@ COMMANDS = [
     "fuzz",
     "iotests",
     "crash",
+    "merge",
 ]

@@ -7,9 +7,10 @@ import os
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from qcow2harness.commands.output import emit_json, versioned
+from qcow2harness.commands.output import versioned, write_json
 from qcow2harness.errors import UsageError
 from qcow2harness.exitcodes import EXIT_INVALID, EXIT_OK
+from qcow2harness.sharding import add_shard_argument
 
 if TYPE_CHECKING:
     from qcow2harness.crash.campaign import CampaignResult, Violation
@@ -46,10 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matrix", action="store_true",
                         help="run the QEMU option matrix over every named QEMU workload")
     parser.add_argument("--list", action="store_true", help="list workloads and mutants")
-    parser.add_argument("--json", action="store_true", help="machine-readable report "
-                        "(docs/schema/crash.schema.json)")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="machine-readable report, on stdout or into FILE (what "
+                        "`qcow2-harness merge` reads; docs/schema/crash.schema.json)")
     parser.add_argument("--junit", metavar="FILE", help="also write JUnit XML: a testsuite "
                         "per campaign, a testcase per epoch of crash states")
+    add_shard_argument(parser, "crash states (with --matrix: of the campaigns)")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="local processes judging states (default: one per CPU, at "
+                        "most 4; campaigns under 400 states use one)")
+    parser.add_argument("--capture-only", action="store_true",
+                        help="capture the workload into --workdir and stop (shards then "
+                        "share it with --reuse-capture)")
+    parser.add_argument("--reuse-capture", action="store_true",
+                        help="judge the capture kept in --workdir instead of capturing again")
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -138,39 +149,49 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     from qcow2harness.progress import Progress
 
-    progress = Progress.for_cli("crash", quiet=args.json)
+    quiet = args.json == "-"  # stdout carries the JSON
+    progress = Progress.for_cli("crash", quiet=quiet)
+    if args.matrix and (args.capture_only or args.reuse_capture):
+        raise UsageError("--matrix is split by campaign and captures each itself: "
+                         "--capture-only/--reuse-capture are for one campaign")
     if args.matrix:
-        from qcow2harness.crash.campaign import EXPECTED_TO_FAIL, MATRIX
+        from qcow2harness.crash.shard import counts_against
 
-        total = len(MATRIX) * len(named_workloads("qemu"))
         finished: list[CampaignResult] = []
 
         def matrix_report(result: CampaignResult) -> None:
             finished.append(result)
-            if not args.json:
+            if not quiet:
                 progress.note(result.summary())
-            progress.count(len(finished), total, "campaigns")
+            progress.count(len(finished), None, "campaigns")
 
         with progress:
-            progress.count(0, total, "campaigns")
             results = run_matrix(max_states=args.max_states, seed=args.seed, torn=args.torn,
-                                 report=matrix_report)
+                                 report=matrix_report, shard=args.shard, jobs=args.jobs)
         if args.junit:
             from qcow2harness.junit import write_junit
 
-            write_junit(args.junit, [junit_suite(r, EXPECTED_TO_FAIL.get("cache=unsafe")
-                                                 if r.spec.options.get("cache") == "unsafe"
-                                                 else None) for r in results])
+            write_junit(args.junit, [junit_suite(
+                r, r.sharding.get("matrix", {}).get("expected_to_fail") or None)
+                for r in results])
+        reports = [r.to_json() for r in results]
         if args.json:
-            emit_json(versioned("crash", {"campaigns": [r.to_json() for r in results]}))
-        failing = [r for r in results if r.violations and r.spec.options.get("cache") != "unsafe"]
-        return EXIT_INVALID if failing else EXIT_OK
+            write_json(args.json, versioned("crash", {"campaigns": reports}))
+        return EXIT_INVALID if any(counts_against(r) for r in reports) else EXIT_OK
     workload_name: str = args.workload or ("allocation" if args.writer == "qemu" else "zones")
     spec = CampaignSpec(args.writer, workload_name, tuple(args.mutant), seed=args.seed,
                         max_states=args.max_states, torn=args.torn,
                         options=_options(args.qemu_opt), data=not args.no_data,
                         delta=not args.full_data,
-                        workdir=os.path.abspath(args.workdir) if args.workdir else None)
+                        workdir=os.path.abspath(args.workdir) if args.workdir else None,
+                        reuse_capture=args.reuse_capture)
+    if args.capture_only:
+        from qcow2harness.crash.shard import keep_capture
+
+        capture, digest = keep_capture(spec)
+        print(f"captured {spec.label()} into {spec.workdir}: {len(capture.entries)} log "
+              f"entries, capture digest {digest[:16]}")
+        return EXIT_OK
     if args.state:
         violations, where = rebuild_state(spec, args.state, args.out)
         if args.junit:
@@ -180,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
                 _case(f"state {args.state}", f"crash.{spec.writer}.{spec.workload}",
                       violations)])])
         if args.json:
-            emit_json(versioned("crash", {
+            write_json(args.json, versioned("crash", {
                 "state": args.state, "image": args.out, "crash_point": where,
                 "violations": [v.to_json() for v in violations]}))
         else:
@@ -196,14 +217,18 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID if violations else EXIT_OK
     with progress:
         result = run_campaign(spec, (lambda n, total: progress.count(n, total, "states judged"))
-                              if progress.enabled else None)
+                              if progress.enabled else None, jobs=args.jobs, shard=args.shard)
     if args.junit:
         from qcow2harness.junit import write_junit
 
         write_junit(args.junit, [junit_suite(result)])
     if args.json:
-        emit_json(versioned("crash", result.to_json()))
-        return EXIT_INVALID if result.violations else EXIT_OK
+        write_json(args.json, versioned("crash", result.to_json()))
+        if quiet:
+            return EXIT_INVALID if result.violations else EXIT_OK
+    if not args.shard.whole:
+        print(f"shard {args.shard.label()}: states {result.sharding['states_total']} in all, "
+              "this part judged below")
     print(result.summary())
     for violation in result.violations[:SHOWN]:
         print(f"state {violation.state}: {violation.prop}: {violation.message}")

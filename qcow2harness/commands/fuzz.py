@@ -5,6 +5,7 @@
     qcow2-harness fuzz model --time 600                     # zone model vs reference writer
     qcow2-harness fuzz external --reader 'qemu-img info {}' --time 600
     qcow2-harness fuzz check --replay corpus/ data/fuzz-check/corpus   # no atheris needed
+    qcow2-harness fuzz check --time 600 --shard 1/4 --json shard-1.json   # then `merge`
 
 Exit 0 when nothing was found, 2 when something was (findings are in the artifacts
 dir as crash-*/oom-*/slow-*/diff-*, minimized, each with a regression test).
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import time
 from typing import TYPE_CHECKING
 
 from qcow2harness.exitcodes import EXIT_CANNOT_RUN, EXIT_INVALID, EXIT_OK
+from qcow2harness.sharding import add_shard_argument
 
 if TYPE_CHECKING:
     from qcow2harness.fuzz.campaign import CampaignResult, Sample
@@ -38,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "corpus/broken)")
     parser.add_argument("--artifacts", help="findings dir (default data/fuzz-TARGET/artifacts)")
     parser.add_argument("--time", type=float, default=60.0, help="seconds (default 60)")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel workers (default 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="parallel local worker processes on one corpus (default 1)")
     parser.add_argument("--reader", help="external target: command, {} is the input file")
     parser.add_argument("--reader-timeout", type=float, default=10.0)
     parser.add_argument("--reader-memory-mb", type=int, default=4096)
@@ -52,7 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=10.0, help="progress interval")
     parser.add_argument("--runs", type=int, help="stop each worker after N executions")
     parser.add_argument("--max-len", type=int, help="libFuzzer -max_len")
-    parser.add_argument("--seed", type=int, help="libFuzzer -seed (worker i gets seed+i)")
+    parser.add_argument("--seed", type=int, help="libFuzzer -seed (worker w of shard I/N gets "
+                        "seed + w*N + I; default random, or 1 when sharded)")
+    add_shard_argument(parser, "fuzzing (its own seeds, seed-corpus slice and dirs)")
+    parser.add_argument("--json", metavar="FILE",
+                        help="write the run's result (execs, coverage, corpus, findings) "
+                        "here, for `qcow2-harness merge`")
     parser.add_argument("--libfuzzer", action="append", default=[], metavar="ARG",
                         help="extra libFuzzer flag, e.g. --libfuzzer=-mutate_depth=2")
     parser.add_argument("--replay", nargs="+", metavar="PATH",
@@ -173,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CANNOT_RUN
 
     base = os.path.join("data", f"fuzz-{args.target}")
+    if not args.shard.whole:
+        base = os.path.join(base, f"shard-{args.shard.index}-of-{args.shard.count}")
     regressions = args.regressions
     if regressions is None:
         in_repo = os.path.join("tests", "fuzz", "regressions")
@@ -188,12 +199,14 @@ def run(args: argparse.Namespace) -> int:
         reader_memory_mb=args.reader_memory_mb, regressions=regressions,
         minimize_seconds=args.minimize_time, interval=args.interval, runs=args.runs,
         max_len=args.max_len, seed=args.seed, libfuzzer_args=list(args.libfuzzer),
+        shard=args.shard,
     )
     print(f"fuzz {args.target}: corpus {config.corpus}, seeds {', '.join(config.seeds) or '-'},"
           f" artifacts {config.artifacts}, {config.jobs} job(s), {config.seconds:g} s, "
           f"mutator {config.mutator}", flush=True)
     from qcow2harness.progress import Progress
 
+    started = time.monotonic()
     with Progress.for_cli(f"fuzz {args.target}") as progress:
         result = run_campaign(
             config, progress=progress.note,
@@ -201,10 +214,19 @@ def run(args: argparse.Namespace) -> int:
             if progress.enabled else None)
         if result.samples:
             progress.show(live_line(args.target, config.seconds, result.samples[-1]), True)
+    code = EXIT_CANNOT_RUN if cannot_run(result) else result.exit_code
     if args.junit:
         from qcow2harness.junit import write_junit
 
         write_junit(args.junit, [campaign_suite(args, result)])
+    if args.json:
+        from qcow2harness.commands.output import write_json
+        from qcow2harness.fuzz.shard import result_json
+
+        write_json(args.json, result_json(config, result, code, time.monotonic() - started))
+    if not args.shard.whole:
+        part = result.seed_slice
+        print(f"shard {args.shard.label()}: {part['files']} of {part['total']} seed files")
     for error in result.worker_errors:
         print(f"warning: {error}")
     for record in result.findings:
@@ -215,4 +237,4 @@ def run(args: argparse.Namespace) -> int:
     if result.duplicates:
         print(f"{result.duplicates} more input(s) hit already-reported findings")
     print(f"{len(result.findings)} finding(s)")
-    return EXIT_CANNOT_RUN if cannot_run(result) else result.exit_code
+    return code

@@ -16,7 +16,7 @@ from typing import Any
 # schema name (docs/schema/NAME.schema.json) -> the version its documents carry
 SCHEMA_VERSIONS = {
     "check": "1.0",
-    "crash": "1.0",  # a campaign, the --matrix list, or one --state rebuild
+    "crash": "1.1",  # 1.1: shard fields. A campaign, the --matrix list, or one --state rebuild
 }
 
 
@@ -28,3 +28,13 @@ def versioned(schema: str, payload: dict[str, Any]) -> dict[str, Any]:
 def emit_json(payload: object) -> None:
     json.dump(payload, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
+
+
+def write_json(where: str, payload: object) -> None:
+    """`--json [FILE]`: '-' is stdout."""
+    if where == "-":
+        emit_json(payload)
+        return
+    with open(where, "w") as stream:
+        json.dump(payload, stream, indent=2)
+        stream.write("\n")

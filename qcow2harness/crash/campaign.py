@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qcow2harness.errors import UsageError, WriterError
+from qcow2harness.sharding import WHOLE, Shard
 
 from .capture import CAPTURE_FILE, Capture, capture_qemu, capture_reference
 from .expect import GuestModel, Ranges
 from .oracle import Problem, QemuReader, check_problems, zoned_problems
+from .shard import capture_digest, load_kept_capture, shard_states
 from .states import CrashState, Epoch, Replayer, enumerate_states, epochs_of, full_replay
 from .workload import Workload, get_workload
 
@@ -51,6 +53,7 @@ class CampaignSpec:
     data: bool = True  # read guest data through QEMU (qemu writer)
     delta: bool = True  # after a verified prefix, read only what a state can change
     workdir: str | None = None
+    reuse_capture: bool = False  # judge the capture kept in workdir (shards share one log)
 
     def command(self, state: str | None = None, out: str = "state.qcow2") -> str:
         """The qcow2-harness command line that runs this campaign (or rebuilds one state)."""
@@ -65,6 +68,8 @@ class CampaignSpec:
             argv.append("--full-data")
         if self.workdir:
             argv += ["--workdir", self.workdir]
+        if self.reuse_capture and state is None:
+            argv.append("--reuse-capture")
         if state is None:
             argv += ["--seed", str(self.seed), "--max-states", str(self.max_states)]
         else:
@@ -107,6 +112,7 @@ class CampaignResult:
     qemu_reads: int = 0
     raw_fallbacks: int = 0
     not_run: str = ""
+    sharding: dict[str, Any] = field(default_factory=dict)  # shard.py: part, digests
 
     @property
     def failing_states(self) -> int:
@@ -119,7 +125,7 @@ class CampaignResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "campaign": self.spec.label(), "writer": self.spec.writer,
+            "kind": "crash", "campaign": self.spec.label(), "writer": self.spec.writer,
             "workload": self.spec.workload, "options": self.spec.options,
             "mutants": list(self.spec.mutants), "seed": self.spec.seed,
             "writer_version": self.version, "log_entries": self.log_entries,
@@ -131,6 +137,7 @@ class CampaignResult:
             "states_per_second": round(self.states_per_second, 1),
             "qemu_reads": self.qemu_reads, "raw_fallbacks": self.raw_fallbacks,
             "not_run": self.not_run, "command": self.spec.command(),
+            **self.sharding,
         }
 
     def summary(self) -> str:
@@ -343,19 +350,21 @@ def _shared_progress(slot: int, done: int, total: int) -> None:
 
 def run_campaign(spec: CampaignSpec,
                  progress: Callable[[int, int], None] | None = None,
-                 jobs: int = 0) -> CampaignResult:
+                 jobs: int = 0, shard: Shard = WHOLE) -> CampaignResult:
     """Capture, enumerate, judge. Raises WriterError when the writer cannot run.
     `progress(states judged, states)` is called as the judging goes.
 
     `jobs` worker processes (default: one per CPU, at most 4) judge contiguous runs of
-    states, each replaying into its own working file; small campaigns use one.
+    states, each replaying into its own working file; small campaigns use one. With
+    `shard`, only that part of the states is judged (shard.py).
     """
     jobs = jobs or min(4, os.cpu_count() or 1)
     result = CampaignResult(spec)
     started = time.perf_counter()
     workload = get_workload(spec.workload, spec.writer)
     with _workdir(spec) as workdir:
-        capture = _capture(spec, workload, workdir)
+        capture = ((load_kept_capture(workdir, spec, workload) if spec.reuse_capture else None)
+                   or _capture(spec, workload, workdir))
         result.capture_seconds = time.perf_counter() - started
         result.version = capture.version
         result.log_entries = len(capture.entries)
@@ -365,14 +374,17 @@ def run_campaign(spec: CampaignSpec,
             epochs, capture.entries, max_states=spec.max_states, seed=spec.seed, torn=spec.torn)
         result.states_possible = (len(states) if result.exhaustive else
                                   sum(1 << min(len(e.writes), 62) for e in epochs))
+        states, warmups, result.sharding = shard_states(states, shard)
+        part = "" if shard.whole else f"-shard{shard.index}"  # shards may share a workdir
+        result.sharding["capture_digest"] = capture_digest(capture)
         reader = QemuReader() if spec.writer == "qemu" and spec.data else None
         try:
             judge = Judge(spec, workload, capture, epochs, reader)
-            for problem in judge.base_problems:
+            for problem in judge.base_problems if shard.index == 0 else []:
                 result.violations.append(Violation("base", problem.prop, problem.message,
                                                    "before the workload", [],
                                                    spec.command("base")))
-            for text in capture.disagreements:
+            for text in capture.disagreements if shard.index == 0 else []:
                 result.violations.append(Violation("run", "model", text, "while running",
                                                    [], spec.command()))
             chunks = _split(states, jobs if len(states) >= PARALLEL_MIN else 1)
@@ -384,7 +396,7 @@ def run_campaign(spec: CampaignSpec,
                 with context.Pool(len(chunks), _share_progress, (done,)) as pool:
                     pending = pool.starmap_async(_judge_states, [
                         (spec, workload, capture, epochs, chunk,
-                         os.path.join(workdir, f"state-{n}.qcow2"), None,
+                         os.path.join(workdir, f"state{part}-{n}.qcow2"), None,
                          functools.partial(_shared_progress, n) if progress else None)
                         for n, chunk in enumerate(chunks)])
                     while progress is not None:  # the last call sees every state judged
@@ -395,13 +407,13 @@ def run_campaign(spec: CampaignSpec,
                     outcomes = pending.get()
             else:
                 outcomes = [_judge_states(spec, workload, capture, epochs, states,
-                                          os.path.join(workdir, "state.qcow2"), judge,
+                                          os.path.join(workdir, f"state{part}.qcow2"), judge,
                                           progress)]
             for violations, reads, fallbacks in outcomes:
-                result.violations += violations
+                result.violations += [v for v in violations if v.state not in warmups]
                 result.qemu_reads += reads
                 result.raw_fallbacks += fallbacks
-            result.states_checked = len(states)
+            result.states_checked = len(states) - len(warmups)
         finally:
             if reader is not None:
                 reader.close()
@@ -490,26 +502,34 @@ EXPECTED_TO_FAIL = {"cache=unsafe": "cache=unsafe ignores guest flushes by desig
 
 def run_matrix(workloads: list[str] | None = None, max_states: int = DEFAULT_MAX_STATES,
                seed: int = 0, torn: bool = False,
-               report: Callable[[CampaignResult], None] | None = None) -> list[CampaignResult]:
-    """The QEMU campaign across MATRIX for every named QEMU workload."""
+               report: Callable[[CampaignResult], None] | None = None,
+               shard: Shard = WHOLE, jobs: int = 0) -> list[CampaignResult]:
+    """The QEMU campaign across MATRIX for every named QEMU workload (with `shard`, the
+    campaigns k with k mod N = I: shard.py)."""
+    from .shard import matrix_shard_fields
     from .workload import named_workloads
 
     names = workloads or sorted(named_workloads("qemu"))
     results = []
-    for options in MATRIX:
-        for name in names:
-            # The control row fails nearly every state; a small sample shows it.
-            bound = min(max_states, 200) if options.get("cache") == "unsafe" else max_states
-            spec = CampaignSpec("qemu", name, seed=seed, max_states=bound, torn=torn,
-                                options=dict(options))
-            try:
-                result = run_campaign(spec)
-            except WriterError as error:
-                result = CampaignResult(spec, not_run=f"QEMU refused this combination: "
-                                        f"{error.message.splitlines()[0][-200:]}")
-            results.append(result)
-            if report is not None:
-                report(result)
+    campaigns = [(options, name) for options in MATRIX for name in names]
+    for number, (options, name) in enumerate(campaigns):
+        if not shard.owns(number):
+            continue
+        # The control row fails nearly every state; a small sample shows it.
+        bound = min(max_states, 200) if options.get("cache") == "unsafe" else max_states
+        spec = CampaignSpec("qemu", name, seed=seed, max_states=bound, torn=torn,
+                            options=dict(options))
+        try:
+            result = run_campaign(spec, jobs=jobs)
+        except WriterError as error:
+            result = CampaignResult(spec, not_run=f"QEMU refused this combination: "
+                                    f"{error.message.splitlines()[0][-200:]}")
+        row = ",".join(f"{k}={v}" for k, v in options.items())
+        result.sharding.update(matrix_shard_fields(shard, number, len(campaigns),
+                                                   EXPECTED_TO_FAIL.get(row, "")))
+        results.append(result)
+        if report is not None:
+            report(result)
     return results
 
 

@@ -1,0 +1,347 @@
+"""Merging shard results (`--json FILE` of crash, fuzz and the nightly properties).
+
+Each result names its kind ("crash", "fuzz", "properties") and its shard
+({"index", "count", ...}). The merge checks that the shards belong together (same
+campaign, same shard count, same capture or seed corpus), that no part came twice
+and that none is missing, and then adds them up into one report whose exit code is
+the one the unsharded run would have had: 0 nothing found, 2 something found.
+A missing shard is an error (exit 1) unless `allow_partial`, and then the report
+says which parts it lacks.
+
+Digests (qcow2harness.sharding) prove disjoint and complete parts: the XOR of the
+parts' digests must equal the digest of the whole each shard was cut from.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qcow2harness.errors import UsageError
+from qcow2harness.exitcodes import EXIT_CANNOT_RUN, EXIT_INVALID, EXIT_OK
+from qcow2harness.sharding import xor_digests
+
+Result = dict[str, Any]
+
+
+@dataclass
+class Merged:
+    kind: str
+    exit_code: int
+    summary: str
+    report: dict[str, Any]
+    missing: list[str] = field(default_factory=list)  # parts not merged (allow_partial)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "exit_code": self.exit_code, "summary": self.summary,
+                "missing": self.missing, **self.report}
+
+
+def load(paths: Iterable[str]) -> list[tuple[str, Result]]:
+    """(file, result) for every result in the files; a file may hold several (--matrix:
+    {"schema_version", "campaigns": [...]})."""
+    out: list[tuple[str, Result]] = []
+    for path in paths:
+        try:
+            with open(path) as stream:
+                payload = json.load(stream)
+        except OSError as error:
+            raise UsageError(f"{path}: {error.strerror}") from None
+        except json.JSONDecodeError as error:
+            raise UsageError(f"{path}: not JSON: {error}") from None
+        items = payload.get("campaigns", [payload]) if isinstance(payload, dict) else payload
+        if not isinstance(items, list):
+            raise UsageError(f"{path}: not a shard result ('campaigns' is not a list)")
+        for item in items:
+            if not isinstance(item, dict) or "kind" not in item:
+                raise UsageError(f"{path}: not a shard result (no 'kind' field); write one "
+                                 "with --json FILE")
+            out.append((path, item))
+    if not out:
+        raise UsageError("no results to merge")
+    return out
+
+
+def merge(results: list[tuple[str, Result]], allow_partial: bool = False) -> Merged:
+    kinds = {r["kind"] for _, r in results}
+    if len(kinds) != 1:
+        raise UsageError(f"cannot merge different kinds of result: {', '.join(sorted(kinds))}")
+    kind = kinds.pop()
+    if kind not in MERGERS:
+        raise UsageError(f"unknown result kind {kind!r} (want {', '.join(sorted(MERGERS))})")
+    merged = MERGERS[kind](results)
+    if merged.missing and not allow_partial:
+        raise IncompleteError(merged)
+    return merged
+
+
+class IncompleteError(UsageError):
+    def __init__(self, merged: Merged) -> None:
+        super().__init__(f"incomplete: missing {'; '.join(merged.missing)} "
+                         "(--allow-partial merges what is there)")
+        self.merged = merged
+
+
+def _shard(result: Result) -> tuple[int, int]:
+    shard = result.get("shard") or {"index": 0, "count": 1}
+    return int(shard["index"]), int(shard["count"])
+
+
+def _parts(what: str, results: list[tuple[str, Result]]) -> tuple[int, dict[int, Result],
+                                                                     list[str]]:
+    """The shard count, the results by index, and the missing indices as text. Refuses
+    mixed counts and a shard given twice."""
+    counts = {_shard(r)[1] for _, r in results}
+    if len(counts) != 1:
+        raise UsageError(f"{what}: shards of different counts ({sorted(counts)}) do not "
+                         "partition the same work")
+    count = counts.pop()
+    by_index: dict[int, Result] = {}
+    for path, result in results:
+        index = _shard(result)[0]
+        if index in by_index:
+            raise UsageError(f"{what}: shard {index}/{count} given twice (again in {path})")
+        by_index[index] = result
+    missing = [f"{what}: shard {i}/{count}" for i in range(count) if i not in by_index]
+    return count, by_index, missing
+
+
+def _same(what: str, results: Iterable[Result], key: str) -> Any:
+    values = {json.dumps(r.get(key), sort_keys=True) for r in results}
+    if len(values) > 1:
+        raise UsageError(f"{what}: shards disagree on {key} ({len(values)} different values)")
+    return json.loads(values.pop()) if values else None
+
+
+# --- crash ---------------------------------------------------------------------------
+
+CRASH_SUMMED = ("states_checked", "qemu_reads", "raw_fallbacks")
+
+
+def _campaign_key(result: Result) -> str:
+    """The campaign's command without where it ran (--workdir, --reuse-capture)."""
+    argv = shlex.split(result.get("command", result.get("campaign", "")))
+    out: list[str] = []
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--workdir":
+            skip = True
+        elif word != "--reuse-capture":
+            out.append(word)
+    return shlex.join(out)
+
+
+def _merge_campaign(key: str, results: list[tuple[str, Result]]) -> tuple[Result, list[str]]:
+    what = results[0][1].get("campaign", key)
+    count, by_index, missing = _parts(what, results)
+    shards = [by_index[i] for i in sorted(by_index)]
+    first = dict(shards[0])
+    if count == 1:
+        return first, missing
+    digests = {r.get("capture_digest") for r in shards}
+    if None in digests:
+        raise UsageError(f"{what}: results carry no capture digest (not from --shard)")
+    if len(digests) > 1:
+        raise UsageError(f"{what}: the shards judged different write logs (capture_digest; "
+                         "this workload's QEMU log is not reproducible): capture once with "
+                         "--capture-only --workdir DIR, then shard with --reuse-capture")
+    for name in ("states_total", "states_total_digest", "writer_version", "log_entries",
+                 "epochs", "exhaustive", "states_possible"):
+        _same(what, shards, name)
+    merged = first
+    for name in CRASH_SUMMED:
+        merged[name] = sum(int(r.get(name, 0)) for r in shards)
+    merged["violations"] = [v for r in shards for v in r["violations"]]
+    merged["failing_states"] = len({v["state"] for v in merged["violations"]})
+    merged["seconds"] = round(sum(float(r.get("seconds", 0)) for r in shards), 3)
+    merged["wall_seconds"] = round(max(float(r.get("seconds", 0)) for r in shards), 3)
+    judging = merged["seconds"]
+    merged["states_per_second"] = round(merged["states_checked"] / judging, 1) if judging else 0
+    merged["states_digest"] = xor_digests(r["states_digest"] for r in shards)
+    merged["shard"] = {"index": 0, "count": 1, "by": "states",
+                       "merged_from": [f"{i}/{count}" for i in sorted(by_index)]}
+    merged["not_run"] = "; ".join(sorted({r["not_run"] for r in shards if r.get("not_run")}))
+    if not missing and merged["states_digest"] != merged["states_total_digest"]:
+        raise UsageError(f"{what}: the shards' states do not add up to the campaign's "
+                         "(different enumerations: same --seed, --max-states, --torn?)")
+    if missing:
+        merged["exhaustive"] = False
+    return merged, missing
+
+
+def merge_crash(results: list[tuple[str, Result]]) -> Merged:
+    from qcow2harness.crash.shard import counts_against
+
+    matrix = [(p, r) for p, r in results if (r.get("shard") or {}).get("by") == "campaign"]
+    if matrix and len(matrix) != len(results):
+        raise UsageError("cannot merge --matrix results with single-campaign results")
+    missing: list[str] = []
+    if matrix:
+        count, total = _matrix_parts(matrix, missing)
+        campaigns = sorted((r for _, r in matrix), key=lambda r: r["matrix"]["campaign"])
+        merged_results = [dict(r, shard={"index": 0, "count": 1, "by": "campaign"})
+                          for r in campaigns]
+        shape = f"{len(merged_results)} of {total} matrix campaigns from {count} shard(s)"
+    else:
+        groups: dict[str, list[tuple[str, Result]]] = {}
+        for path, result in results:
+            groups.setdefault(_campaign_key(result), []).append((path, result))
+        merged_results = []
+        for key, group in groups.items():
+            merged, lacking = _merge_campaign(key, group)
+            merged_results.append(merged)
+            missing += lacking
+        count = max(_shard(r)[1] for _, r in results)
+        shape = f"{len(merged_results)} campaign(s) from {len(results)} result(s)"
+    failing = any(counts_against(r) for r in merged_results)
+    states = sum(int(r.get("states_checked", 0)) for r in merged_results)
+    violations = sum(len(r.get("violations", [])) for r in merged_results)
+    code = EXIT_INVALID if failing else EXIT_OK
+    summary = (f"crash: {shape}: {states} crash states checked, {violations} violation(s)"
+               + (f"; MISSING {len(missing)} part(s)" if missing else "") + f"; exit {code}")
+    return Merged("crash", code, summary, {"results": merged_results}, missing)
+
+
+def _matrix_parts(matrix: list[tuple[str, Result]], missing: list[str]) -> tuple[int, int]:
+    counts = {_shard(r)[1] for _, r in matrix}
+    totals = {r["matrix"]["campaigns"] for _, r in matrix}
+    if len(counts) != 1 or len(totals) != 1:
+        raise UsageError("matrix shards of different shard counts or matrix sizes")
+    count, total = counts.pop(), totals.pop()
+    seen: dict[int, str] = {}
+    for path, result in matrix:
+        number = result["matrix"]["campaign"]
+        index = _shard(result)[0]
+        if number in seen:
+            raise UsageError(f"matrix campaign {number} given twice ({seen[number]}, {path})")
+        if number % count != index:
+            raise UsageError(f"{path}: campaign {number} does not belong to shard "
+                             f"{index}/{count}")
+        seen[number] = path
+    lacking = sorted({n % count for n in range(total) if n not in seen})
+    missing += [f"matrix shard {i}/{count}" for i in lacking]
+    return count, total
+
+
+# --- fuzz ----------------------------------------------------------------------------
+
+FUZZ_SAME = ("target", "mutator", "reader", "runs", "time", "max_len", "libfuzzer_args")
+
+
+def merge_fuzz(results: list[tuple[str, Result]]) -> Merged:
+    """Executions, corpus sizes and duplicates add up; findings are united by
+    signature; coverage counts cannot be united, so the largest is reported (with each
+    shard's). The seed slices must add up to the whole seed corpus."""
+    shards = [r for _, r in results]
+    what = f"fuzz {shards[0].get('target')}"
+    for name in FUZZ_SAME:
+        _same(what, shards, name)
+    count, by_index, missing = _parts(what, results)
+    ordered = [by_index[i] for i in sorted(by_index)]
+    slices = [r["seed_slice"] for r in ordered]
+    _same(what, slices, "total_digest")
+    if not missing and xor_digests(s["digest"] for s in slices) != slices[0]["total_digest"]:
+        raise UsageError(f"{what}: the shards' seed slices do not add up to the seed corpus")
+    seeds = [seed for r in ordered for seed in r.get("worker_seeds", []) if seed is not None]
+    if len(seeds) != len(set(seeds)):
+        raise UsageError(f"{what}: shards share libFuzzer seeds ({sorted(seeds)})")
+    findings: dict[str, Result] = {}
+    repeated = 0
+    for result in ordered:
+        for finding in result["findings"]:
+            if finding["signature"] in findings:
+                repeated += 1
+            else:
+                findings[finding["signature"]] = finding
+    report = {key: ordered[0].get(key) for key in FUZZ_SAME}
+    report |= {
+        "shard": {"index": 0, "count": 1,
+                  "merged_from": [f"{i}/{count}" for i in sorted(by_index)]},
+        "worker_seeds": seeds,
+        "seed_slice": {"files": sum(s["files"] for s in slices),
+                       "digest": xor_digests(s["digest"] for s in slices),
+                       "total": slices[0]["total"], "total_digest": slices[0]["total_digest"]},
+        "execs": sum(r["execs"] for r in ordered),
+        "cov": max(r["cov"] for r in ordered), "ft": max(r["ft"] for r in ordered),
+        "cov_per_shard": [r["cov"] for r in ordered],
+        "corpus_units": sum(r["corpus_units"] for r in ordered),
+        "corpus_bytes": sum(r["corpus_bytes"] for r in ordered),
+        "findings": list(findings.values()),
+        "duplicates": sum(r["duplicates"] for r in ordered) + repeated,
+        "worker_errors": [e for r in ordered for e in r["worker_errors"]],
+        "seconds": round(sum(r["seconds"] for r in ordered), 3),
+        "wall_seconds": round(max(r["seconds"] for r in ordered), 3),
+    }
+    cannot = any(r.get("exit_code") == EXIT_CANNOT_RUN for r in ordered)
+    code = EXIT_INVALID if findings else EXIT_CANNOT_RUN if cannot else EXIT_OK
+    report["exit_code"] = code
+    summary = (f"{what}: {len(ordered)} of {count} shard(s), {report['execs']} execs, "
+               f"cov {report['cov']} (largest), corpus {report['corpus_units']} units, "
+               f"{len(findings)} finding(s)"
+               + (f"; MISSING {len(missing)} part(s)" if missing else "") + f"; exit {code}")
+    return Merged("fuzz", code, summary, {"result": report}, missing)
+
+
+# --- properties (nightly) -------------------------------------------------------------
+
+PROPERTIES_SAME = ("suites", "examples_per_round", "steps", "mutants", "seed", "rounds_wanted",
+                   "shrink")
+
+
+def merge_properties(results: list[tuple[str, Result]]) -> Merged:
+    """Rounds are united (round r belongs to shard r mod N), examples added per suite,
+    failures listed by round. With --rounds R the shards must cover rounds 0..R-1."""
+    shards = [r for _, r in results]
+    what = "properties"
+    for name in PROPERTIES_SAME:
+        _same(what, shards, name)
+    count, by_index, missing = _parts(what, results)
+    ordered = [by_index[i] for i in sorted(by_index)]
+    rounds: list[int] = []
+    for index, result in sorted(by_index.items()):
+        strays = [r for r in result["rounds"] if r % count != index]
+        if strays:
+            raise UsageError(f"{what}: shard {index}/{count} ran rounds {strays} of other shards")
+        rounds += result["rounds"]
+    if len(rounds) != len(set(rounds)):
+        raise UsageError(f"{what}: a round ran twice")
+    wanted = ordered[0].get("rounds_wanted")
+    if wanted is not None:
+        lacking = sorted(set(range(wanted)) - set(rounds) - {
+            r for r in range(wanted) if r % count not in by_index})
+        if lacking:
+            missing.append(f"{what}: rounds {lacking} did not run (time ran out?)")
+    examples: dict[str, int] = {}
+    for result in ordered:
+        for suite, number in result["examples"].items():
+            examples[suite] = examples.get(suite, 0) + number
+    failures = sorted((f for r in ordered for f in r["failures"]),
+                      key=lambda f: (f["round"], f["suite"]))
+    report = {key: ordered[0].get(key) for key in PROPERTIES_SAME}
+    report |= {
+        "shard": {"index": 0, "count": 1,
+                  "merged_from": [f"{i}/{count}" for i in sorted(by_index)]},
+        "rounds": sorted(rounds), "examples": examples, "failures": failures,
+        "not_run": sorted({n for r in ordered for n in r.get("not_run", [])}),
+        "seconds": round(sum(r["seconds"] for r in ordered), 3),
+        "wall_seconds": round(max(r["seconds"] for r in ordered), 3),
+    }
+    code = EXIT_INVALID if failures else EXIT_OK
+    report["exit_code"] = code
+    summary = (f"{what}: {len(rounds)} round(s) from {len(ordered)} of {count} shard(s), "
+               f"{sum(examples.values())} examples, {len(failures)} failure(s)"
+               + (f" in rounds {sorted({f['round'] for f in failures})}" if failures else "")
+               + (f"; MISSING {len(missing)} part(s)" if missing else "") + f"; exit {code}")
+    return Merged("properties", code, summary, {"result": report}, missing)
+
+
+MERGERS: dict[str, Callable[[list[tuple[str, Result]]], Merged]] = {
+    "crash": merge_crash, "fuzz": merge_fuzz, "properties": merge_properties}
+
+
+__all__ = ["IncompleteError", "MERGERS", "Merged", "load", "merge"]
