@@ -52,6 +52,10 @@ _COVERAGE = re.compile(rb"^#\d+\s+\w+\s+cov: (\d+) ft: (\d+)", re.MULTILINE)
 _PEAK_RSS = re.compile(rb"stat::peak_rss_mb:\s*(\d+)")
 
 
+class BaseEnvironmentUnavailable(HarnessError):
+    """atheris (or PyInstaller, when asked for) would not install from the package index."""
+
+
 @dataclass
 class FuzzerRun:
     """One built fuzzer's short run on its seed corpus."""
@@ -142,13 +146,17 @@ def make_base_environment(work: Path, packager: str | None, log: Path) -> tuple[
     venv = work / "venv"
     pip = str(venv / "bin" / "pip")
     _run_logged([sys.executable, "-m", "venv", str(venv)], log)
-    _run_logged([pip, "install", "-q", "atheris"], log)
+    try:
+        _run_logged([pip, "install", "-q", "atheris"], log)
+    except HarnessError as exc:
+        raise BaseEnvironmentUnavailable(f"atheris does not install: {exc}") from exc
     if packager in (None, "pyinstaller"):
         try:
             _run_logged([pip, "install", "-q", "pyinstaller"], log)
-        except HarnessError:
+        except HarnessError as exc:
             if packager == "pyinstaller":
-                raise
+                raise BaseEnvironmentUnavailable(f"PyInstaller does not install: {exc}") \
+                    from exc
             return venv, "launcher"
     return venv, packager or "pyinstaller"
 
