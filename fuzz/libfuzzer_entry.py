@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported at run time only after the coverage hooks are in place
+    from qcow2harness.fuzz.targets import Bounds
 
 # Built for OSS-Fuzz / ClusterFuzzLite: the targets that need nothing but this package.
 OSS_FUZZ_TARGETS = ("check", "model")
@@ -28,9 +33,31 @@ NOT_BUILT = {
                 "on the runner",
 }
 
+SECONDS_VARIABLE = "QCOW2_HARNESS_FUZZ_SECONDS"
+RSS_VARIABLE = "QCOW2_HARNESS_FUZZ_RSS_MB"
+
 
 class FuzzFinding(Exception):  # noqa: N818 - a finding, reported as libFuzzer's crash
     """A target broke a bound or let an unexpected exception escape."""
+
+
+def bounds_from_environment(bounds: Bounds) -> Bounds:
+    """The target's bounds, overridden by QCOW2_HARNESS_FUZZ_SECONDS (time per input) and
+    QCOW2_HARNESS_FUZZ_RSS_MB (peak-RSS growth): the campaign's --seconds and --rss-mb,
+    for a builder or runner that is slower or larger than ours."""
+    seconds = os.environ.get(SECONDS_VARIABLE)
+    rss_mb = os.environ.get(RSS_VARIABLE)
+    try:
+        if seconds:
+            bounds = replace(bounds, seconds=float(seconds))
+        if rss_mb:
+            bounds = replace(bounds, rss_mb=int(rss_mb))
+    except ValueError as exc:
+        from qcow2harness.errors import HarnessError
+
+        raise HarnessError(f"{SECONDS_VARIABLE} / {RSS_VARIABLE}: not a number: {exc}") \
+            from exc
+    return bounds
 
 
 def main(target_name: str, argv: list[str] | None = None) -> None:
@@ -43,9 +70,10 @@ def main(target_name: str, argv: list[str] | None = None) -> None:
     from qcow2harness.fuzz import targets
 
     target = targets.get_target(target_name)
+    bounds = bounds_from_environment(target.bounds)
 
     def test_one_input(data: bytes) -> None:
-        finding = targets.execute(target, data)
+        finding = targets.execute(target, data, bounds)
         if finding is not None:
             raise FuzzFinding(f"{finding.kind}: {finding.summary} [{finding.where}]\n"
                               f"{finding.details}")
@@ -55,4 +83,4 @@ def main(target_name: str, argv: list[str] | None = None) -> None:
     atheris.Fuzz()
 
 
-__all__ = ["FuzzFinding", "NOT_BUILT", "OSS_FUZZ_TARGETS", "main"]
+__all__ = ["FuzzFinding", "NOT_BUILT", "OSS_FUZZ_TARGETS", "bounds_from_environment", "main"]

@@ -8,13 +8,16 @@ atheris or PyInstaller cannot be installed from the package index.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pathlib
 import re
+import subprocess
 import zipfile
 
 import pytest
 from qcow2harness.fuzz import oss_fuzz_local
-from qcow2harness.fuzz.libfuzzer_entry import NOT_BUILT, OSS_FUZZ_TARGETS
+from qcow2harness.fuzz.libfuzzer_entry import NOT_BUILT, OSS_FUZZ_TARGETS, SECONDS_VARIABLE
 from qcow2harness.fuzz.targets import TARGET_NAMES
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -91,3 +94,26 @@ def test_local_build_runs_every_fuzzer(local_build: oss_fuzz_local.LocalBuild) -
         assert run.coverage > 0, f"{run.name}: no coverage counted (instrumentation lost?)"
         assert run.passed
     assert local_build.passed
+
+
+def test_a_finding_is_a_libfuzzer_crash(local_build: oss_fuzz_local.LocalBuild,
+                                        tmp_path: pathlib.Path) -> None:
+    """A time bound of 0 s makes every input `slow`: the packaged fuzzer must stop with a
+    non-zero exit, the finding in its output and the input saved as crash-<sha1>, which
+    is what OSS-Fuzz takes for a crash."""
+    fuzzer = pathlib.Path(local_build.directory) / "out" / "check_fuzzer"
+    corpus, artifacts = tmp_path / "corpus", tmp_path / "artifacts"
+    corpus.mkdir()
+    artifacts.mkdir()
+    (corpus / "seed").write_bytes((SEEDS / "qemu-v3.qcow2").read_bytes())
+    env = dict(os.environ, **{SECONDS_VARIABLE: "0"})
+    proc = subprocess.run([str(fuzzer), f"-artifact_prefix={artifacts}/", "-runs=10",
+                           str(corpus)], env=env, capture_output=True, timeout=300,
+                          check=False)
+    output = (proc.stdout + proc.stderr).decode(errors="replace")
+    assert proc.returncode != 0, output[-2000:]
+    assert "FuzzFinding: slow: took" in output, output[-2000:]
+    crashes = list(artifacts.glob("crash-*"))
+    assert len(crashes) == 1, output[-2000:]
+    # libFuzzer names it by content (the first input run, here libFuzzer's empty one).
+    assert crashes[0].name == f"crash-{hashlib.sha1(crashes[0].read_bytes()).hexdigest()}"
