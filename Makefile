@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := qemu-utils time chromium chromium-driver
 
-.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash properties-nightly clean
+.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash properties-nightly dist clean
 
 all: test
 
@@ -67,6 +67,10 @@ lint: setup
 
 type: setup
 	$(BIN)/tox -e type
+
+# sdist and wheel into dist/ (no Node needed: the generated parser is committed).
+dist: venv
+	$(BIN)/python -m build --outdir dist .
 
 clean:
 	rm -rf .tox build dist *.egg-info data

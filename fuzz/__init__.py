@@ -6,6 +6,9 @@
     mutator.py     structure-aware mutation over the Kaitai parse, byte fallback
     qcow2.dict     libFuzzer dictionary: magics, feature bits, flag masks
     worker.py      one atheris process (python -m qcow2harness.fuzz.worker)
+    libfuzzer_entry.py  the targets as plain libFuzzer programs (OSS-Fuzz, ClusterFuzzLite)
+    oss_fuzz_local.py   .clusterfuzzlite/build.sh rehearsed without Docker, then each fuzzer run
+    oss_fuzz/      the per-target entry scripts and a local compile_python_fuzzer (not installed)
     campaign.py    the runner behind `qcow2-harness fuzz`: workers, progress, findings
     minimize.py    offset-preserving shrinking of findings
     regression.py  a pytest module per finding (tests/fuzz/regressions/)

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 EXIT_FINDING = 77
 HEARTBEAT = 10.0
@@ -46,26 +47,44 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_args(ours), theirs
 
 
-def main(argv: list[str] | None = None) -> None:
-    args, libfuzzer_args = _parse(list(sys.argv[1:] if argv is None else argv))
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    import atheris
+def instrument_imports(target: str, dataflow: bool = False) -> None:
+    """Import our code and kaitaistruct under atheris' coverage instrumentation (numpy and
+    the standard library stay uninstrumented). Also used by libfuzzer_entry.py."""
     from atheris import import_hook
 
-    # atheris.instrument_imports() with a choice of comparison (dataflow) tracing.
+    # atheris.instrument_imports() with a choice of comparison (dataflow) tracing; the
+    # loader override also instruments modules a PyInstaller bundle loads.
     hooks = import_hook.HookManager({"qcow2harness", "kaitaistruct"}, set(), True,
-                                    trace_dataflow=args.dataflow)
+                                    trace_dataflow=dataflow)
     with hooks:
         import qcow2harness.checker  # noqa: F401 - instrumented for coverage
         import qcow2harness.image  # noqa: F401
         import qcow2harness.info  # noqa: F401
         import qcow2harness.parser.qcow2  # noqa: F401
-        if args.target == "model":
+        if target == "model":
             import qcow2harness.reference.persistence  # noqa: F401
             import qcow2harness.reference.writer  # noqa: F401
+
+
+def structured_mutator() -> Callable[[bytes, int, int], bytes]:
+    """The structure-aware mutator, with libFuzzer's own mutation as its byte fallback."""
+    import atheris
+    from qcow2harness.fuzz import mutator
+
+    # Looked up at each call: Setup() replaces atheris.Mutate with libFuzzer's.
+    mutator.LIBFUZZER_MUTATE = lambda data, max_size: atheris.Mutate(data, max_size)
+    return mutator.mutate
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, libfuzzer_args = _parse(list(sys.argv[1:] if argv is None else argv))
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import atheris
+
+    instrument_imports(args.target, args.dataflow)
     from dataclasses import replace
 
-    from qcow2harness.fuzz import mutator, targets
+    from qcow2harness.fuzz import targets
 
     target = targets.get_target(args.target, args.reader, args.reader_timeout,
                                 args.reader_memory_mb)
@@ -109,9 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
     kwargs = {}
     if args.mutator == "structured":
-        # Looked up at each call: Setup() replaces atheris.Mutate with libFuzzer's.
-        mutator.LIBFUZZER_MUTATE = lambda data, max_size: atheris.Mutate(data, max_size)
-        kwargs["custom_mutator"] = mutator.mutate
+        kwargs["custom_mutator"] = structured_mutator()
     atheris.Setup([sys.argv[0], *libfuzzer_args], test_one_input, **kwargs)
     atheris.Fuzz()
 

@@ -33,7 +33,11 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from hypothesis import strategies as st
+try:
+    from hypothesis import strategies as st
+except ImportError as exc:  # an optional dependency of the package
+    raise ImportError("qcow2harness.properties.strategies needs Hypothesis: "
+                      "pip install 'qcow2-harness[properties]'") from exc
 from qcow2harness.reference.writer import ReferenceWriter
 from qcow2harness.reference.zones import ZoneConfig
 
