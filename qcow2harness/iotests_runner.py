@@ -80,7 +80,8 @@ def read_test(path: Path) -> Test:
 def discover(tests_dir: Path) -> list[Test]:
     """Every numbered test in `tests_dir`, in numeric order."""
     if not tests_dir.is_dir():
-        raise FileNotFoundError(f"iotests directory not found: {tests_dir}")
+        raise FileNotFoundError(f"iotests directory not found: {tests_dir} (the iotests come "
+                                "with the source tree, not the wheel: pass --dir)")
     found = [read_test(p) for p in tests_dir.iterdir() if TEST_NAME.match(p.name) and p.is_file()]
     return sorted(found, key=lambda t: int(t.name))
 
