@@ -378,8 +378,9 @@ class Qcow2Layer:
 
 
 def metadata_preallocated(image: Image) -> bool:
-    """Whether qemu-img treats the image as metadata-preallocated: more clusters with a
-    non-zero refcount than about 10/9 of the clusters the file occupies on disk.
+    """Whether qemu-img treats the image as metadata-preallocated: at least
+    max(10/9 of, 2 more than) as many clusters with a non-zero refcount as the file
+    occupies on disk (st_blocks).
 
     A refcount block at an unaligned offset makes QEMU stop with an I/O error (unless the
     image is already marked corrupt); the walk stops as soon as the answer is known.
@@ -403,6 +404,8 @@ def metadata_preallocated(image: Image) -> bool:
     counted = 0
     for index in range(min(int(table.size), -(-clusters // per_block))):
         block = int(table[index]) & int(REFTABLE_OFFSET_MASK)
+        if counted >= threshold:
+            return True
         if not block:
             continue
         if block % cluster_size:
@@ -414,9 +417,7 @@ def metadata_preallocated(image: Image) -> bool:
                              offset=int(image.header.ofs_refcount_table) + 8 * index)
         counts = decode_refcounts(image.pread_padded(block, cluster_size), order)
         counted += int(np.count_nonzero(counts[:clusters - index * per_block]))
-        if counted > threshold:
-            return True
-    return False
+    return counted >= threshold
 
 
 # ---------------------------------------------------------------------------

@@ -315,8 +315,10 @@ _counter = itertools.count()
 def io_commands(draw: st.DrawFn, size: int, compressed_ok: bool,
                 unit: int) -> list[str]:
     """qemu-io commands on a `size`-byte image: writes, zero writes (with and without
-    -u), discards and compressed writes (whole clusters)."""
+    -u), discards and compressed writes (whole clusters, first: QEMU compresses only into
+    clusters that hold nothing yet)."""
     commands = []
+    compressed: dict[int, str] = {}
     for _ in range(draw(st.integers(0, 8))):
         kind = draw(st.sampled_from(["write", "zero", "zero-unmap", "discard", "compressed"]))
         if kind == "compressed" and (not compressed_ok or size < unit):
@@ -327,15 +329,16 @@ def io_commands(draw: st.DrawFn, size: int, compressed_ok: bool,
         length = min(length, size - start)
         if kind == "compressed":
             length = step
-        command = {
+        if kind == "compressed":
+            compressed[start] = f"write -c -P 7 {start} {length}"
+            continue
+        commands.append({
             "write": f"write -P {draw(st.integers(1, 255))} {start} {length}",
             "zero": f"write -z {start} {length}",
             "zero-unmap": f"write -z -u {start} {length}",
             "discard": f"discard {start} {length}",
-            "compressed": f"write -c -P 7 {start} {length}",
-        }[kind]
-        commands.append(command)
-    return commands
+        }[kind])
+    return list(compressed.values()) + commands
 
 
 @st.composite
