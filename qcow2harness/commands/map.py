@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(HUMAN_HEADER)
             for extent in chain.extents():
-                line = human_line(extent)
-                if line is not None:
-                    print(line)
+                row = human_line(extent)
+                if row is not None:
+                    print(row)
     return EXIT_OK
