@@ -199,6 +199,7 @@ class Qcow2Layer:
         self.encrypted = int(header.crypt_method) != 0
         self.offset_file = data_file or name
         self._data_fd: int | None = None
+        self._wanted: np.ndarray = np.zeros((0, 0), dtype=bool)  # entries being read
         self._refine: tuple[int, int] | None = None  # (fd, length) when preallocated
         if data_file is not None:
             self._data_fd = os.open(data_file, os.O_RDONLY)
@@ -272,11 +273,16 @@ class Qcow2Layer:
                              offset=int(self.image.header.ofs_l1_table) + 8 * at)
         # QEMU reads a table past the end of the file as zeros: unallocated.
         entry_bytes = self.image.read_l2_tables(offsets, padded=True)
-        kind, host, has_host = self._decode(entry_bytes, first)
         unit_bits = self.unit_bits
         base = first << self.table_bits
         lo = max(start, base)
         hi = min(end, stop << self.table_bits)
+        # Entries are judged only where they are read: QEMU never looks at the others.
+        cluster = np.arange(entry_bytes.shape[0] * entry_bytes.shape[1], dtype=np.int64)
+        wanted = ((cluster >= (lo - base) >> self.cluster_bits)
+                  & (cluster <= (hi - 1 - base) >> self.cluster_bits))
+        self._wanted = wanted.reshape(entry_bytes.shape[:2])
+        kind, host, has_host = self._decode(entry_bytes, first)
         first_unit = (lo - base) >> unit_bits
         last_unit = (hi - 1 - base) >> unit_bits
         kind = kind[first_unit:last_unit + 1]
@@ -341,34 +347,31 @@ class Qcow2Layer:
     def _check_offsets(self, descriptors: np.ndarray, compressed: np.ndarray,
                        host: np.ndarray, has_cluster: np.ndarray, first: int) -> None:
         misaligned = ~compressed & (host & np.uint64(self.cluster_size - 1) != 0)
-        if misaligned.any():
-            self._refuse(misaligned, descriptors, first, "L2-2",
-                         "host cluster offset is not cluster-aligned")
+        self._refuse(misaligned, descriptors, first, "L2-2",
+                     "host cluster offset is not cluster-aligned")
         if self.external:
-            if compressed.any():
-                self._refuse(compressed, descriptors, first, "DATA-6",
-                             "compressed cluster in an image with an external data file")
+            self._refuse(compressed, descriptors, first, "DATA-6",
+                         "compressed cluster in an image with an external data file")
             guest = ((np.arange(descriptors.shape[0], dtype=np.uint64)[:, None]
                       + np.uint64(first)) << np.uint64(self.table_bits)) + (
                 np.arange(descriptors.shape[1], dtype=np.uint64)[None, :]
                 << np.uint64(self.cluster_bits))
-            moved = has_cluster & (host != guest)
-            if moved.any():
-                self._refuse(moved, descriptors, first, "DATA-5",
-                             "host offset differs from the guest offset")
+            self._refuse(has_cluster & (host != guest), descriptors, first, "DATA-5",
+                         "host offset differs from the guest offset")
 
     def _check_bitmaps(self, compressed: np.ndarray, has_cluster: np.ndarray,
                        alloc: np.ndarray, zeros: np.ndarray, first: int) -> None:
-        both = ~compressed & has_cluster & ((alloc & zeros) != 0)
-        if both.any():
-            self._refuse(both, None, first, "EL2-3", "subclusters both allocated and zero", 8)
-        orphans = ~compressed & ~has_cluster & (alloc != 0)
-        if orphans.any():
-            self._refuse(orphans, None, first, "EL2-4",
-                         "allocated subclusters without a host cluster", 8)
+        self._refuse(~compressed & has_cluster & ((alloc & zeros) != 0), None, first,
+                     "EL2-3", "subclusters both allocated and zero", 8)
+        self._refuse(~compressed & ~has_cluster & (alloc != 0), None, first, "EL2-4",
+                     "allocated subclusters without a host cluster", 8)
 
     def _refuse(self, mask: np.ndarray, descriptors: np.ndarray | None, first: int,
                 clause: str, text: str, extra: int = 0) -> None:
+        """Raise for the first entry of `mask` inside the range being read, if any."""
+        mask = mask & self._wanted
+        if not mask.any():
+            return
         table, entry = (int(i[0]) for i in np.nonzero(mask))
         l2 = int(self.l1[first + table]) & int(OFFSET_MASK)
         value = f" ({int(descriptors[table, entry]):#x})" if descriptors is not None else ""
@@ -478,8 +481,8 @@ class Chain:
                 raise
             self.layers.append(layer)
             backing = image.backing_file_name
-            if backing is None:
-                return
+            if not backing:
+                return  # none, or an empty name, which QEMU reads as none
             if ":" in backing.split("/")[0]:
                 raise UsageError(f"{name}: backing file {backing!r} names a protocol or JSON "
                                  "description; only plain file names are supported")

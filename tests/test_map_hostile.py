@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import numpy as np
@@ -129,3 +130,25 @@ def test_invalid_subcluster_bitmap_is_el2_3(qemu_tools: None, tmp_path: pathlib.
     # QEMU refuses the entry too.
     proc = qemu.run("qemu-img", "map", "--output=json", str(path), check=False)
     assert proc.returncode != 0
+
+
+def test_a_bad_entry_hidden_by_the_overlay_is_never_read(qemu_tools: None,
+                                                         tmp_path: pathlib.Path) -> None:
+    # The base's entry for cluster 1 is misaligned (L2-2), but the top allocates cluster 1,
+    # so neither QEMU nor we read it; reading it directly is refused.
+    base, top = tmp_path / "base.qcow2", tmp_path / "top.qcow2"
+    qemu.run("qemu-img", "create", "-q", "-f", "qcow2", str(base), "1M")
+    qemu.run("qemu-io", "-c", "write -P 1 0 128k", str(base))
+    entry = l2_entry_offset(base, 65536)
+    with open(base, "rb") as f:
+        f.seek(entry)
+        value = int.from_bytes(f.read(8), "big")
+    poke_file(base, entry, value + 512 * 8, 8)
+    qemu.run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
+             str(top), cwd=str(tmp_path))
+    qemu.run("qemu-io", "-c", "write -P 2 64k 64k", str(top))
+    theirs = qemu.run("qemu-img", "map", "--output=json", str(top))
+    assert map_json(str(top)) == json.loads(theirs.stdout)
+    with pytest.raises(ParseError) as raised:
+        map_json(str(base))
+    assert raised.value.clause == "L2-2"
