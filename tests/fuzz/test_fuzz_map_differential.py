@@ -76,3 +76,13 @@ def test_work_bound_skips_huge_maps(qemu_tools: None, monkeypatch: pytest.Monkey
     calls = recording_map(monkeypatch)
     assert execute(TARGETS["differential"], data) is None
     assert calls == []
+
+
+def test_slow_qemu_open_skips_the_map(qemu_tools: None, monkeypatch: pytest.MonkeyPatch,
+                                      seed_files: list[pathlib.Path]) -> None:
+    # An image qemu-img check opened slowly is not opened a second time for the map.
+    data = next(p for p in seed_files if p.name == "qemu-v3.qcow2").read_bytes()
+    monkeypatch.setattr(targets, "MAP_AFTER_CHECK_SECONDS", 0.0)
+    calls = recording_map(monkeypatch)
+    assert execute(TARGETS["differential"], data) is None
+    assert calls == []
