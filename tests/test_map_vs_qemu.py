@@ -419,3 +419,16 @@ def test_drawn_images_map_equal_qemu(qemu_tools: None,
 
     ours_equal_qemus()
     assert examples
+
+
+HUMAN_CASES = [c for c in CHAIN_CASES if "compressed" not in c.name]
+
+
+@pytest.mark.parametrize("case", HUMAN_CASES[:6], ids=lambda c: c.name)
+def test_human_output_equals_qemu_img_map(qemu_tools: None, tmp_path: pathlib.Path,
+                                          case: ChainCase,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    top = build_chain(case, tmp_path)
+    theirs = qemu.run("qemu-img", "map", str(top)).stdout
+    assert cli_run(["map", str(top)]) == 0
+    assert capsys.readouterr().out == theirs
