@@ -15,7 +15,7 @@ import contextlib
 import io
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -34,6 +34,15 @@ MAX_MODEL_CLUSTER_BITS = 56
 MIN_CLUSTER_BITS = 9
 QCOW2_MAGIC = b"QFI\xfb"
 MAX_SNAPSHOT_TABLE = 64 * 1024 * 1024  # SNAP-2
+
+# Entry bit masks, as the ksy instances define them (tests compare both views); shared by
+# the checker and the map.
+OFFSET_MASK = np.uint64(0x00FFFFFFFFFFFE00)  # L1/L2/bitmap table offsets, bits 9-55
+REFTABLE_OFFSET_MASK = np.uint64(0xFFFFFFFFFFFFFE00)
+COPIED = np.uint64(1 << 63)
+COMPRESSED = np.uint64(1 << 62)
+ZERO_FLAG = np.uint64(1)
+LOW32 = np.uint64(0xFFFFFFFF)
 
 
 # The `valid:` checks of ksy/qcow2.ksy, by KSY path: field name, offset, clause.
@@ -370,6 +379,10 @@ class Image:
                 clause=clause,
             )
 
+    def fileno(self) -> int:
+        """The descriptor of the image file (io.UnsupportedOperation for in-memory bytes)."""
+        return self._stream.fileno()
+
     def pread(self, offset: int, length: int) -> bytes:
         """Read without moving a shared position; short at the end of the file."""
         try:
@@ -385,6 +398,22 @@ class Image:
         self._require_in_file(what, offset, length, clause)
         data = self.pread(offset, length)
         return np.frombuffer(data, dtype=">u8").astype(np.uint64)
+
+    def pread_padded(self, offset: int, length: int) -> bytes:
+        """Read `length` bytes; what lies past the end of the file reads as zeros."""
+        data = self.pread(offset, length) if offset < self.file_size else b""
+        return data + bytes(length - len(data))
+
+    def read_l2_tables(self, offsets: Iterable[int], padded: bool = False) -> np.ndarray:
+        """The L2 tables at `offsets` as entry bytes [table, entry, byte], big-endian as
+        stored (16 bytes an entry with extended L2 entries). With `padded`, bytes past the
+        end of the file read as zeros; otherwise every table must lie inside the file."""
+        cluster_size = self.cluster_size
+        read = self.pread_padded if padded else self.pread
+        raw = b"".join(read(int(offset), cluster_size) for offset in offsets)
+        entry_size = 16 if self.header.is_extended_l2 else 8
+        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, cluster_size // entry_size,
+                                                          entry_size)
 
     def l1_entries(self) -> np.ndarray:
         return self.read_u64_table(
@@ -404,6 +433,31 @@ class Image:
         return self.read_u64_table(
             "zonedmeta table", int(zoned.ofs_zonedmeta), int(zoned.num_zones), "WP-3"
         )
+
+
+def l2_descriptors(entry_bytes: np.ndarray) -> np.ndarray:
+    """The 64-bit cluster descriptors of read_l2_tables' entries, shape (tables, entries)."""
+    first8 = np.ascontiguousarray(entry_bytes[:, :, :8])
+    return first8.view(">u8")[:, :, 0].astype(np.uint64)
+
+
+def l2_subcluster_bitmaps(entry_bytes: np.ndarray) -> np.ndarray:
+    """The subcluster bitmaps of extended L2 entries (EL2-3), shape (tables, entries)."""
+    last8 = np.ascontiguousarray(entry_bytes[:, :, 8:16])
+    return last8.view(">u8")[:, :, 0].astype(np.uint64)
+
+
+def decode_refcounts(raw: bytes, refcount_order: int) -> np.ndarray:
+    """Refcount block bytes as an array; sub-byte refcounts are LSB first (RC-1)."""
+    if refcount_order <= 3:
+        data = np.frombuffer(raw, dtype=np.uint8)
+        if refcount_order == 3:
+            return data
+        bits = 1 << refcount_order
+        shifts = (np.arange(8 // bits, dtype=np.uint8) * bits).astype(np.uint8)
+        return ((data[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1).astype(np.uint8)
+    dtype = {4: ">u2", 5: ">u4", 6: ">u8"}[refcount_order]
+    return np.frombuffer(raw, dtype=dtype)
 
 
 def decode_name(raw: bytes) -> str:

@@ -22,7 +22,20 @@ import numpy as np
 
 from qcow2harness.checker.report import Findings
 from qcow2harness.errors import ParseError
-from qcow2harness.image import Extension, ExtensionType, Image
+from qcow2harness.image import (
+    COMPRESSED,
+    COPIED,
+    LOW32,
+    OFFSET_MASK,
+    REFTABLE_OFFSET_MASK,
+    ZERO_FLAG,
+    Extension,
+    ExtensionType,
+    Image,
+    decode_refcounts,
+    l2_descriptors,
+    l2_subcluster_bitmaps,
+)
 
 if TYPE_CHECKING:
     from qcow2harness.checker.zoned import Zones
@@ -32,18 +45,12 @@ try:
 except ImportError:  # pragma: no cover - a declared dependency; CMP-5 notes the gap
     zstandard = None  # type: ignore[assignment]
 
-# Entry bit masks, as the ksy instances define them (tests compare both views).
-OFFSET_MASK = np.uint64(0x00FFFFFFFFFFFE00)  # L1/L2/bitmap table offsets, bits 9-55
+# Reserved-bit masks, as the ksy instances define them (the entry masks live in image.py).
 L1_RESERVED = np.uint64(0x7F000000000001FF)
 L2_RESERVED = np.uint64(0x3F000000000001FE)
 L2_RESERVED_EXTENDED = np.uint64(0x3F000000000001FF)  # bit 0 is reserved too (EL2-2)
 BITMAP_TABLE_RESERVED = np.uint64(0xFF000000000001FE)
-REFTABLE_OFFSET_MASK = np.uint64(0xFFFFFFFFFFFFFE00)
 REFTABLE_RESERVED = np.uint64(0x1FF)
-COPIED = np.uint64(1 << 63)
-COMPRESSED = np.uint64(1 << 62)
-ZERO_FLAG = np.uint64(1)
-LOW32 = np.uint64(0xFFFFFFFF)
 SECTOR = 512
 
 # L2 tables are read in batches of this many bytes, to bound memory.
@@ -206,19 +213,6 @@ def add_references(refs: np.ndarray, indices: np.ndarray, weights: np.ndarray | 
                   else weights.astype(refs.dtype))
 
 
-def decode_refcounts(raw: bytes, refcount_order: int) -> np.ndarray:
-    """Refcount block bytes as an array; sub-byte refcounts are LSB first (RC-1)."""
-    if refcount_order <= 3:
-        data = np.frombuffer(raw, dtype=np.uint8)
-        if refcount_order == 3:
-            return data
-        bits = 1 << refcount_order
-        shifts = (np.arange(8 // bits, dtype=np.uint8) * bits).astype(np.uint8)
-        return ((data[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1).astype(np.uint8)
-    dtype = {4: ">u2", 5: ">u4", 6: ">u8"}[refcount_order]
-    return np.frombuffer(raw, dtype=dtype)
-
-
 STORED_DTYPE = {0: np.uint8, 1: np.uint8, 2: np.uint8, 3: np.uint8, 4: np.uint16,
                 5: np.uint32, 6: np.uint64}
 
@@ -375,17 +369,14 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
 def walk_l2_tables(walk: Walk, tables: np.ndarray, weights: np.ndarray,
                    guest_bases: np.ndarray) -> None:
     """Read the L2 tables in batches and check each batch with whole-array operations."""
-    extended = bool(walk.image.header.is_extended_l2)
     per_batch = max(1, L2_BATCH_BYTES // walk.cluster_size)
     for start in range(0, int(tables.size), per_batch):
         offsets = tables[start:start + per_batch]
-        raw = b"".join(walk.pread(int(offset), walk.cluster_size) for offset in offsets)
         batch = L2Batch(
             offsets=offsets,
             weights=weights[start:start + per_batch].astype(np.uint32),
             guest_bases=guest_bases[start:start + per_batch],
-            entry_bytes=np.frombuffer(raw, dtype=np.uint8).reshape(
-                len(offsets), -1, 16 if extended else 8),
+            entry_bytes=walk.image.read_l2_tables(offsets),
         )
         check_l2_batch(walk, batch)
         if walk.progress is not None:
@@ -408,12 +399,10 @@ class L2Batch:
 
     def descriptors(self) -> np.ndarray:
         """The 64-bit descriptors, native byte order, shape (tables, entries)."""
-        first8 = np.ascontiguousarray(self.entry_bytes[:, :, :8])
-        return first8.view(">u8")[:, :, 0].astype(np.uint64)
+        return l2_descriptors(self.entry_bytes)
 
     def bitmaps(self) -> np.ndarray:
-        last8 = np.ascontiguousarray(self.entry_bytes[:, :, 8:16])
-        return last8.view(">u8")[:, :, 0].astype(np.uint64)
+        return l2_subcluster_bitmaps(self.entry_bytes)
 
     def where(self, table: int, entry: int) -> tuple[int, int]:
         """(table offset, offset of the entry) for a finding."""

@@ -7,6 +7,7 @@ Add a subcommand by adding its module name to COMMANDS.
 COMMANDS = [
     "info",
     "check",
+    "map",
     "report",
     "model",
     "corpus",
