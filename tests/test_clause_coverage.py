@@ -37,8 +37,9 @@ CHECKABLE = [c for c in SPEC if c.enforced_by.startswith("check_")]
 
 # Image-checkable clauses with no targeted corruption, and why.
 EXEMPT: dict[str, str] = {
-    "L2-6": "check_map.allocation compares the derived guest map with qemu-img map; an entry's "
-            "read semantics follow from its bits, so no image can break the clause on its own",
+    "L2-6": "`map` (qcow2harness/map.py) derives the guest map, compared with qemu-img map; "
+            "an entry's read semantics follow from its bits, so no image can break the clause "
+            "on its own",
     "RC-3": "defines what the recount counts; a stored refcount that disagrees with it is "
             "reported as RC-4 (too low) or RC-5 (too high), each with its own corruption",
     "DATA-8": "defines the recount for images with a data file; refcounted guest clusters in "
