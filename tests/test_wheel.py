@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from qcow2harness.checker import check_path
+from qcow2harness.commands.output import versioned
 from qcow2harness.errors import HarnessError
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -144,7 +145,8 @@ def test_check_in_the_venv_matches_this_checkout(venv: dict[str, Any]) -> None:
             exit_codes.add(2)
             continue
         assert proc.returncode == report.exit_code, (image.name, proc.stderr)
-        theirs, ours = json.loads(proc.stdout), json.loads(json.dumps(report.to_json()))
+        theirs = json.loads(proc.stdout)
+        ours = json.loads(json.dumps(versioned("check", report.to_json())))
         for stats in (theirs["stats"], ours["stats"]):
             stats.pop("seconds", None)  # how long the check took
         assert theirs == ours, image.name

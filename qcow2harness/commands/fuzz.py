@@ -24,7 +24,7 @@ from qcow2harness.sharding import add_shard_argument
 
 if TYPE_CHECKING:
     from qcow2harness.fuzz.campaign import CampaignResult, Sample
-    from qcow2harness.fuzz.targets import Finding
+    from qcow2harness.fuzz.targets import Finding, Target
     from qcow2harness.junit import Case, Suite
 
 NAME = "fuzz"
@@ -137,12 +137,26 @@ def live_line(target: str, seconds: float, sample: Sample) -> str:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from qcow2harness.fuzz.targets import get_target, limit_address_space, replay
+    """Replay under the target's address-space bound, lifted again afterwards (an
+    in-process caller, such as a test, must not keep it: its children inherit it)."""
+    import resource
+
+    from qcow2harness.fuzz.targets import get_target, limit_address_space
+
+    target = get_target(args.target, args.reader, args.reader_timeout, args.reader_memory_mb)
+    saved = resource.getrlimit(resource.RLIMIT_AS)
+    limit_address_space(target.bounds.address_space_mb)
+    try:
+        return _replay_bounded(args, target)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, saved)
+
+
+def _replay_bounded(args: argparse.Namespace, target: Target) -> int:
+    from qcow2harness.fuzz.targets import replay
     from qcow2harness.junit import Case, Suite, write_junit
     from qcow2harness.progress import Progress
 
-    target = get_target(args.target, args.reader, args.reader_timeout, args.reader_memory_mb)
-    limit_address_space(target.bounds.address_space_mb)
     count = found = 0
     suite = Suite(f"fuzz {args.target} replay")
     with Progress.for_cli(f"fuzz {args.target} replay") as progress:
