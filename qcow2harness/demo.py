@@ -57,6 +57,26 @@ def broken_images(directory: str, zoned_image: str) -> list[str]:
     return paths
 
 
+def map_text(path: str) -> str:
+    """`qcow2-harness map` in its human form (qemu-img map's table)."""
+    from qcow2harness.map import HUMAN_HEADER, Chain, human_line
+
+    with Chain(path) as chain:
+        rows = [row for extent in chain.extents() if (row := human_line(extent))]
+    return "\n".join([HUMAN_HEADER, *rows])
+
+
+def write_report(path: str) -> str:
+    """Write IMAGE.html beside the image; one line saying where."""
+    from qcow2harness.report_html import build_page
+
+    page, report = build_page(path)
+    html_path = os.path.splitext(path)[0] + ".html"
+    with open(html_path, "w") as stream:
+        stream.write(page)
+    return f"{html_path}  (check exit {report.exit_code})"
+
+
 def run_demo(directory: str) -> Iterator[tuple[str, str]]:
     """Yield (title, text) sections."""
     os.makedirs(directory, exist_ok=True)
@@ -74,6 +94,9 @@ def run_demo(directory: str) -> Iterator[tuple[str, str]]:
         clauses = ", ".join(sorted({f.clause for f in report.violations})) or "-"
         verdicts.append(f"{os.path.basename(path):<52} exit {report.exit_code}  {clauses}")
     yield "check (0 conformant, 2 MUST violated, 3 SHOULD only)", "\n".join(verdicts)
+    yield f"map {os.path.basename(zoned)}", map_text(zoned)
+    yield "HTML reports (qcow2-harness report)", "\n".join(
+        write_report(path) for path in (zoned, paths[-1]))
 
     from qcow2harness.crash.campaign import short_campaign
 
