@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-data", action="store_true",
                         help="read every guest byte of every state through QEMU (no delta "
                         "against the epoch's verified prefix)")
+    parser.add_argument("--repair", default=None, metavar="MODES",
+                        help="recovery paths run on a copy of every crash state and judged "
+                        "(comma-separated: auto, check-r-all, check-r-leaks; or none). Default: "
+                        "auto; with --matrix auto,check-r-all. See crash/repair.py")
     parser.add_argument("--state", help="rebuild one state (an id from a report, or 'base')")
     parser.add_argument("--out", default="crash-state.qcow2", help="where --state writes it")
     parser.add_argument("--workdir", help="keep the capture (base image, log, capture.json) "
@@ -55,6 +59,7 @@ def _options(pairs: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from qcow2harness.crash.campaign import CampaignSpec, rebuild_state, run_campaign, run_matrix
+    from qcow2harness.crash.repair import DEFAULT_REPAIR, MATRIX_REPAIR, parse_modes
     from qcow2harness.crash.workload import named_workloads
 
     if args.list:
@@ -66,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         print("mutants:", ", ".join(m.value for m in Mutant))
         return EXIT_OK
     if args.matrix:
+        repair = MATRIX_REPAIR if args.repair is None else parse_modes(args.repair)
         results = run_matrix(max_states=args.max_states, seed=args.seed, torn=args.torn,
+                             repair=repair,
                              report=None if args.json else lambda r: print(r.summary(),
                                                                            flush=True))
         if args.json:
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
                         max_states=args.max_states, torn=args.torn,
                         options=_options(args.qemu_opt), data=not args.no_data,
                         delta=not args.full_data,
+                        repair=DEFAULT_REPAIR if args.repair is None else parse_modes(args.repair),
                         workdir=os.path.abspath(args.workdir) if args.workdir else None)
     if args.state:
         violations, where = rebuild_state(spec, args.state, args.out)
@@ -87,8 +95,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"state {args.state} written to {args.out}")
             print(f"  {where}")
+            shown = set()
             for violation in violations:
                 print(f"  {violation.prop}: {violation.message}")
+                if violation.prop.startswith("repair/") and violation.reproduce not in shown:
+                    shown.add(violation.reproduce)
+                    print(f"    reproduce: {violation.reproduce}")
             if violations:
                 for line in violations[0].applied:
                     print(f"    applied: {line}")

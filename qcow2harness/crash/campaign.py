@@ -31,6 +31,7 @@ from qcow2harness.errors import UsageError, WriterError
 from .capture import CAPTURE_FILE, Capture, capture_qemu, capture_reference
 from .expect import GuestModel, Ranges
 from .oracle import Problem, QemuReader, check_problems, zoned_problems
+from .repair import DEFAULT_REPAIR, MATRIX_REPAIR, RepairJudge, RepairStats, reproduce_steps
 from .states import CrashState, Epoch, Replayer, enumerate_states, epochs_of, full_replay
 from .workload import Workload, get_workload
 
@@ -50,6 +51,7 @@ class CampaignSpec:
     data: bool = True  # read guest data through QEMU (qemu writer)
     delta: bool = True  # after a verified prefix, read only what a state can change
     workdir: str | None = None
+    repair: tuple[str, ...] = DEFAULT_REPAIR  # recovery paths judged per state (repair.py)
 
     def command(self, state: str | None = None, out: str = "state.qcow2") -> str:
         """The qcow2-harness command line that runs this campaign (or rebuilds one state)."""
@@ -64,11 +66,17 @@ class CampaignSpec:
             argv.append("--full-data")
         if self.workdir:
             argv += ["--workdir", self.workdir]
+        if self.writer == "qemu" and self.repair != DEFAULT_REPAIR:
+            argv += ["--repair", ",".join(self.repair) or "none"]
         if state is None:
             argv += ["--seed", str(self.seed), "--max-states", str(self.max_states)]
         else:
             argv += ["--state", state, "--out", out]
         return shlex.join(argv)
+
+    def reproduce(self, state: str, problem: Problem, out: str = "state.qcow2") -> str:
+        """command(state, out), then the problem's own steps on `out` (a repair's)."""
+        return " ; ".join([self.command(state, out), *reproduce_steps(problem.steps, out)])
 
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options.items()) or "defaults"
@@ -106,6 +114,7 @@ class CampaignResult:
     qemu_reads: int = 0
     raw_fallbacks: int = 0
     not_run: str = ""
+    repair: RepairStats | None = None
 
     @property
     def failing_states(self) -> int:
@@ -130,15 +139,20 @@ class CampaignResult:
             "states_per_second": round(self.states_per_second, 1),
             "qemu_reads": self.qemu_reads, "raw_fallbacks": self.raw_fallbacks,
             "not_run": self.not_run, "command": self.spec.command(),
+            "repair": self.repair.to_json() if self.repair is not None else None,
         }
 
     def summary(self) -> str:
         if self.not_run:
             return f"{self.spec.label()}: not run ({self.not_run})"
         how = "all" if self.exhaustive else f"sampled (seed {self.spec.seed}) from"
+        repaired = ""
+        if self.repair is not None and self.repair.modes:
+            repaired = (f", repair {'+'.join(self.repair.modes)} judged {self.repair.states} "
+                        f"time(s) ({self.repair.clusters_written} cluster writes)")
         return (f"{self.spec.label()}: {self.states_checked} crash states checked ({how} "
                 f"{self.states_possible}), {self.epochs} epochs, {self.log_entries} log entries, "
-                f"{len(self.violations)} violation(s) in {self.failing_states} state(s), "
+                f"{len(self.violations)} violation(s) in {self.failing_states} state(s){repaired}, "
                 f"{self.seconds:.1f} s ({self.states_per_second:.0f} states/s); {self.version}")
 
 
@@ -171,6 +185,9 @@ class Judge:
         self._expectations: dict[int, Any] = {}
         self._prefix_ok: dict[int, Any] = {}  # epoch -> HostMap of its verified prefix
         self.delta_reads = 0
+        self.repair = (RepairJudge(spec.repair, reader, self.base_clauses,
+                                   capture.backing is not None)
+                       if spec.repair and capture.writer == "qemu" else None)
 
     def _starts(self) -> list[int]:
         return [self.capture.first_entry, *self.capture.boundaries[:-1]]
@@ -240,6 +257,9 @@ class Judge:
                 problems += found
         else:
             problems += zoned_problems(path, expected)
+        if self.repair is not None:
+            problems += self.repair.judge(path, expected if isinstance(expected, Ranges)
+                                          else None, problems)
         return problems
 
     def describe_crash_point(self, epoch: Epoch) -> str:
@@ -300,7 +320,7 @@ def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
                   epochs: list[Epoch], states: list[CrashState], work: str,
                   judge: Judge | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  ) -> tuple[list[Violation], int, int]:
+                  ) -> tuple[list[Violation], int, int, RepairStats | None]:
     """Replay and judge a run of states (in one process, with its own working file)."""
     violations: list[Violation] = []
     own = judge is None
@@ -317,15 +337,17 @@ def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
                     violations.append(Violation(
                         state.id, problem.prop, problem.message,
                         judge.describe_crash_point(epoch), judge.describe_applied(state),
-                        spec.command(state.id)))
+                        spec.reproduce(state.id, problem)))
                 if progress is not None and number % 100 == 0:
                     progress(number, len(states))
     finally:
         if own and judge.reader is not None:
             judge.reader.close()
+        if own and judge.repair is not None:
+            judge.repair.close()
     reads = judge.reader.reads if judge.reader is not None else 0
     fallbacks = judge.reader.fallbacks if judge.reader is not None else 0
-    return violations, reads, fallbacks
+    return violations, reads, fallbacks, judge.repair.stats if judge.repair else None
 
 
 def run_campaign(spec: CampaignSpec,
@@ -352,6 +374,7 @@ def run_campaign(spec: CampaignSpec,
         result.states_possible = (len(states) if result.exhaustive else
                                   sum(1 << min(len(e.writes), 62) for e in epochs))
         reader = QemuReader() if spec.writer == "qemu" and spec.data else None
+        judge: Judge | None = None
         try:
             judge = Judge(spec, workload, capture, epochs, reader)
             for problem in judge.base_problems:
@@ -375,14 +398,19 @@ def run_campaign(spec: CampaignSpec,
                 outcomes = [_judge_states(spec, workload, capture, epochs, states,
                                           os.path.join(workdir, "state.qcow2"), judge,
                                           progress)]
-            for violations, reads, fallbacks in outcomes:
+            for violations, reads, fallbacks, repaired in outcomes:
                 result.violations += violations
                 result.qemu_reads += reads
                 result.raw_fallbacks += fallbacks
+                if repaired is not None:
+                    result.repair = result.repair or RepairStats()
+                    result.repair.merge(repaired)
             result.states_checked = len(states)
         finally:
             if reader is not None:
                 reader.close()
+            if judge is not None and judge.repair is not None:
+                judge.repair.close()
     result.seconds = time.perf_counter() - started
     return result
 
@@ -397,6 +425,7 @@ def rebuild_state(spec: CampaignSpec, state_id: str, out: str) -> tuple[list[Vio
                    else _capture(spec, workload, workdir))
         epochs = epochs_of(capture.entries, capture.first_entry)
         reader = QemuReader() if spec.writer == "qemu" and spec.data else None
+        judge: Judge | None = None
         try:
             judge = Judge(spec, workload, capture, epochs, reader)
             if state_id == "base":
@@ -419,8 +448,10 @@ def rebuild_state(spec: CampaignSpec, state_id: str, out: str) -> tuple[list[Vio
         finally:
             if reader is not None:
                 reader.close()
-    return ([Violation(state.id, p.prop, p.message, where, applied, spec.command(state.id, out))
-             for p in problems], where)
+            if judge is not None and judge.repair is not None:
+                judge.repair.close()
+    return ([Violation(state.id, p.prop, p.message, where, applied,
+                       spec.reproduce(state.id, p, out)) for p in problems], where)
 
 
 class _workdir:
@@ -454,6 +485,10 @@ MATRIX: list[dict[str, str]] = [
     {"cluster_size": "2M"},
     {"lazy_refcounts": "on"},
     {"lazy_refcounts": "on", "cluster_size": "4096"},
+    {"lazy_refcounts": "on", "cluster_size": "512"},
+    {"refcount_bits": "1"},
+    {"refcount_bits": "64"},
+    {"lazy_refcounts": "on", "refcount_bits": "1"},
     {"extended_l2": "on"},
     {"extended_l2": "on", "cluster_size": "16384"},
     {"cache": "none"},
@@ -468,8 +503,10 @@ EXPECTED_TO_FAIL = {"cache=unsafe": "cache=unsafe ignores guest flushes by desig
 
 def run_matrix(workloads: list[str] | None = None, max_states: int = DEFAULT_MAX_STATES,
                seed: int = 0, torn: bool = False,
-               report: Callable[[CampaignResult], None] | None = None) -> list[CampaignResult]:
-    """The QEMU campaign across MATRIX for every named QEMU workload."""
+               report: Callable[[CampaignResult], None] | None = None,
+               repair: tuple[str, ...] = MATRIX_REPAIR) -> list[CampaignResult]:
+    """The QEMU campaign across MATRIX for every named QEMU workload (each state also
+    repaired by every path in `repair`)."""
     from .workload import named_workloads
 
     names = workloads or sorted(named_workloads("qemu"))
@@ -479,7 +516,7 @@ def run_matrix(workloads: list[str] | None = None, max_states: int = DEFAULT_MAX
             # The control row fails nearly every state; a small sample shows it.
             bound = min(max_states, 200) if options.get("cache") == "unsafe" else max_states
             spec = CampaignSpec("qemu", name, seed=seed, max_states=bound, torn=torn,
-                                options=dict(options))
+                                options=dict(options), repair=repair)
             try:
                 result = run_campaign(spec)
             except WriterError as error:
