@@ -18,7 +18,8 @@ SHOWN = 20  # violations printed in full; --json has them all
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--writer", choices=["qemu", "reference"], default="qemu")
     parser.add_argument("--workload", default=None,
-                        help="a named workload (see --list) or a JSON file")
+                        help="a named workload (see --list) or a JSON file; with --matrix, "
+                        "a comma-separated list of named workloads (default: all)")
     parser.add_argument("--mutant", action="append", default=[],
                         help="reference writer mutant (repeatable)")
     parser.add_argument("--qemu-opt", action="append", default=[], metavar="K=V",
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.matrix:
         repair = MATRIX_REPAIR if args.repair is None else parse_modes(args.repair)
-        results = run_matrix(max_states=args.max_states, seed=args.seed, torn=args.torn,
+        names = args.workload.split(",") if args.workload else None
+        results = run_matrix(names, max_states=args.max_states, seed=args.seed, torn=args.torn,
                              repair=repair,
                              report=None if args.json else lambda r: print(r.summary(),
                                                                            flush=True))
