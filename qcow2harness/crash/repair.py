@@ -28,6 +28,9 @@ The repaired copy (the state image itself is never modified) must then pass:
    runs again. A write or read error, a pattern mismatch, or a check finding the image
    did not have before the writes is a finding.
 
+A recovery path that fails (QEMU cannot open the state read-write, or `qemu-img
+check -r` exits non-zero: it says itself that the image is still broken) is the
+finding for that copy, which is judged no further.
 When the recovery path left the file byte-identical (auto on a clean image), steps 1
 and 2 would repeat the crash oracle's verdict and are skipped; step 3 always runs.
 A finding carries the shell steps that reproduce it on the file `--state ID --out`
