@@ -31,8 +31,9 @@ The repaired copy (the state image itself is never modified) must then pass:
 A recovery path that fails (QEMU cannot open the state read-write, or `qemu-img
 check -r` exits non-zero: it says itself that the image is still broken) is the
 finding for that copy, which is judged no further.
-When the recovery path left the file byte-identical (auto on a clean image), steps 1
-and 2 would repeat the crash oracle's verdict and are skipped; step 3 always runs.
+When the recovery path left the file byte-identical (auto on a clean image), step 2
+and the findings of step 1 the crash oracle reported already are not repeated; step 3
+always runs.
 A finding carries the shell steps that reproduce it on the file `--state ID --out`
 wrote (@IMAGE@ in Problem.steps).
 """
@@ -157,10 +158,9 @@ class RepairJudge:
         (`before`: the crash oracle's problems of the state itself)."""
         copy = copy or path + ".repaired"
         problems: list[Problem] = []
-        data_lost = any(p.prop == "data" for p in before)
         try:
             for mode in self.modes:
-                found = self._judge_mode(mode, path, copy, expected, data_lost)
+                found = self._judge_mode(mode, path, copy, expected, before)
                 self.stats.states += 1
                 if found:
                     self.stats.by_mode[mode] = self.stats.by_mode.get(mode, 0) + 1
@@ -171,7 +171,7 @@ class RepairJudge:
         return problems
 
     def _judge_mode(self, mode: str, path: str, copy: str, expected: Ranges | None,
-                    data_lost: bool) -> list[Problem]:
+                    before: list[Problem]) -> list[Problem]:
         copy_image(path, copy)
         steps = [shlex.join(repair_command(mode))]
         problems = self._repair(mode, copy, steps)
@@ -181,9 +181,13 @@ class RepairJudge:
         self.stats.changed += changed
         found, clauses = self._check(mode, copy, "after the recovery path")
         after = [shlex.join(["qcow2-harness", "check", IMAGE])]
+        # Unchanged bytes: only what the crash oracle allowed but a repair must fix
+        # (leaks after -r all, a dirty bit left) is new; the rest is reported already.
+        reported = set() if changed else {p.prop for p in before}
+        problems += [Problem(f"repair/{mode}/{p.prop}", p.message, (*steps, *after))
+                     for p in found if p.prop not in reported]
+        data_lost = any(p.prop == "data" for p in before)
         if changed:
-            problems += [Problem(f"repair/{mode}/{p.prop}", p.message, (*steps, *after))
-                         for p in found]
             if expected is not None and self.reader is not None and not data_lost:
                 for problem in self.reader.verify(copy, expected, has_backing=self.has_backing):
                     problems.append(Problem(
