@@ -10,6 +10,7 @@ import hashlib
 import pathlib
 import shlex
 import subprocess
+import sys
 
 import pytest
 from poke import poke_file
@@ -308,3 +309,20 @@ def test_qemu_check_r_all_repairs_leaks_past_eof(qemu_tools: None,
     qemu.run("qemu-img", "check", "-r", "all", str(image))
     problems, report = check_problems(str(image))
     assert not any(f.clause == "RC-5" for f in report.findings)
+
+
+@pytest.mark.qemu
+def test_cli_repair_flag_and_state_rebuild(qemu_tools: None, tmp_path: pathlib.Path) -> None:
+    """`--state ID --out F --repair MODE` leaves F unrepaired and judges a copy."""
+    cli = pathlib.Path(sys.executable).with_name("qcow2-harness")
+    if not cli.exists():
+        pytest.skip("console script not installed")
+    out = tmp_path / "s.qcow2"
+    bad = subprocess.run([str(cli), "crash", "--repair", "auto,fix-it"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 1 and "fix-it" in bad.stderr
+    ok = subprocess.run([str(cli), "crash", "--workload", "allocation", "--qemu-opt",
+                         "cluster_size=4096", "--repair", "check-r-all", "--state", "3:0",
+                         "--out", str(out), "--json"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert out.exists() and not pathlib.Path(f"{out}.repaired").exists()
