@@ -89,6 +89,11 @@ def repair_command(mode: str, image: str = IMAGE) -> list[str]:
     return ["qemu-img", "check", "-r", mode.removeprefix("check-r-"), "-f", "qcow2", image]
 
 
+def _label(mode: str) -> str:
+    """The recovery path's command without its image, for messages."""
+    return "`" + " ".join(repair_command(mode)[:-1]) + "`"
+
+
 def copy_image(source: str, target: str) -> None:
     """A copy of `source` at `target`: a reflink where the file system has them."""
     with open(source, "rb") as src, open(target, "wb") as dst:
@@ -191,7 +196,7 @@ class RepairJudge:
             if expected is not None and self.reader is not None and not data_lost:
                 for problem in self.reader.verify(copy, expected, has_backing=self.has_backing):
                     problems.append(Problem(
-                        f"repair/{mode}/data", f"after {steps[0]}: {problem.message}",
+                        f"repair/{mode}/data", f"after {_label(mode)}: {problem.message}",
                         (*steps, *after)))
         problems += self._write_every_cluster(mode, copy, clauses, steps)
         return problems
@@ -272,7 +277,7 @@ class RepairJudge:
             failure = self._run_in_process(copy, commands, writes, reads)
         if failure:
             script = _qemu_io_script(commands)
-            return [Problem(prop, f"after {steps[0]}: {failure}", (*steps, script))]
+            return [Problem(prop, f"after {_label(mode)}: {failure}", (*steps, script))]
         found, _ = self._check(mode, copy, f"after {len(writes)} guest writes into the "
                                "repaired image")
         new = [p for p in found if p.prop not in clauses_before]
