@@ -4,6 +4,8 @@ Never a timed assertion in a test: the figures land in bench/results.md (and
 bench/results.json) with the machine and QEMU version they were taken on.
 
   python bench/run.py [--out bench/results.md] [--only NAME] [--sizes 64G,256G,1T]
+
+With --only, the other sections keep their figures from the last bench/results.json.
 """
 
 from __future__ import annotations
@@ -222,10 +224,17 @@ def main() -> int:
     os.makedirs(args.workdir, exist_ok=True)
     sizes = args.sizes.split(",")
     results = {}
+    kept = os.path.splitext(args.out)[0] + ".json"
+    if args.only and os.path.exists(kept):
+        # --only reruns some sections; the others keep their figures from the last run.
+        with open(kept) as stream:
+            results = json.load(stream).get("results", {})
     for name in args.only or BENCHMARKS:
         print(f"bench: {name} ...", flush=True)
         results[name] = BENCHMARKS[name](sizes, args.workdir)
     env = environment()
+    if args.only:
+        env["sections measured in this run"] = ", ".join(args.only)
     with open(args.out, "w") as out:
         out.write(render(env, results))
     with open(os.path.splitext(args.out)[0] + ".json", "w") as out:

@@ -157,6 +157,14 @@ def _merge_campaign(key: str, results: list[tuple[str, Result]]) -> tuple[Result
     for name in CRASH_SUMMED:
         merged[name] = sum(int(r.get(name, 0)) for r in shards)
     merged["violations"] = [v for r in shards for v in r["violations"]]
+    repaired = [r["repair"] for r in shards if r.get("repair")]
+    if repaired:
+        from qcow2harness.crash.repair import RepairStats
+
+        stats = RepairStats()
+        for part in repaired:
+            stats.merge(RepairStats.from_json(part))
+        merged["repair"] = stats.to_json()
     merged["failing_states"] = len({v["state"] for v in merged["violations"]})
     merged["seconds"] = round(sum(float(r.get("seconds", 0)) for r in shards), 3)
     merged["wall_seconds"] = round(max(float(r.get("seconds", 0)) for r in shards), 3)

@@ -318,7 +318,8 @@ def test_crash_matrix_json_and_junit(tmp_path: pathlib.Path,
     from qcow2harness.crash.shard import matrix_shard_fields
     from qcow2harness.sharding import WHOLE
 
-    def fake_matrix(report: Any = None, **_: Any) -> list[campaign.CampaignResult]:
+    def fake_matrix(workloads: Any = None, report: Any = None,
+                    **_: Any) -> list[campaign.CampaignResult]:
         results = []
         rows = (((), {}), (("wp-before-data",), {"cache": "unsafe"}))
         for number, (mutants, options) in enumerate(rows):

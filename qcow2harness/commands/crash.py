@@ -25,7 +25,8 @@ JUNIT_SHOWN = 50  # violations written out in full per JUnit testcase
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--writer", choices=["qemu", "reference"], default="qemu")
     parser.add_argument("--workload", default=None,
-                        help="a named workload (see --list) or a JSON file")
+                        help="a named workload (see --list) or a JSON file; with --matrix, "
+                        "a comma-separated list of named workloads (default: all)")
     parser.add_argument("--mutant", action="append", default=[],
                         help="reference writer mutant (repeatable)")
     parser.add_argument("--qemu-opt", action="append", default=[], metavar="K=V",
@@ -39,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-data", action="store_true",
                         help="read every guest byte of every state through QEMU (no delta "
                         "against the epoch's verified prefix)")
+    parser.add_argument("--repair", default=None, metavar="MODES",
+                        help="recovery paths run on a copy of every crash state and judged "
+                        "(comma-separated: auto, check-r-all, check-r-leaks; or none). Default: "
+                        "auto; with --matrix auto,check-r-all. See crash/repair.py")
     parser.add_argument("--state", help="rebuild one state (an id from a report, or 'base')")
     parser.add_argument("--out", default="crash-state.qcow2", help="where --state writes it")
     parser.add_argument("--workdir", help="keep the capture (base image, log, capture.json) "
@@ -137,6 +142,7 @@ def junit_suite(result: CampaignResult, expected: str | None = None) -> Suite:
 
 def run(args: argparse.Namespace) -> int:
     from qcow2harness.crash.campaign import CampaignSpec, rebuild_state, run_campaign, run_matrix
+    from qcow2harness.crash.repair import DEFAULT_REPAIR, MATRIX_REPAIR, parse_modes
     from qcow2harness.crash.workload import named_workloads
 
     if args.list:
@@ -157,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     if args.matrix:
         from qcow2harness.crash.shard import counts_against
 
+        repair = MATRIX_REPAIR if args.repair is None else parse_modes(args.repair)
+        names = args.workload.split(",") if args.workload else None
         finished: list[CampaignResult] = []
 
         def matrix_report(result: CampaignResult) -> None:
@@ -166,8 +174,9 @@ def run(args: argparse.Namespace) -> int:
             progress.count(len(finished), None, "campaigns")
 
         with progress:
-            results = run_matrix(max_states=args.max_states, seed=args.seed, torn=args.torn,
-                                 report=matrix_report, shard=args.shard, jobs=args.jobs)
+            results = run_matrix(names, max_states=args.max_states, seed=args.seed,
+                                 torn=args.torn, report=matrix_report, shard=args.shard,
+                                 jobs=args.jobs, repair=repair)
         if args.junit:
             from qcow2harness.junit import write_junit
 
@@ -183,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
                         max_states=args.max_states, torn=args.torn,
                         options=_options(args.qemu_opt), data=not args.no_data,
                         delta=not args.full_data,
+                        repair=DEFAULT_REPAIR if args.repair is None else parse_modes(args.repair),
                         workdir=os.path.abspath(args.workdir) if args.workdir else None,
                         reuse_capture=args.reuse_capture)
     if args.capture_only:
@@ -207,8 +217,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"state {args.state} written to {args.out}")
             print(f"  {where}")
+            shown = set()
             for violation in violations:
                 print(f"  {violation.prop}: {violation.message}")
+                if violation.prop.startswith("repair/") and violation.reproduce not in shown:
+                    shown.add(violation.reproduce)
+                    print(f"    reproduce: {violation.reproduce}")
             if violations:
                 for line in violations[0].applied:
                     print(f"    applied: {line}")

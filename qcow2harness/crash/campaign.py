@@ -33,6 +33,7 @@ from qcow2harness.sharding import WHOLE, Shard
 from .capture import CAPTURE_FILE, Capture, capture_qemu, capture_reference
 from .expect import GuestModel, Ranges
 from .oracle import Problem, QemuReader, check_problems, zoned_problems
+from .repair import DEFAULT_REPAIR, MATRIX_REPAIR, RepairJudge, RepairStats, reproduce_steps
 from .shard import capture_digest, load_kept_capture, shard_states
 from .states import CrashState, Epoch, Replayer, enumerate_states, epochs_of, full_replay
 from .workload import Workload, get_workload
@@ -54,6 +55,7 @@ class CampaignSpec:
     delta: bool = True  # after a verified prefix, read only what a state can change
     workdir: str | None = None
     reuse_capture: bool = False  # judge the capture kept in workdir (shards share one log)
+    repair: tuple[str, ...] = DEFAULT_REPAIR  # recovery paths judged per state (repair.py)
 
     def command(self, state: str | None = None, out: str = "state.qcow2") -> str:
         """The qcow2-harness command line that runs this campaign (or rebuilds one state)."""
@@ -70,11 +72,17 @@ class CampaignSpec:
             argv += ["--workdir", self.workdir]
         if self.reuse_capture and state is None:
             argv.append("--reuse-capture")
+        if self.writer == "qemu" and self.repair != DEFAULT_REPAIR:
+            argv += ["--repair", ",".join(self.repair) or "none"]
         if state is None:
             argv += ["--seed", str(self.seed), "--max-states", str(self.max_states)]
         else:
             argv += ["--state", state, "--out", out]
         return shlex.join(argv)
+
+    def reproduce(self, state: str, problem: Problem, out: str = "state.qcow2") -> str:
+        """command(state, out), then the problem's own steps on `out` (a repair's)."""
+        return " ; ".join([self.command(state, out), *reproduce_steps(problem.steps, out)])
 
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options.items()) or "defaults"
@@ -113,6 +121,7 @@ class CampaignResult:
     raw_fallbacks: int = 0
     not_run: str = ""
     sharding: dict[str, Any] = field(default_factory=dict)  # shard.py: part, digests
+    repair: RepairStats | None = None
 
     @property
     def failing_states(self) -> int:
@@ -137,6 +146,7 @@ class CampaignResult:
             "states_per_second": round(self.states_per_second, 1),
             "qemu_reads": self.qemu_reads, "raw_fallbacks": self.raw_fallbacks,
             "not_run": self.not_run, "command": self.spec.command(),
+            "repair": self.repair.to_json() if self.repair is not None else None,
             **self.sharding,
         }
 
@@ -144,9 +154,13 @@ class CampaignResult:
         if self.not_run:
             return f"{self.spec.label()}: not run ({self.not_run})"
         how = "all" if self.exhaustive else f"sampled (seed {self.spec.seed}) from"
+        repaired = ""
+        if self.repair is not None and self.repair.modes:
+            repaired = (f", repair {'+'.join(self.repair.modes)} judged {self.repair.states} "
+                        f"time(s) ({self.repair.clusters_written} cluster writes)")
         return (f"{self.spec.label()}: {self.states_checked} crash states checked ({how} "
                 f"{self.states_possible}), {self.epochs} epochs, {self.log_entries} log entries, "
-                f"{len(self.violations)} violation(s) in {self.failing_states} state(s), "
+                f"{len(self.violations)} violation(s) in {self.failing_states} state(s){repaired}, "
                 f"{self.seconds:.1f} s ({self.states_per_second:.0f} states/s); {self.version}")
 
 
@@ -179,6 +193,9 @@ class Judge:
         self._expectations: dict[int, Any] = {}
         self._prefix_ok: dict[int, Any] = {}  # epoch -> HostMap of its verified prefix
         self.delta_reads = 0
+        self.repair = (RepairJudge(spec.repair, reader, self.base_clauses,
+                                   capture.backing is not None)
+                       if spec.repair and capture.writer == "qemu" else None)
 
     def _starts(self) -> list[int]:
         return [self.capture.first_entry, *self.capture.boundaries[:-1]]
@@ -224,10 +241,12 @@ class Judge:
         return model.crash()
 
     def judge(self, path: str, epoch: Epoch, state: CrashState | None = None,
-              changed: list[tuple[int, int]] | None = None) -> list[Problem]:
+              changed: list[tuple[int, int]] | None = None, repair: bool = True,
+              ) -> list[Problem]:
         """Problems of the state in `path`. With `state` and the host ranges it `changed`
         since its epoch's prefix, QEMU reads only what those ranges can affect, provided
-        the prefix was read in full and found right (see delta.py)."""
+        the prefix was read in full and found right (see delta.py). `repair=False` skips
+        the recovery paths (a shard's warm-up state, judged only to seed the delta)."""
         problems, _ = check_problems(path, self.base_clauses)
         expected = self.expectation(epoch)
         if isinstance(expected, Ranges):
@@ -248,6 +267,9 @@ class Judge:
                 problems += found
         else:
             problems += zoned_problems(path, expected)
+        if self.repair is not None and repair:
+            problems += self.repair.judge(path, expected if isinstance(expected, Ranges)
+                                          else None, problems)
         return problems
 
     def describe_crash_point(self, epoch: Epoch) -> str:
@@ -308,8 +330,10 @@ def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
                   epochs: list[Epoch], states: list[CrashState], work: str,
                   judge: Judge | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  ) -> tuple[list[Violation], int, int]:
-    """Replay and judge a run of states (in one process, with its own working file)."""
+                  warmups: frozenset[str] = frozenset(),
+                  ) -> tuple[list[Violation], int, int, RepairStats | None]:
+    """Replay and judge a run of states (in one process, with its own working file);
+    `warmups` are judged without repair, their problems dropped (shard.py)."""
     violations: list[Violation] = []
     own = judge is None
     if judge is None:
@@ -321,19 +345,25 @@ def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
             for number, state in enumerate(states):
                 path = replayer.goto(state)
                 epoch = epochs[state.epoch]
-                for problem in judge.judge(path, epoch, state, replayer.changed()):
+                warmup = state.id in warmups
+                for problem in judge.judge(path, epoch, state, replayer.changed(),
+                                           repair=not warmup):
+                    if warmup:
+                        continue
                     violations.append(Violation(
                         state.id, problem.prop, problem.message,
                         judge.describe_crash_point(epoch), judge.describe_applied(state),
-                        spec.command(state.id)))
+                        spec.reproduce(state.id, problem)))
                 if progress is not None:
                     progress(number + 1, len(states))
     finally:
         if own and judge.reader is not None:
             judge.reader.close()
+        if own and judge.repair is not None:
+            judge.repair.close()
     reads = judge.reader.reads if judge.reader is not None else 0
     fallbacks = judge.reader.fallbacks if judge.reader is not None else 0
-    return violations, reads, fallbacks
+    return violations, reads, fallbacks, judge.repair.stats if judge.repair else None
 
 
 _progress_slots: Any = None  # a worker process's view of the shared per-worker counters
@@ -378,6 +408,7 @@ def run_campaign(spec: CampaignSpec,
         part = "" if shard.whole else f"-shard{shard.index}"  # shards may share a workdir
         result.sharding["capture_digest"] = capture_digest(capture)
         reader = QemuReader() if spec.writer == "qemu" and spec.data else None
+        judge: Judge | None = None
         try:
             judge = Judge(spec, workload, capture, epochs, reader)
             for problem in judge.base_problems if shard.index == 0 else []:
@@ -397,7 +428,8 @@ def run_campaign(spec: CampaignSpec,
                     pending = pool.starmap_async(_judge_states, [
                         (spec, workload, capture, epochs, chunk,
                          os.path.join(workdir, f"state{part}-{n}.qcow2"), None,
-                         functools.partial(_shared_progress, n) if progress else None)
+                         functools.partial(_shared_progress, n) if progress else None,
+                         frozenset(warmups))
                         for n, chunk in enumerate(chunks)])
                     while progress is not None:  # the last call sees every state judged
                         pending.wait(0.1)
@@ -408,15 +440,20 @@ def run_campaign(spec: CampaignSpec,
             else:
                 outcomes = [_judge_states(spec, workload, capture, epochs, states,
                                           os.path.join(workdir, f"state{part}.qcow2"), judge,
-                                          progress)]
-            for violations, reads, fallbacks in outcomes:
-                result.violations += [v for v in violations if v.state not in warmups]
+                                          progress, frozenset(warmups))]
+            for violations, reads, fallbacks, repaired in outcomes:
+                result.violations += violations
                 result.qemu_reads += reads
                 result.raw_fallbacks += fallbacks
+                if repaired is not None:
+                    result.repair = result.repair or RepairStats()
+                    result.repair.merge(repaired)
             result.states_checked = len(states) - len(warmups)
         finally:
             if reader is not None:
                 reader.close()
+            if judge is not None and judge.repair is not None:
+                judge.repair.close()
     result.seconds = time.perf_counter() - started
     return result
 
@@ -431,6 +468,7 @@ def rebuild_state(spec: CampaignSpec, state_id: str, out: str) -> tuple[list[Vio
                    else _capture(spec, workload, workdir))
         epochs = epochs_of(capture.entries, capture.first_entry)
         reader = QemuReader() if spec.writer == "qemu" and spec.data else None
+        judge: Judge | None = None
         try:
             judge = Judge(spec, workload, capture, epochs, reader)
             if state_id == "base":
@@ -453,8 +491,10 @@ def rebuild_state(spec: CampaignSpec, state_id: str, out: str) -> tuple[list[Vio
         finally:
             if reader is not None:
                 reader.close()
-    return ([Violation(state.id, p.prop, p.message, where, applied, spec.command(state.id, out))
-             for p in problems], where)
+            if judge is not None and judge.repair is not None:
+                judge.repair.close()
+    return ([Violation(state.id, p.prop, p.message, where, applied,
+                       spec.reproduce(state.id, p, out)) for p in problems], where)
 
 
 class _workdir:
@@ -488,6 +528,10 @@ MATRIX: list[dict[str, str]] = [
     {"cluster_size": "2M"},
     {"lazy_refcounts": "on"},
     {"lazy_refcounts": "on", "cluster_size": "4096"},
+    {"lazy_refcounts": "on", "cluster_size": "512"},
+    {"refcount_bits": "1"},
+    {"refcount_bits": "64"},
+    {"lazy_refcounts": "on", "refcount_bits": "1"},
     {"extended_l2": "on"},
     {"extended_l2": "on", "cluster_size": "16384"},
     {"cache": "none"},
@@ -503,9 +547,11 @@ EXPECTED_TO_FAIL = {"cache=unsafe": "cache=unsafe ignores guest flushes by desig
 def run_matrix(workloads: list[str] | None = None, max_states: int = DEFAULT_MAX_STATES,
                seed: int = 0, torn: bool = False,
                report: Callable[[CampaignResult], None] | None = None,
-               shard: Shard = WHOLE, jobs: int = 0) -> list[CampaignResult]:
-    """The QEMU campaign across MATRIX for every named QEMU workload (with `shard`, the
-    campaigns k with k mod N = I: shard.py)."""
+               shard: Shard = WHOLE, jobs: int = 0,
+               repair: tuple[str, ...] = MATRIX_REPAIR) -> list[CampaignResult]:
+    """The QEMU campaign across MATRIX for every named QEMU workload, each state also
+    repaired by every path in `repair` (with `shard`, the campaigns k with k mod N = I:
+    shard.py)."""
     from .shard import matrix_shard_fields
     from .workload import named_workloads
 
@@ -518,7 +564,7 @@ def run_matrix(workloads: list[str] | None = None, max_states: int = DEFAULT_MAX
         # The control row fails nearly every state; a small sample shows it.
         bound = min(max_states, 200) if options.get("cache") == "unsafe" else max_states
         spec = CampaignSpec("qemu", name, seed=seed, max_states=bound, torn=torn,
-                            options=dict(options))
+                            options=dict(options), repair=repair)
         try:
             result = run_campaign(spec, jobs=jobs)
         except WriterError as error:

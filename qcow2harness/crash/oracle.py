@@ -58,6 +58,7 @@ SPLIT_BUDGET = 128  # halvings per range before falling back to a raw conversion
 class Problem:
     prop: str  # a clause id, or "data" / "open" / "model"
     message: str
+    steps: tuple[str, ...] = ()  # shell steps after rebuilding the state (see repair.py)
 
 
 def check_problems(path: str, base_clauses: set[str] | None = None) -> tuple[list[Problem],

@@ -131,9 +131,9 @@ def test_delta_reads_find_what_full_reads_find(qemu_tools: None, tmp_path: Path)
     found = {}
     reads = {}
     for delta in (True, False):
-        spec = CampaignSpec("qemu", "discard", delta=delta)
-        violations, reads[delta], _ = _judge_states(spec, workload, capture, epochs, states,
-                                                    str(tmp_path / f"s{delta}.qcow2"))
+        spec = CampaignSpec("qemu", "discard", delta=delta, repair=())
+        violations, reads[delta], _, _ = _judge_states(spec, workload, capture, epochs,
+                                                       states, str(tmp_path / f"s{delta}.qcow2"))
         found[delta] = {(v.state, v.prop, v.message) for v in violations}
     assert found[True] == found[False]
     assert reads[True] < reads[False]
