@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from qcow2harness.fuzz.targets import parsed_image
 from qcow2harness.properties.corruptions import (
     BITMAPS_EXTENSION_FIELDS,
     HEADER_FIELDS,
@@ -84,10 +85,12 @@ def _u64_fields(image: Image, offset: int, count: int, role: str) -> list[Field]
 
 def layout_of(data: bytes) -> Layout | None:
     """The mutable fields of `data`, or None when not even the header parses."""
-    try:
-        image = Image.from_bytes(data)
-    except HarnessError:
-        return None
+    image = parsed_image(data)  # the unit the check target has just run, usually
+    if image is None:
+        try:
+            image = Image.from_bytes(data)
+        except HarnessError:
+            return None
     header = image.header
     version = int(header.version)
     fields = [Field(off, width, f"header:{name}") for name, (off, width) in HEADER_FIELDS.items()

@@ -224,12 +224,25 @@ def replay(target: Target, paths: Iterable[str],
 # ---------------------------------------------------------------------------
 
 
+# The last input `check` parsed, and its image. libFuzzer mutates the unit it has just
+# run (up to -mutate_depth times in a row), so the structure-aware mutator reads that
+# unit's layout from this parse instead of parsing the same bytes again.
+_last_parsed: list[Any] = [b"", None]
+
+
+def parsed_image(data: bytes) -> Any:
+    """The Image `run_check` built for exactly these bytes, if it was the last input."""
+    return _last_parsed[1] if _last_parsed[1] is not None and _last_parsed[0] == data else None
+
+
 def run_check(data: bytes) -> None:
     """Parse and check; render the report as the CLI would. Only HarnessError may escape."""
     from qcow2harness.checker import check_image
     from qcow2harness.image import Image
 
+    _last_parsed[1] = None
     image = Image.from_bytes(data)
+    _last_parsed[:] = [data, image]
     report = check_image(image)
     report.to_json()
     for finding in report.findings:

@@ -309,10 +309,12 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
         walk.cluster_size)
     sources = list(sources)
     # Entry i of the concatenation belongs to the source n with starts[n] <= i < starts[n+1].
-    sizes = np.array([source.entries.size for source in sources], dtype=np.intp)
-    starts = np.zeros(len(sources) + 1, dtype=np.intp)
-    np.cumsum(sizes, out=starts[1:])
-    all_entries = (np.concatenate([source.entries for source in sources]) if sources
+    sizes = [int(source.entries.size) for source in sources]
+    starts = [0]
+    for size in sizes:
+        starts.append(starts[-1] + size)
+    all_entries = (sources[0].entries if len(sources) == 1
+                   else np.concatenate([source.entries for source in sources]) if sources
                    else np.zeros(0, dtype=np.uint64))
     reserved = (all_entries & L1_RESERVED) != 0
     all_offsets = all_entries & OFFSET_MASK
@@ -337,8 +339,6 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
         if source.active:
             index = np.nonzero(good[starts[number]:starts[number + 1]])[0]
             active = (index, all_offsets[starts[number] + index], source.entries[index])
-    snapshot = np.repeat(np.array([not source.active for source in sources], dtype=bool),
-                         sizes) & good
     tables, weights = np.unique(all_offsets[good], return_counts=True)
     walk.claim_clusters(tables >> np.uint64(walk.cluster_bits), Role.L2,
                         weights.astype(np.uint32), what="L2 table")
@@ -367,11 +367,16 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
                 f"{int(stored[int(offsets[i]) >> walk.cluster_bits])}",
                 ofs_l1 + 8 * int(index[i])))
         # L1-4, one finding per snapshot table, in table order.
-        where = np.nonzero(snapshot)[0]
-        stale = where[((all_entries[where] & COPIED) != 0)
-                      != stored_is_one(all_offsets[where])]
+        if any(not source.active and source.entries.size for source in sources):
+            snapshot = np.repeat(np.array([not source.active for source in sources],
+                                          dtype=bool), sizes) & good
+            where = np.nonzero(snapshot)[0]
+            stale = where[((all_entries[where] & COPIED) != 0)
+                          != stored_is_one(all_offsets[where])]
+        else:
+            stale = np.zeros(0, dtype=np.intp)
         if stale.size:
-            owner = np.searchsorted(starts, stale, side="right") - 1
+            owner = np.searchsorted(np.array(starts), stale, side="right") - 1
             tables_hit, first, counts = np.unique(owner, return_index=True,
                                                   return_counts=True)
             for owned, position, count in zip(tables_hit, first, counts, strict=True):
