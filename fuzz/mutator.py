@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from qcow2harness.fuzz.targets import parsed_image
 from qcow2harness.properties.corruptions import (
     BITMAPS_EXTENSION_FIELDS,
@@ -143,13 +144,12 @@ def _add_tables(image: Image, fields: list[Field], structures: list[int],
     def l1_and_l2() -> None:
         entries = image.l1_entries()
         fields.extend(_u64_fields(image, l1_offset, len(entries), "l1"))
-        tables = 0
-        for entry in entries[:MAX_TABLE_ENTRIES]:
-            l2 = int(entry) & OFFSET_MASK
-            if l2 and l2 + cluster_size <= image.file_size and tables < MAX_L2_TABLES:
-                structures.append(l2)
-                fields.extend(_u64_fields(image, l2, cluster_size // 8, "l2"))
-                tables += 1
+        # The first MAX_L2_TABLES entries pointing at an L2 table inside the file.
+        l2s = entries[:MAX_TABLE_ENTRIES] & np.uint64(OFFSET_MASK)
+        inside = (l2s != 0) & (l2s <= np.uint64(max(image.file_size - cluster_size, 0)))
+        for l2 in l2s[np.nonzero(inside)[0][:MAX_L2_TABLES]].tolist():
+            structures.append(l2)
+            fields.extend(_u64_fields(image, l2, cluster_size // 8, "l2"))
 
     def refcounts() -> None:
         entries = image.refcount_table_entries()

@@ -128,9 +128,20 @@ class Walk:
             last = self.num_clusters - 1
             if first > last:
                 return
+        code = int(role)  # numpy compares an IntEnum member several times slower than an int
+        if first == last:
+            # One cluster (headers, L1 tables, refcount blocks): the same steps on scalars.
+            self.refs[first] += weight
+            held = int(self.roles[first])
+            if held == NO_ROLE:
+                self.roles[first] = code
+            elif held != code:
+                self.out.add("OVL-1", f"{name} at {offset:#x} overlaps "
+                             f"{ROLE_NAMES[Role(held)]} in cluster {first}",
+                             first << self.cluster_bits)
+            return
         self.refs[first:last + 1] += weight
         current = self.roles[first:last + 1]
-        code = int(role)  # numpy compares an IntEnum member several times slower than an int
         clash = (current != NO_ROLE) & (current != code)
         if clash.any():
             index = first + int(np.argmax(clash))
