@@ -161,9 +161,12 @@ def bench_fuzz(_sizes: list[str], workdir: str) -> dict[str, Any]:
             row["met"] = "yes" if row["exec_per_cpu_s"] >= TARGET_PER_CORE else "no"
     notes = [
         "exec/s per CPU-second of the one process (worker start-up and seed loading "
-        "included for the worker rows), so other load on the machine does not lower it; "
-        "check target on corpus/seeds; comparison tracing (atheris dataflow) off, as in "
-        "campaigns. Target: 2,000 exec/s per core. See fuzz/RESULTS.md for why it is not met.",
+        "included in exec_per_cpu_s; steady_exec_per_cpu_s counts from the first mutation "
+        "on), so other load on the machine lowers it less than the wall rate; check target "
+        "on corpus/seeds; libFuzzer -seed=1; comparison tracing (atheris dataflow) off, as "
+        "in campaigns. The -runs row is the before/after figure (same seeds, seed and "
+        "execution count). Target: 2,000 exec/s per core; fuzz/RESULTS.md (Throughput) "
+        "has the profile and why it is not met.",
     ]
     return {"title": "check robustness target throughput", "rows": rows, "notes": notes}
 
