@@ -20,6 +20,7 @@ lies comes from the parse.
 
 from __future__ import annotations
 
+import functools
 import random
 import struct
 from collections import OrderedDict
@@ -84,6 +85,16 @@ def _u64_fields(image: Image, offset: int, count: int, role: str) -> list[Field]
     return [Field(offset, 8, role, count)] if count else []
 
 
+_HEADER_END = max(off + width for off, width in HEADER_FIELDS.values())
+
+
+@functools.cache
+def _header_fields(v3: bool, length: int) -> tuple[Field, ...]:
+    """The header fields a file of `length` bytes (at most _HEADER_END) holds."""
+    return tuple(Field(off, width, f"header:{name}") for name, (off, width)
+                 in HEADER_FIELDS.items() if off + width <= length and (v3 or off < 72))
+
+
 def layout_of(data: bytes) -> Layout | None:
     """The mutable fields of `data`, or None when not even the header parses."""
     image = parsed_image(data)  # the unit the check target has just run, usually
@@ -94,8 +105,7 @@ def layout_of(data: bytes) -> Layout | None:
             return None
     header = image.header
     version = int(header.version)
-    fields = [Field(off, width, f"header:{name}") for name, (off, width) in HEADER_FIELDS.items()
-              if off + width <= len(data) and (version >= 3 or off < 72)]
+    fields = list(_header_fields(version >= 3, min(len(data), _HEADER_END)))
     structures = [0]
     cluster_size = 512
     try:
