@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     # often, and scanning numpy's and the parser's module objects each time cost ~9 %).
     gc.collect()
     gc.freeze()
+    # A parse tree lives for one input: with a larger first generation most of it is
+    # collected as garbage instead of being scanned alive and promoted (+3 % measured).
+    gc.set_threshold(20000, 10, 10)
     atheris.Fuzz()
 
 
