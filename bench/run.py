@@ -201,12 +201,13 @@ def render(env: dict[str, str], results: dict[str, dict[str, Any]]) -> str:
         rows = result["rows"]
         if not rows:
             continue
-        keys = list(rows[0])
+        keys = list(dict.fromkeys(key for row in rows for key in row))  # rows may differ
         lines.append("| " + " | ".join(keys) + " |")
         lines.append("|" + "---|" * len(keys))
         for row in rows:
+            values = [row.get(key, "") for key in keys]
             cells = [f"{v:,.3f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int)
-                     else str(v) for v in row.values()]
+                     else "" if v is None else str(v) for v in values]
             lines.append("| " + " | ".join(cells) + " |")
         for note in result.get("notes", []):
             lines += ["", note]
@@ -223,12 +224,12 @@ def main() -> int:
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     sizes = args.sizes.split(",")
-    results = {}
-    kept = os.path.splitext(args.out)[0] + ".json"
-    if args.only and os.path.exists(kept):
-        # --only reruns some sections; the others keep their figures from the last run.
-        with open(kept) as stream:
-            results = json.load(stream).get("results", {})
+    results: dict[str, dict[str, Any]] = {}
+    json_path = os.path.splitext(args.out)[0] + ".json"
+    if args.only and os.path.exists(json_path):
+        # A partial run (--only) keeps the other sections' last figures.
+        with open(json_path) as previous:
+            results = json.load(previous).get("results", {})
     for name in args.only or BENCHMARKS:
         print(f"bench: {name} ...", flush=True)
         results[name] = BENCHMARKS[name](sizes, args.workdir)
@@ -237,7 +238,7 @@ def main() -> int:
         env["sections measured in this run"] = ", ".join(args.only)
     with open(args.out, "w") as out:
         out.write(render(env, results))
-    with open(os.path.splitext(args.out)[0] + ".json", "w") as out:
+    with open(json_path, "w") as out:
         json.dump({"environment": env, "results": results}, out, indent=2)
     print(open(args.out).read())
     return 0

@@ -20,12 +20,15 @@ lies comes from the parse.
 
 from __future__ import annotations
 
+import functools
 import random
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+from qcow2harness.fuzz.targets import parsed_image
 from qcow2harness.properties.corruptions import (
     BITMAPS_EXTENSION_FIELDS,
     HEADER_FIELDS,
@@ -82,16 +85,27 @@ def _u64_fields(image: Image, offset: int, count: int, role: str) -> list[Field]
     return [Field(offset, 8, role, count)] if count else []
 
 
+_HEADER_END = max(off + width for off, width in HEADER_FIELDS.values())
+
+
+@functools.cache
+def _header_fields(v3: bool, length: int) -> tuple[Field, ...]:
+    """The header fields a file of `length` bytes (at most _HEADER_END) holds."""
+    return tuple(Field(off, width, f"header:{name}") for name, (off, width)
+                 in HEADER_FIELDS.items() if off + width <= length and (v3 or off < 72))
+
+
 def layout_of(data: bytes) -> Layout | None:
     """The mutable fields of `data`, or None when not even the header parses."""
-    try:
-        image = Image.from_bytes(data)
-    except HarnessError:
-        return None
+    image = parsed_image(data)  # the unit the check target has just run, usually
+    if image is None:
+        try:
+            image = Image.from_bytes(data)
+        except HarnessError:
+            return None
     header = image.header
     version = int(header.version)
-    fields = [Field(off, width, f"header:{name}") for name, (off, width) in HEADER_FIELDS.items()
-              if off + width <= len(data) and (version >= 3 or off < 72)]
+    fields = list(_header_fields(version >= 3, min(len(data), _HEADER_END)))
     structures = [0]
     cluster_size = 512
     try:
@@ -140,13 +154,12 @@ def _add_tables(image: Image, fields: list[Field], structures: list[int],
     def l1_and_l2() -> None:
         entries = image.l1_entries()
         fields.extend(_u64_fields(image, l1_offset, len(entries), "l1"))
-        tables = 0
-        for entry in entries[:MAX_TABLE_ENTRIES]:
-            l2 = int(entry) & OFFSET_MASK
-            if l2 and l2 + cluster_size <= image.file_size and tables < MAX_L2_TABLES:
-                structures.append(l2)
-                fields.extend(_u64_fields(image, l2, cluster_size // 8, "l2"))
-                tables += 1
+        # The first MAX_L2_TABLES entries pointing at an L2 table inside the file.
+        l2s = entries[:MAX_TABLE_ENTRIES] & np.uint64(OFFSET_MASK)
+        inside = (l2s != 0) & (l2s <= np.uint64(max(image.file_size - cluster_size, 0)))
+        for l2 in l2s[np.nonzero(inside)[0][:MAX_L2_TABLES]].tolist():
+            structures.append(l2)
+            fields.extend(_u64_fields(image, l2, cluster_size // 8, "l2"))
 
     def refcounts() -> None:
         entries = image.refcount_table_entries()

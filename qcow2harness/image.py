@@ -23,6 +23,7 @@ import numpy as np
 from kaitaistruct import KaitaiStream, KaitaiStructError
 
 from qcow2harness.errors import ParseError
+from qcow2harness.filestream import FileStream
 from qcow2harness.parser.qcow2 import Qcow2
 from qcow2harness.parser.qcow2_bitmaps import Qcow2Bitmaps
 from qcow2harness.parser.qcow2_zoned import Qcow2Zoned
@@ -143,7 +144,7 @@ class Image:
         stream.seek(0, os.SEEK_END)
         self.file_size = stream.tell()
         stream.seek(0)
-        self._kaitai_io = KaitaiStream(stream)
+        self._kaitai_io = FileStream(stream)
         # A file too short to hold the magic is not qcow2 at all (HDR-1); a wrong magic or
         # version is caught by the parser's valid: checks (HDR-1, HDR-2) as soon as it is
         # read; a header that is right so far but cut short is HDR-3.
@@ -396,6 +397,8 @@ class Image:
         """Read `count` big-endian u64 entries; never more than the file holds."""
         length = count * 8
         self._require_in_file(what, offset, length, clause)
+        if not length:
+            return np.zeros(0, dtype=np.uint64)
         data = self.pread(offset, length)
         return np.frombuffer(data, dtype=">u8").astype(np.uint64)
 

@@ -47,10 +47,30 @@ def test_peak_rss_jump_is_a_finding(target: targets.Target, seed: bytes,
     readings = iter([100.0, 100.0 + target.bounds.rss_mb + 1])
     monkeypatch.setattr(targets, "peak_rss_mb", lambda: next(readings))
     monkeypatch.setattr(targets, "_peak_mb", [None])
-    # Each clock reading 10 ms later: long enough for the RSS probe, short of the time bound.
-    monkeypatch.setattr(targets.time, "perf_counter", fake_clock(0.01))
+    # Each clock reading just past the probe threshold: the RSS probe runs, and the input
+    # stays short of the time bound.
+    step = targets.rss_probe_seconds(target.bounds) * 1.01
+    assert step < target.bounds.seconds
+    monkeypatch.setattr(targets.time, "perf_counter", fake_clock(step))
     finding = execute(target, seed)
     assert finding is not None and finding.kind == "oom", finding
+
+
+def test_quick_inputs_skip_the_rss_probe(seed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An input quicker than faulting in `rss_mb` MiB could be cannot have raised the
+    peak by that much: no getrusage for it, though it is slower than RSS_PROBE_SECONDS."""
+    target = TARGETS["check"]
+    threshold = targets.rss_probe_seconds(target.bounds)
+    assert threshold >= target.bounds.rss_mb / targets.FASTEST_FAULT_MIB_PER_SECOND
+    calls: list[int] = []
+    monkeypatch.setattr(targets, "peak_rss_mb", lambda: calls.append(1) or 100.0)
+    monkeypatch.setattr(targets, "_peak_mb", [100.0])
+    elapsed = threshold * 0.9
+    assert elapsed > targets.RSS_PROBE_SECONDS
+    readings = itertools.chain([0.0], itertools.repeat(elapsed))
+    monkeypatch.setattr(targets.time, "perf_counter", lambda: next(readings))
+    assert execute(target, seed) is None
+    assert calls == []
 
 
 def _raise_memory_error(*args: object, **kwargs: object) -> None:
