@@ -95,7 +95,8 @@ def max_stored_refcount(path: str) -> int:
     with Image.open(path) as image:
         walk = new_walk(image, Findings(Report(path=path)))
         read_stored_refcounts(walk)
-        return int(walk.stored.max()) if walk.stored.size else 0
+        stored = walk.stored
+        return int(stored.max()) if stored is not None and stored.size else 0
 
 
 class QemuToolsMachine(QemuGuestMachine):
@@ -620,3 +621,77 @@ def replay_tools_regression(run: dict[str, Any],
             machine.guest_data_reads_back_through_qemu()
     finally:
         machine.teardown()
+
+
+# ----- the same tools on a zoned image (QEMU without zoned qcow2 must refuse) ----------
+
+ZONED_IMAGE = "ZONED"  # stands for the zoned image in the steps below
+# The one step that succeeds: it writes a pointer to the zoned image and never opens it.
+ZONED_STEPS_ACCEPTED = frozenset({"rebase -u onto it"})
+ZONED_TOOL_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("check", ("check", ZONED_IMAGE)),
+    ("repair leaks", ("check", "-r", "leaks", ZONED_IMAGE)),
+    ("repair all", ("check", "-r", "all", ZONED_IMAGE)),
+    ("amend compat=1.1", ("amend", "-o", "compat=1.1", ZONED_IMAGE)),
+    ("amend refcount_bits=64", ("amend", "-o", "refcount_bits=64", ZONED_IMAGE)),
+    ("amend lazy_refcounts=on", ("amend", "-o", "lazy_refcounts=on", ZONED_IMAGE)),
+    ("convert to qcow2", ("convert", "-O", "qcow2", ZONED_IMAGE, "OUT")),
+    ("convert -c to qcow2", ("convert", "-c", "-O", "qcow2", ZONED_IMAGE, "OUT")),
+    ("convert to raw", ("convert", "-O", "raw", ZONED_IMAGE, "OUT")),
+    ("snapshot -c", ("snapshot", "-c", "s", ZONED_IMAGE)),
+    ("snapshot -l", ("snapshot", "-l", ZONED_IMAGE)),
+    ("external snapshot (create -b)", ("create", "-f", "qcow2", "-b", ZONED_IMAGE, "-F", "qcow2",
+                                       "OUT")),
+    ("commit of an overlay into it", ("commit", "OVERLAY")),
+    # -u never opens the new backing file: it succeeds, and PLAIN then cannot be opened.
+    ("rebase -u onto it", ("rebase", "-u", "-b", ZONED_IMAGE, "-F", "qcow2", "PLAIN")),
+    ("open the overlay rebased onto it", ("info", "--backing-chain", "REBASED")),
+    ("rebase (safe) onto it", ("rebase", "-b", ZONED_IMAGE, "-F", "qcow2", "PLAIN")),
+    ("rebase it (safe) onto nothing", ("rebase", "-b", "", ZONED_IMAGE)),
+    ("rebase -u it onto nothing", ("rebase", "-u", "-b", "", ZONED_IMAGE)),
+    ("resize grow", ("resize", ZONED_IMAGE, "+1M")),
+    ("resize --shrink", ("resize", "--shrink", ZONED_IMAGE, "-64K")),
+    ("bitmap --add", ("bitmap", "--add", ZONED_IMAGE, "b0")),
+    ("info", ("info", ZONED_IMAGE)),
+    ("map", ("map", ZONED_IMAGE)),
+    ("measure", ("measure", "-O", "qcow2", ZONED_IMAGE)),
+)
+
+
+@dataclass
+class ZonedToolOutcome:
+    step: str
+    command: str
+    exit_code: int
+    unchanged: bool  # the zoned file is byte-identical afterwards
+    message: str
+
+
+def zoned_tool_outcomes(zoned_image: str, workdir: str) -> list[ZonedToolOutcome]:
+    """Run every step of ZONED_TOOL_STEPS on (a fresh copy of) a zoned image."""
+    outcomes = []
+    for number, (step, template) in enumerate(ZONED_TOOL_STEPS):
+        image = os.path.join(workdir, f"zoned-{number}.qcow2")
+        with open(zoned_image, "rb") as src, open(image, "wb") as dst:
+            dst.write(src.read())
+        out = os.path.join(workdir, f"out-{number}")
+        overlay = os.path.join(workdir, f"overlay-{number}.qcow2")
+        plain = os.path.join(workdir, f"plain-{number}.qcow2")
+        size = str(os.path.getsize(image))
+        if "OVERLAY" in template:  # -u: made without opening the zoned backing file
+            qemu.run("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", image, "-F", "qcow2",
+                     overlay, "4M")
+        if "PLAIN" in template or "REBASED" in template:
+            qemu.run("qemu-img", "create", "-q", "-f", "qcow2", plain, size)
+        if "REBASED" in template:
+            qemu.run("qemu-img", "rebase", "-u", "-b", image, "-F", "qcow2", plain)
+        names = {ZONED_IMAGE: image, "OUT": out, "OVERLAY": overlay, "PLAIN": plain,
+                 "REBASED": plain}
+        args = [names.get(a, a) for a in template]
+        before = digest(image)
+        proc = qemu.run("qemu-img", *args, check=False)
+        message = (proc.stderr or proc.stdout).strip().splitlines()
+        outcomes.append(ZonedToolOutcome(
+            step, "qemu-img " + " ".join(template), proc.returncode, digest(image) == before,
+            message[0] if message else ""))
+    return outcomes
