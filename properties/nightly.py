@@ -2,9 +2,9 @@
 
     python -m qcow2harness.properties.nightly --minutes 30
 
-Alternates the model-vs-real-QEMU and model-vs-reference-writer suites under the
-`nightly` settings (random seeds, example database in data/hypothesis) until the time
-is up. Exit 0 when no run failed, 2 on the first failure (its shrunk sequence printed).
+Alternates the model-vs-real-QEMU, QEMU-maintenance-tools and model-vs-reference-writer
+suites under the `nightly` settings (random seeds, example database in data/hypothesis)
+until the time is up. Exit 0 when no run failed, 2 on the first failure (its shrunk sequence printed).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from qcow2harness import qemu
 
 from .stateful import QemuGuestMachine, zoned_writer_machine
+from .tools import QemuToolsMachine
 
 NIGHTLY = settings(
     max_examples=50,
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         ("reference writer", zoned_writer_machine())]
     if qemu.find_tool("qemu-img") and qemu.find_tool("qemu-io"):
         suites.append(("real QEMU", QemuGuestMachine))
+        suites.append(("QEMU maintenance tools", QemuToolsMachine))
     else:
         print("nightly: not run against QEMU: qemu-img/qemu-io not found", flush=True)
     started = time.monotonic()
