@@ -4,7 +4,8 @@
 
 Alternates the model-vs-real-QEMU, QEMU-maintenance-tools and model-vs-reference-writer
 suites under the `nightly` settings (random seeds, example database in data/hypothesis)
-until the time is up. Exit 0 when no run failed, 2 on the first failure (its shrunk sequence printed).
+until the time is up. Exit 0 when no run failed, 2 on the first failure (its shrunk
+sequence printed).
 """
 
 from __future__ import annotations
