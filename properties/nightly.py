@@ -5,8 +5,9 @@
 
 A **round** runs every suite once (`--examples` examples of up to `--steps` steps each,
 the `nightly` settings: no deadline, example database in data/hypothesis unless
---no-database). Rounds are numbered 0, 1, 2...; round r uses the Hypothesis seed
-`--seed + r`, so a round means the same run on every machine.
+--no-database): the model against the reference writer, against real QEMU, and against
+QEMU's maintenance tools (properties/tools.py). Rounds are numbered 0, 1, 2...; round r
+uses the Hypothesis seed `--seed + r`, so a round means the same run on every machine.
 
 **Shards.** `--shard I/N` runs the rounds r with r mod N = I, so shards never share a
 seed and N shards with `--rounds R` run exactly rounds 0..R-1 between them, as the
@@ -41,6 +42,7 @@ from qcow2harness import qemu
 from qcow2harness.sharding import WHOLE, Shard, add_shard_argument
 
 from .stateful import QemuGuestMachine, zoned_writer_machine
+from .tools import QemuToolsMachine
 
 DATABASE = "data/hypothesis"
 NIGHTLY = settings(
@@ -52,8 +54,10 @@ NIGHTLY = settings(
     suppress_health_check=list(HealthCheck),
     print_blob=True,
 )
-SUITES = ("reference", "qemu")
-SUITE_NAMES = {"reference": "reference writer", "qemu": "real QEMU"}
+SUITES = ("reference", "qemu", "tools")
+QEMU_SUITES = ("qemu", "tools")
+SUITE_NAMES = {"reference": "reference writer", "qemu": "real QEMU",
+               "tools": "QEMU maintenance tools"}
 OUTPUT_KEPT = 8000  # characters of Hypothesis' report kept per failure
 
 
@@ -81,7 +85,7 @@ class Plan:
     def machine(self, suite: str) -> type[RuleBasedStateMachine]:
         if suite == "reference":
             return zoned_writer_machine(self.mutants)
-        return QemuGuestMachine
+        return QemuToolsMachine if suite == "tools" else QemuGuestMachine
 
 
 @dataclass
@@ -198,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     add_shard_argument(parser, "rounds (round r goes to shard r mod N)")
     parser.add_argument("--jobs", type=int, default=1, help="local processes (default 1)")
     parser.add_argument("--suite", action="append", choices=SUITES,
-                        help="run only this suite (repeatable; default both)")
+                        help="run only this suite (repeatable; default all)")
     parser.add_argument("--examples", type=int, default=NIGHTLY.max_examples)
     parser.add_argument("--steps", type=int, default=NIGHTLY.stateful_step_count)
     parser.add_argument("--mutant", action="append", default=[],
@@ -214,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     minutes = args.minutes if args.minutes is not None or args.rounds is not None else 30.0
     suites = list(dict.fromkeys(args.suite or SUITES))
     not_run = []
-    if "qemu" in suites and not (qemu.find_tool("qemu-img") and qemu.find_tool("qemu-io")):
-        suites.remove("qemu")
-        not_run.append("qemu: qemu-img/qemu-io not found")
+    needs_qemu = [suite for suite in suites if suite in QEMU_SUITES]
+    if needs_qemu and not (qemu.find_tool("qemu-img") and qemu.find_tool("qemu-io")):
+        for suite in needs_qemu:
+            suites.remove(suite)
+            not_run.append(f"{suite}: qemu-img/qemu-io not found")
         print("nightly: not run against QEMU: qemu-img/qemu-io not found", flush=True)
     plan = Plan(suites, args.examples, args.steps, args.seed, args.rounds, minutes,
                 tuple(args.mutant), None if args.no_database else DATABASE,

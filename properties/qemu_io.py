@@ -61,6 +61,15 @@ class QemuIO:
         if out.strip():
             raise WriterError(f"qemu-io could not reopen {self.image}: {out.strip()}")
 
+    def kill(self) -> None:
+        """SIGKILL, as a crashing QEMU process: caches never reach the file."""
+        self.script.append("# qemu-io killed (SIGKILL)")
+        self._proc.kill()
+        self._proc.wait(timeout=TIMEOUT)
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
     def close(self) -> None:
         if self._proc.poll() is None:
             assert self._proc.stdin is not None

@@ -84,9 +84,13 @@ class GuestData:
 
     def __init__(self, size: int) -> None:
         self.sectors = np.zeros(size // SECTOR, dtype=np.uint8)
+        # Every state since the last durable point, when a crash rule is tracking them.
+        self.history: list[np.ndarray] | None = None
 
-    def fill(self, sector: int, count: int, pattern: int) -> None:
+    def fill(self, sector: int, count: int, pattern: int | np.ndarray) -> None:
         self.sectors[sector:sector + count] = pattern
+        if self.history is not None:
+            self.history.append(self.sectors.copy())
 
     def runs(self) -> Iterable[tuple[int, int, int]]:
         """(first sector, sector count, pattern) for each run of equal sectors."""
@@ -149,12 +153,14 @@ class QemuGuestMachine(RuleBasedStateMachine):
 
     @rule(sector=sectors, count=counts, pattern=st.integers(1, 255))
     def write(self, sector: int, count: int, pattern: int) -> None:
+        sector %= self.data.sectors.size
         count = min(count, self.data.sectors.size - sector)
         self._run(f"write -P {pattern:#x} {sector * SECTOR} {count * SECTOR}")
         self.data.fill(sector, count, pattern)
 
     @rule(sector=sectors, count=counts)
     def write_zeroes(self, sector: int, count: int) -> None:
+        sector %= self.data.sectors.size
         count = min(count, self.data.sectors.size - sector)
         self._run(f"write -z {sector * SECTOR} {count * SECTOR}")
         self.data.fill(sector, count, 0)
@@ -162,12 +168,18 @@ class QemuGuestMachine(RuleBasedStateMachine):
     @rule(cluster=st.integers(0, 63), clusters=st.integers(1, 4))
     def discard(self, cluster: int, clusters: int) -> None:
         # Whole clusters only: qcow2 may ignore a partial-cluster discard.
+        size = self.data.sectors.size * SECTOR
         first = cluster * self.cluster_size
-        if first >= GUEST_SIZE:
+        if first >= size:
             return
-        length = min(clusters * self.cluster_size, GUEST_SIZE - first)
+        length = min(clusters * self.cluster_size, size - first)
         self._run(f"discard {first} {length}")
-        self.data.fill(first // SECTOR, length // SECTOR, 0)
+        self.data.fill(first // SECTOR, length // SECTOR,
+                       self.discarded(first // SECTOR, length // SECTOR))
+
+    def discarded(self, sector: int, count: int) -> int | np.ndarray:
+        """What discarded sectors read as: zeros here (no backing file)."""
+        return 0
 
     @rule()
     def flush(self) -> None:

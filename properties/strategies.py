@@ -204,12 +204,15 @@ def qemu_images(workdir: str) -> st.SearchStrategy[str]:
             qemu.run("qemu-io", "-c", "write -q -P 0x11 0 256k", base)
             create += ["-b", base, "-F", "qcow2"]
         qemu.run("qemu-img", *create, path, "4M")
-        for _ in range(draw(st.integers(0, 4))):
+        writes = draw(st.integers(0, 4))
+        for _ in range(writes):
             offset = draw(st.integers(0, 8191)) * SECTOR
             length = min(draw(st.integers(1, 256)) * SECTOR, (4 << 20) - offset)
             qemu.run("qemu-io", "-c", f"write -q -P {draw(st.integers(1, 255))} "
                      f"{offset} {length}", path)
-        if draw(st.booleans()):
+        # QEMU 7.2 cannot snapshot a refcount_bits=1 image holding data (README Findings 5).
+        snapshot_fails = options.get("refcount_bits") == "1" and writes > 0
+        if not snapshot_fails and draw(st.booleans()):
             qemu.run("qemu-img", "snapshot", "-c", "snap", path)
         return path
     return build()
