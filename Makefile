@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := qemu-utils time chromium chromium-driver
 
-.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash properties-nightly dist clean
+.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash properties-nightly dist oss-fuzz clean
 
 all: test
 
@@ -69,6 +69,10 @@ type: setup
 	$(BIN)/tox -e type
 
 # sdist and wheel into dist/ (no Node needed: the generated parser is committed).
+# The ClusterFuzzLite/OSS-Fuzz build.sh, rehearsed without Docker; each fuzzer then runs.
+oss-fuzz: setup
+	$(BIN)/python -m qcow2harness.fuzz.oss_fuzz_local $(ARGS)
+
 dist: venv
 	$(BIN)/python -m build --outdir dist .
 
