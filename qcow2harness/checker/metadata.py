@@ -343,15 +343,18 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
     misaligned = present & ((all_offsets & (cluster_size - np.uint64(1))) != 0)
     past = present & ~misaligned & (all_offsets + cluster_size > np.uint64(image.file_size))
     good = present & ~misaligned & ~past
-    anything_to_report = bool(reserved.any() or misaligned.any() or past.any())
+    # The sources holding an entry to report (most hold none: skip their array calls).
+    flagged = np.nonzero(reserved | misaligned | past)[0]
+    to_report = (set(np.searchsorted(starts, flagged, side="right").tolist())
+                 if flagged.size else set())
     for number, source in enumerate(sources):
         if not source.entries.size:
             continue  # nothing to claim, list or report
         role = Role.L1 if source.active else Role.SNAPSHOT_L1
-        walk.claim(source.offset, source.entries.size * 8, role,
-                   what=f"{source.name} L1 table")
-        walk.table(source.offset, source.entries.size * 8, f"{source.name} L1 table")
-        if anything_to_report:
+        what = f"{source.name} L1 table"
+        walk.claim(source.offset, source.entries.size * 8, role, what=what)
+        walk.table(source.offset, source.entries.size * 8, what)
+        if number + 1 in to_report:
             _report_l1_entries(out, source, slice(starts[number], starts[number + 1]),
                                reserved, misaligned, past)
 
