@@ -5,8 +5,9 @@ Two speed-ups serve the fuzz target (fuzz/RESULTS.md, "Throughput"):
 - `walk_l1_tables` checks the entries of every L1 table (active and snapshots) in one
   pass over their concatenation. The oracle here is the per-table walk it replaced,
   kept verbatim below.
-- the image model parses through `FileStream`, whose complete reads skip two runtime
-  calls. The oracle is the runtime's own `KaitaiStream`.
+- the image model parses through `FileStream` (the generated parser's sub-streams too),
+  whose complete reads skip two runtime calls and whose size is measured once. The
+  oracle is the runtime's own `KaitaiStream` everywhere.
 
 Each property checks one image both ways and compares the whole report: findings in
 order with their messages and offsets, suppressed counts, stats.
@@ -127,7 +128,9 @@ def both_ways(data: bytes) -> None:
     fast = verdict(data)
     with mock.patch.object(md, "walk_l1_tables", per_table_walk):
         per_table = verdict(data)
-    with mock.patch("qcow2harness.image.FileStream", KaitaiStream):
+    with mock.patch("qcow2harness.image.FileStream", KaitaiStream), \
+            mock.patch("qcow2harness.parser.qcow2.KaitaiStream", KaitaiStream), \
+            mock.patch("qcow2harness.parser.qcow2_bitmaps.KaitaiStream", KaitaiStream):
         runtime_stream = verdict(data)
     assert fast == per_table, "batched L1 walk and per-table walk disagree"
     assert fast == runtime_stream, "FileStream and the runtime's KaitaiStream disagree"

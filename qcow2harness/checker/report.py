@@ -81,10 +81,13 @@ class Findings:
     def __init__(self, report: Report, registry: Registry | None = None) -> None:
         self.report = report
         self.registry = registry or load()
+        self._levels = self.registry.levels
         self._per_clause: Counter[str] = Counter()
 
     def add(self, clause: str, message: str, offset: int | None = None) -> None:
-        level = self.registry[clause].level  # KeyError: a check cites an unknown clause
+        level = self._levels.get(clause)
+        if level is None:
+            level = self.registry[clause].level  # KeyError: a check cites an unknown clause
         seen = self._per_clause[clause] = self._per_clause[clause] + 1
         self.report.level_counts[level] += 1
         if seen > FINDINGS_PER_CLAUSE:
