@@ -28,8 +28,15 @@ class FileStream(KaitaiStream):
     and whose size is measured once (the image model's streams are read-only)."""
 
     def __init__(self, io: BinaryIO) -> None:
+        # The runtime's KaitaiStream.__init__ (kaitaistruct 0.11, pinned) for reading,
+        # less its eager size(): the parser opens a sub-stream per snapshot and extension
+        # and asks most of them nothing.
+        self._io = io
+        self.bits_left = self.bits = 0
+        self.bits_le = self.bits_write_mode = False
+        self.write_back_handler = None
+        self.child_streams: list[KaitaiStream] = []
         self._fixed_size: int | None = None
-        super().__init__(io)
 
     def size(self) -> int:
         # The runtime seeks to the end and back on every call; the generated parser
