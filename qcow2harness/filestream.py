@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import BinaryIO
 
 from kaitaistruct import KaitaiStream
 
@@ -23,7 +24,26 @@ _HERE = os.SEEK_CUR
 
 
 class FileStream(KaitaiStream):
-    """A KaitaiStream whose complete fixed-width and byte-string reads take one call."""
+    """A KaitaiStream whose complete fixed-width and byte-string reads take one call,
+    and whose size is measured once (the image model's streams are read-only)."""
+
+    def __init__(self, io: BinaryIO) -> None:
+        # The runtime's KaitaiStream.__init__ (kaitaistruct 0.11, pinned) for reading,
+        # less its eager size(): the parser opens a sub-stream per snapshot and extension
+        # and asks most of them nothing.
+        self._io = io
+        self.bits_left = self.bits = 0
+        self.bits_le = self.bits_write_mode = False
+        self.write_back_handler = None
+        self.child_streams: list[KaitaiStream] = []
+        self._fixed_size: int | None = None
+
+    def size(self) -> int:
+        # The runtime seeks to the end and back on every call; the generated parser
+        # asks once per optional field (a snapshot's extra data: three times).
+        if self._fixed_size is None:
+            self._fixed_size = super().size()
+        return self._fixed_size
 
     def read_bytes(self, n: int) -> bytes:
         if 0 <= n < LARGE_READ:

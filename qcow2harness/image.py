@@ -24,9 +24,16 @@ from kaitaistruct import KaitaiStream, KaitaiStructError
 
 from qcow2harness.errors import ParseError
 from qcow2harness.filestream import FileStream
+from qcow2harness.parser import qcow2 as generated_qcow2
+from qcow2harness.parser import qcow2_bitmaps as generated_bitmaps
 from qcow2harness.parser.qcow2 import Qcow2
 from qcow2harness.parser.qcow2_bitmaps import Qcow2Bitmaps
 from qcow2harness.parser.qcow2_zoned import Qcow2Zoned
+
+# The generated parser opens a sub-stream for each snapshot's extra data and each typed
+# extension body through its module's name `KaitaiStream`: make those FileStreams too.
+generated_qcow2.KaitaiStream = FileStream
+generated_bitmaps.KaitaiStream = FileStream
 
 ExtensionType = Qcow2.HeaderExtensionType
 

@@ -119,6 +119,8 @@ class Registry:
         self.clauses: tuple[Clause, ...] = tuple(clauses)
         self.resolutions: tuple[Resolution, ...] = tuple(resolutions)
         self._by_id = {clause.id: clause for clause in self.clauses}
+        # Each clause's level by id: the checker looks one up per finding.
+        self.levels: Mapping[str, Level] = {clause.id: clause.level for clause in self.clauses}
 
     def __getitem__(self, clause_id: str) -> Clause:
         try:
