@@ -10,5 +10,5 @@ from qcow2harness.properties.tools import QemuToolsMachine
 def test_model_vs_qemu_tools(qemu_tools: None) -> None:
     run_state_machine_as_test(
         QemuToolsMachine,
-        settings=settings(settings.default, stateful_step_count=30,
-                          max_examples=min(settings.default.max_examples, 60)))
+        settings=settings(settings.default, stateful_step_count=25,
+                          max_examples=min(settings.default.max_examples, 25)))
