@@ -21,6 +21,20 @@ VIRTUAL_SIZE = "4M"
 LUKS_SECRET = "qcow2-harness"
 
 
+def qemu_img_argv(subcommand: str, path: str, *options: str) -> list[str]:
+    """`qemu-img SUBCOMMAND --force-share OPTIONS IMAGE`, naming an encrypted corpus
+    image through --image-opts with the corpus secret (qemu-img opens it only so)."""
+    from qcow2harness.image import Image
+
+    argv = [qemu.require_tool("qemu-img"), subcommand, "--force-share", *options]
+    with Image.open(path) as image:
+        encrypted = int(image.header.crypt_method) != 0
+    if not encrypted:
+        return [*argv, path]
+    return [*argv, "--object", f"secret,id=sec0,data={LUKS_SECRET}", "--image-opts",
+            f"driver=qcow2,file.filename={path},encrypt.key-secret=sec0"]
+
+
 @dataclass
 class Recipe:
     """How one corpus image is made: qemu-img create options, then steps."""

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from poke import poke_file, poke_header
 
-from qcow2harness import qemu
 from qcow2harness.checker import check_path
-from qcow2harness.corpus import LUKS_SECRET
+from qcow2harness.corpus import qemu_img_argv
 from qcow2harness.image import Image
 
 QEMU_CANNOT_OPEN = 1
@@ -27,14 +26,7 @@ QEMU_CANNOT_OPEN = 1
 
 def qemu_check(path: pathlib.Path) -> int:
     """Exit code of qemu-img check; encrypted corpus images get the corpus secret."""
-    argv = [qemu.require_tool("qemu-img"), "check", "--force-share", "--output=json"]
-    with Image.open(path) as image:
-        encrypted = int(image.header.crypt_method) != 0
-    if encrypted:
-        argv += ["--object", f"secret,id=sec0,data={LUKS_SECRET}", "--image-opts",
-                 f"driver=qcow2,file.filename={path},encrypt.key-secret=sec0"]
-    else:
-        argv.append(str(path))
+    argv = qemu_img_argv("check", str(path), "--output=json")
     return subprocess.run(argv, capture_output=True, text=True, cwd=path.parent).returncode
 
 

@@ -22,7 +22,7 @@ from qcow2harness.properties.strategies import image_options
 
 from qcow2harness import qemu
 from qcow2harness.cli import run as cli_run
-from qcow2harness.corpus import LUKS_SECRET
+from qcow2harness.corpus import qemu_img_argv
 from qcow2harness.errors import ParseError, ResourceLimitError
 from qcow2harness.image import Image
 from qcow2harness.map import Chain, map_json
@@ -31,14 +31,7 @@ Json = list[dict[str, Any]]
 
 
 def qemu_map(path: pathlib.Path) -> subprocess.CompletedProcess[str]:
-    argv = [qemu.require_tool("qemu-img"), "map", "--force-share", "--output=json"]
-    with Image.open(path) as image:
-        encrypted = int(image.header.crypt_method) != 0
-    if encrypted:
-        argv += ["--object", f"secret,id=sec0,data={LUKS_SECRET}", "--image-opts",
-                 f"driver=qcow2,file.filename={path},encrypt.key-secret=sec0"]
-    else:
-        argv.append(str(path))
+    argv = qemu_img_argv("map", str(path), "--output=json")
     return subprocess.run(argv, capture_output=True, text=True, cwd=path.parent, check=False)
 
 
