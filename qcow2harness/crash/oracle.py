@@ -135,7 +135,8 @@ class QemuReader:
             if size not in expected.sizes:
                 problems.append(Problem("data", f"virtual size {size} is none of the sizes the "
                                         f"disk may have, {sorted(expected.sizes)}"))
-            unallocated = [] if has_backing else _unallocated(self.session.command("map"))
+            unallocated = ([] if has_backing else
+                           mapped_ranges(self.session.command("map"), allocated=False))
             pieces: list[tuple[int, int, frozenset[int]]] = []
             for lo, hi, values in expected:
                 hi = min(hi, size)
@@ -250,11 +251,12 @@ class QemuReader:
         return problems
 
 
-def _unallocated(mapped: str) -> list[tuple[int, int]]:
+def mapped_ranges(mapped: str, allocated: bool) -> list[tuple[int, int]]:
+    """The guest ranges qemu-io's `map` output lists as allocated (or as not)."""
     out = []
     for line in mapped.splitlines():
         match = MAP_LINE.search(line)
-        if match and match.group(2):
+        if match and bool(match.group(2)) != allocated:
             length, offset = int(match.group(1), 16), int(match.group(3), 16)
             out.append((offset, offset + length))
     return out

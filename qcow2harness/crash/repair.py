@@ -51,11 +51,12 @@ from typing import Any
 
 from qcow2harness import qemu
 from qcow2harness.checker import check_path
-from qcow2harness.errors import UsageError
+from qcow2harness.errors import ParseError, UsageError
+from qcow2harness.image import Image
 
 from .capture import QemuIoSession
 from .expect import Ranges
-from .oracle import MAP_LINE, PATTERN_AT, Problem, QemuReader, check_problems
+from .oracle import PATTERN_AT, Problem, QemuReader, check_problems, mapped_ranges
 
 MODES = ("auto", "check-r-all", "check-r-leaks")
 DEFAULT_REPAIR: tuple[str, ...] = ("auto",)
@@ -270,8 +271,13 @@ class RepairJudge:
             mapped = session.command("map")
         finally:
             session.command("close")
-        cluster = _cluster_size(copy)
-        targets, sampled = write_targets(_allocated(mapped), _virtual_size(copy), cluster)
+        try:
+            with Image.open(copy) as image:
+                cluster, size = image.cluster_size, int(image.header.virtual_size)
+        except ParseError as error:
+            return [Problem(prop, f"after {_label(mode)}: the header does not parse: "
+                            f"{error.message}", tuple(steps))]
+        targets, sampled = write_targets(mapped_ranges(mapped, allocated=True), size, cluster)
         self.stats.sampled += sampled
         self.stats.clusters_written += len(targets)
         writes = [f"write -q -P {FIRST_PATTERN + n:#04x} {offset} {length}"
@@ -291,7 +297,6 @@ class RepairJudge:
         script = _qemu_io_script(writes)
         check = shlex.join(["qcow2-harness", "check", IMAGE])
         return [Problem(f"{prop}/{p.prop}", p.message, (*steps, script, check)) for p in new]
-
 
     def _run_in_session(self, copy: str, commands: list[str]) -> str:
         """Run the commands one by one in the session; '' or what failed first."""
@@ -346,28 +351,6 @@ def write_targets(allocated: list[tuple[int, int]], size: int,
         offset = index * cluster
         out.append((offset, min(WRITE_BYTES, cluster, size - offset)))
     return out, sampled
-
-
-def _allocated(mapped: str) -> list[tuple[int, int]]:
-    out = []
-    for line in mapped.splitlines():
-        match = MAP_LINE.search(line)
-        if match and not match.group(2):
-            length, offset = int(match.group(1), 16), int(match.group(3), 16)
-            out.append((offset, offset + length))
-    return out
-
-
-def _cluster_size(path: str) -> int:
-    with open(path, "rb") as stream:
-        stream.seek(20)
-        return 1 << int.from_bytes(stream.read(4), "big")
-
-
-def _virtual_size(path: str) -> int:
-    with open(path, "rb") as stream:
-        stream.seek(24)
-        return int.from_bytes(stream.read(8), "big")
 
 
 def _qemu_io_script(commands: list[str]) -> str:
