@@ -445,6 +445,42 @@ class ReferenceWriter:
         self._load()
         return self._ack("reopen", OpResult())
 
+    def repair(self, *, forget_zonedmeta: bool = False) -> int:
+        """Recount every cluster's references from the tables in memory and store each
+        refcount that differs (RC-4, RC-5); returns how many it changed.
+
+        forget_zonedmeta recounts as a repair that does not know the zoned extension
+        would: the write-pointer table looks leaked and is freed (a tool mutant).
+        """
+        counts = [0] * len(self._refcounts)
+
+        def count(offset: int, clusters: int = 1) -> None:
+            first = offset // self.cluster_size
+            for index in range(first, min(first + clusters, len(counts))):
+                counts[index] += 1
+
+        count(0)
+        count(self._l1_offset, self._l1_clusters)
+        count(self._reftable_offset, self._reftable_clusters)
+        for block_offset in self._refblocks.values():
+            count(block_offset)
+        if self.config is not None and not forget_zonedmeta:
+            count(self._zonedmeta_offset, self._zonedmeta_clusters)
+        for l1_index, table in self._l2.items():
+            count(self._l2_offsets[l1_index])
+            for entry in table:
+                if entry & OFFSET_MASK:
+                    count(entry & OFFSET_MASK)
+        changed = [i for i, (old, new) in enumerate(zip(self._refcounts, counts, strict=True))
+                   if old != new]
+        self._refcounts = counts
+        for block in sorted({i // self._refblock_entries for i in changed}):
+            if block in self._refblocks:
+                self._pwrite(self._refblocks[block], self._refblock_bytes(block))
+        if changed:
+            self._barrier()
+        return len(changed)
+
     def apply(self, op: Mapping[str, Any], fill: bytes = b"\x5a") -> OpResult:
         """Apply one op in the trace protocol's dict form; data ops write `fill` bytes.
 
@@ -745,4 +781,4 @@ class ReferenceWriter:
         return self.config
 
 
-__all__ = ["Mutant", "ReferenceWriter", "ZONED_EXT", "ZONED_EXT_MAGIC", "INCOMPAT_ZONED"]
+__all__ = ["HEADER", "Mutant", "ReferenceWriter", "ZONED_EXT", "ZONED_EXT_MAGIC", "INCOMPAT_ZONED"]

@@ -392,6 +392,16 @@ def dead_data_starts(fields: dict[str, int | bytes], entries: Sequence[int]) -> 
     return starts
 
 
+def readable_ranges(report: Sequence[ZoneInfo]) -> Iterator[tuple[int, int]]:
+    """[start, end) of every range that may read non-zero: whole conventional zones, and
+    [start, wp) of the sequential ones; the rest reads as zeros (ZSM-16)."""
+    for info in report:
+        if info.type is ZoneType.CONVENTIONAL:
+            yield info.start, info.start + info.length
+        elif info.wp > info.start:
+            yield info.start, info.wp
+
+
 def persisted_state(start: int, capacity: int, wp: int) -> ZoneState:
     """The state a sequential zone's stored wp gives (WP-8): open states are never stored."""
     if wp == start:

@@ -37,6 +37,7 @@ SPEC_FILE = "SPEC.md"
 MODEL_ENFORCERS: Mapping[str, str] = {
     "ZSM": "reference.zones",
     "PERS": "reference.persistence",
+    "TOOL": "reference.tools",
 }
 
 CLAUSE_ID = re.compile(r"^(?P<family>[A-Z][A-Z0-9]*)-(?P<number>[1-9][0-9]*)$")

@@ -20,7 +20,7 @@ FACTS_FILE = REPO.parent / "shared" / "zoned-qcow2-facts.md"
 
 EXPECTED_FAMILIES = [
     "HDR", "EXT", "L1", "L2", "EL2", "CMP", "RC", "SNAP",
-    "BMP", "CRYPT", "DATA", "OVL", "ZONE", "WP", "ZSM", "PERS",
+    "BMP", "CRYPT", "DATA", "OVL", "ZONE", "WP", "ZSM", "PERS", "TOOL",
 ]  # fmt: skip
 
 # The contradictions the facts file lists; each needs a resolution (issue 3).
