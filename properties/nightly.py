@@ -5,8 +5,10 @@
 
 A **round** runs every suite once (`--examples` examples of up to `--steps` steps each,
 the `nightly` settings: no deadline, example database in data/hypothesis unless
---no-database): the model against the reference writer, against real QEMU, and against
-QEMU's maintenance tools (properties/tools.py). Rounds are numbered 0, 1, 2...; round r
+--no-database): the model against the reference writer, against real QEMU, against
+QEMU's maintenance tools (properties/tools.py), and the zoned tools suite
+(properties/zoned_tools.py) against the reference tools and, where a zoned-capable QEMU
+is found, against QEMU (otherwise reported as not run). Rounds are numbered 0, 1, 2...; round r
 uses the Hypothesis seed `--seed + r`, so a round means the same run on every machine.
 
 **Shards.** `--shard I/N` runs the rounds r with r mod N = I, so shards never share a
@@ -41,8 +43,9 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from qcow2harness import qemu
 from qcow2harness.sharding import WHOLE, Shard, add_shard_argument
 
-from .stateful import QemuGuestMachine, zoned_writer_machine
+from .stateful import QemuGuestMachine, zoned_qemu_unavailable, zoned_writer_machine
 from .tools import QemuToolsMachine
+from .zoned_tools import zoned_tools_machine
 
 DATABASE = "data/hypothesis"
 NIGHTLY = settings(
@@ -54,10 +57,11 @@ NIGHTLY = settings(
     suppress_health_check=list(HealthCheck),
     print_blob=True,
 )
-SUITES = ("reference", "qemu", "tools")
-QEMU_SUITES = ("qemu", "tools")
+SUITES = ("reference", "qemu", "tools", "zoned-tools", "zoned-qemu")
+QEMU_SUITES = ("qemu", "tools", "zoned-qemu")
 SUITE_NAMES = {"reference": "reference writer", "qemu": "real QEMU",
-               "tools": "QEMU maintenance tools"}
+               "tools": "QEMU maintenance tools", "zoned-tools": "reference tools, zoned",
+               "zoned-qemu": "zoned QEMU and its tools"}
 OUTPUT_KEPT = 8000  # characters of Hypothesis' report kept per failure
 
 
@@ -85,6 +89,8 @@ class Plan:
     def machine(self, suite: str) -> type[RuleBasedStateMachine]:
         if suite == "reference":
             return zoned_writer_machine(self.mutants)
+        if suite in ("zoned-tools", "zoned-qemu"):
+            return zoned_tools_machine(qemu_writer=suite == "zoned-qemu")
         return QemuToolsMachine if suite == "tools" else QemuGuestMachine
 
 
@@ -224,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
             suites.remove(suite)
             not_run.append(f"{suite}: qemu-img/qemu-io not found")
         print("nightly: not run against QEMU: qemu-img/qemu-io not found", flush=True)
+    if "zoned-qemu" in suites and (reason := zoned_qemu_unavailable()) is not None:
+        suites.remove("zoned-qemu")
+        not_run.append(f"zoned-qemu: {reason}")
+        print(f"nightly: zoned-qemu not run: {reason}", flush=True)
     plan = Plan(suites, args.examples, args.steps, args.seed, args.rounds, minutes,
                 tuple(args.mutant), None if args.no_database else DATABASE,
                 not args.no_shrink)

@@ -1,10 +1,12 @@
-"""Shrunk counterexamples that kill each reference-writer mutant, kept as regression data.
+"""Shrunk counterexamples that kill each mutant, kept as regression data.
 
     python -m qcow2harness.properties.regressions DIR [MUTANT ...]
+    python -m qcow2harness.properties.regressions --tools DIR [TOOL_MUTANT ...]
 
-searches with the zoned stateful suite until each mutant fails, and writes the shrunk
-sequence to DIR/<mutant>.json. tests/properties/test_mutants.py replays every file:
-the mutant must fail it and the correct writer must pass it.
+searches with the zoned stateful suite (with --tools: the zoned tools suite,
+properties/zoned_tools.py) until each mutant fails, and writes the shrunk sequence to
+DIR/<mutant>.json. tests/properties/test_mutants.py and test_tools_zoned.py replay every
+file: the mutant must fail it and the correct writer (or tools) must pass it.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+from qcow2harness.reference.tools import ToolMutant
 from qcow2harness.reference.writer import Mutant
 
 from .stateful import REGRESSION_TAG, zoned_writer_machine
+from .zoned_tools import zoned_tools_machine
 
 SEARCH = settings(max_examples=2000, stateful_step_count=30, deadline=None, derandomize=True,
                   database=None, suppress_health_check=list(HealthCheck))
@@ -34,10 +38,12 @@ def failure_text(error: BaseException) -> str:
     return str(error)
 
 
-def find_counterexample(mutant: str) -> dict[str, Any] | None:
-    """The shrunk sequence on which the suite kills `mutant`, or None if it survives."""
+def find_counterexample(mutant: str, machine: type[RuleBasedStateMachine] | None = None,
+                        ) -> dict[str, Any] | None:
+    """The shrunk sequence on which the suite (default: the zoned writer suite with
+    `mutant`) kills `mutant`, or None if it survives."""
     try:
-        run_state_machine_as_test(zoned_writer_machine([mutant]), settings=SEARCH)
+        run_state_machine_as_test(machine or zoned_writer_machine([mutant]), settings=SEARCH)
     except (AssertionError, ExceptionGroup) as error:  # noqa: F821 - builtin in 3.11
         for line in failure_text(error).splitlines():
             if line.startswith(REGRESSION_TAG):
@@ -53,12 +59,16 @@ def main(argv: Sequence[str]) -> int:
     if not argv:
         print(__doc__)
         return 1
-    directory, wanted = argv[0], list(argv[1:]) or [m.value for m in Mutant]
+    tools = argv[0] == "--tools"
+    argv = argv[1:] if tools else argv
+    every = [m.value for m in (ToolMutant if tools else Mutant)]
+    directory, wanted = argv[0], list(argv[1:]) or every
     os.makedirs(directory, exist_ok=True)
     survivors = []
     for mutant in wanted:
         started = time.monotonic()
-        found = find_counterexample(mutant)
+        machine = zoned_tools_machine(tool_mutants=[mutant]) if tools else None
+        found = find_counterexample(mutant, machine)
         took = time.monotonic() - started
         if found is None:
             survivors.append(mutant)
@@ -67,7 +77,8 @@ def main(argv: Sequence[str]) -> int:
         with open(os.path.join(directory, f"{mutant}.json"), "w") as out:
             json.dump(found, out, indent=1)
             out.write("\n")
-        print(f"{mutant}: killed by {len(found['ops'])} op(s) ({took:.0f} s): {found['failure']}")
+        steps = found["steps" if tools else "ops"]
+        print(f"{mutant}: killed by {len(steps)} step(s) ({took:.0f} s): {found['failure']}")
     return 2 if survivors else 0
 
 

@@ -7,7 +7,6 @@ from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 from qcow2harness.properties.stateful import (
     QemuGuestMachine,
-    zoned_qemu_unavailable,
     zoned_writer_machine,
 )
 
@@ -28,8 +27,5 @@ def test_model_vs_real_qemu() -> None:
                           max_examples=min(settings.default.max_examples, 25)))
 
 
-def test_model_vs_zoned_qemu() -> None:
-    reason = zoned_qemu_unavailable()
-    if reason is not None:
-        pytest.skip(f"not run: {reason}")
-    pytest.fail("a zoned-capable QEMU is present but the zoned-QEMU suite is not written yet")
+# The model against a zoned-capable QEMU (guest zone rules and tool rules together):
+# tests/properties/test_tools_zoned.py::test_tool_rules_on_zoned_images_through_a_zoned_qemu.

@@ -1,29 +1,41 @@
-"""QEMU's maintenance tools on zoned images (properties/tools.py ZONED_TOOL_STEPS).
+"""Maintenance tools on zoned images.
 
-QEMU 7.2 has no zoned qcow2: every tool must refuse a zoned image (incompatible bit 5,
-ZONE-1) with a non-zero exit and leave the file byte-identical. With a zoned-capable QEMU
-the tool rules would run on zoned images instead: not written yet, so that test fails
-rather than pass silently.
+- QEMU 7.2 has no zoned qcow2: every tool must refuse a zoned image (incompatible bit 5,
+  ZONE-1) with a non-zero exit and leave the file byte-identical
+  (properties/tools.py ZONED_TOOL_STEPS).
+- With a zoned-capable QEMU, the zoned tools suite (properties/zoned_tools.py) holds
+  each qemu-img step to reference/tools.py TOOL_RULES; without one it is not run.
+- The same suite against the reference writer's tools: it passes on the correct tools,
+  and each ToolMutant is killed by a shrunk counterexample kept in
+  regressions/zoned-tools/ (`python -m qcow2harness.properties.regressions --tools DIR`).
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
+from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
 from qcow2harness.properties.stateful import zoned_qemu_unavailable
 from qcow2harness.properties.tools import (
     ZONED_STEPS_ACCEPTED,
     ZONED_TOOL_STEPS,
     zoned_tool_outcomes,
 )
+from qcow2harness.properties.zoned_tools import replay_zoned_tools, zoned_tools_machine
+from qcow2harness.reference.tools import TOOL_RULES, ToolMutant
 from qcow2harness.reference.writer import ReferenceWriter
 from qcow2harness.reference.zones import ZoneConfig
+from qcow2harness.spec.registry import load
 
 from qcow2harness import qemu
 
 CONFIG = ZoneConfig(size=16 * 65536, zone_size=65536, zone_capacity=49152, conventional_zones=1,
                     max_open_zones=2, max_active_zones=3, max_append_bytes=4096)
+COUNTEREXAMPLES = pathlib.Path(__file__).parent / "regressions" / "zoned-tools"
 
 
 @pytest.fixture
@@ -55,5 +67,41 @@ def test_tool_rules_on_zoned_images_through_a_zoned_qemu(qemu_tools: None) -> No
     reason = zoned_qemu_unavailable()
     if reason is not None:
         pytest.skip(f"not run: {reason}")
-    pytest.fail("a zoned-capable QEMU is present but the tool rules on zoned images are not "
-                "written yet")
+    run_state_machine_as_test(
+        zoned_tools_machine(qemu_writer=True),
+        settings=settings(settings.default, stateful_step_count=25,
+                          max_examples=min(settings.default.max_examples, 25)))
+
+
+def test_tool_rules_hold_for_the_reference_tools() -> None:
+    run_state_machine_as_test(zoned_tools_machine(),
+                              settings=settings(settings.default, stateful_step_count=30))
+
+
+def test_every_tool_rule_names_a_tool_clause() -> None:
+    spec = load()
+    cited = {rule.clause for rule in TOOL_RULES.values()}
+    assert all(spec[clause].family == "TOOL" for clause in cited)
+    # TOOL-2 (every refusal leaves the file as it was) is judged by the suite itself.
+    assert {c.id for c in spec.family("TOOL")} - cited == {"TOOL-2"}
+
+
+def load_counterexample(mutant: str) -> dict[str, Any]:
+    path = COUNTEREXAMPLES / f"{mutant}.json"
+    assert path.exists(), f"no counterexample kept for tool mutant {mutant}: regenerate {path}"
+    data: dict[str, Any] = json.loads(path.read_text())
+    assert data["mutant"] == mutant
+    return data
+
+
+@pytest.mark.parametrize("mutant", [m.value for m in ToolMutant])
+def test_tool_mutant_is_killed_by_its_counterexample(mutant: str) -> None:
+    run = load_counterexample(mutant)
+    with pytest.raises(AssertionError) as failure:
+        replay_zoned_tools(run, zoned_tools_machine(tool_mutants=[mutant]))
+    assert run["failure"].split(":")[0] in str(failure.value)
+
+
+@pytest.mark.parametrize("mutant", [m.value for m in ToolMutant])
+def test_correct_tools_pass_the_counterexample(mutant: str) -> None:
+    replay_zoned_tools(load_counterexample(mutant), zoned_tools_machine())
