@@ -163,6 +163,12 @@ ZONE_REPORT_LINE = re.compile(r"start: 0x([0-9a-f]+), len 0x([0-9a-f]+), cap 0x(
 ZONE_COMMANDS = {"open": "zo", "close": "zc", "finish": "zf", "reset": "zrs"}
 
 
+def parse_zone_report(text: str) -> list[tuple[ZoneState, int]]:
+    """(state, wp in bytes) of each zone in qemu-io `zrp` output."""
+    return [(ZBC_CONDITIONS.get(int(m.group(5)), ZoneState.OFFLINE), int(m.group(4), 16) * SECTOR)
+            for m in ZONE_REPORT_LINE.finditer(text)]
+
+
 def zone_create_options(config: ZoneConfig, cluster_size: int) -> str:
     """qemu-img create options of the v10 series for a zoned image."""
     return ",".join([
@@ -226,8 +232,7 @@ class QemuZonedWriter:
     def live_report(self) -> list[tuple[ZoneState, int]]:
         config = self._config()
         out = self._io().command(f"zrp 0 {config.nr_zones}")
-        rows = [(ZBC_CONDITIONS.get(int(m.group(5)), ZoneState.OFFLINE),
-                 int(m.group(4), 16) * SECTOR) for m in ZONE_REPORT_LINE.finditer(out)]
+        rows = parse_zone_report(out)
         if len(rows) != config.nr_zones:
             raise AssertionError(f"qemu-io zrp gave {len(rows)} zones, not {config.nr_zones}: "
                                  f"{out.strip()[:300]}")

@@ -25,13 +25,19 @@ from qcow2harness.properties.tools import (
     ZONED_TOOL_STEPS,
     zoned_tool_outcomes,
 )
-from qcow2harness.properties.zoned_tools import replay_zoned_tools, zoned_tools_machine
+from qcow2harness.properties.zoned_tools import (
+    QemuZonedWriter,
+    parse_zone_report,
+    replay_zoned_tools,
+    zoned_tools_machine,
+)
 from qcow2harness.reference.tools import TOOL_RULES, ToolMutant
 from qcow2harness.reference.writer import ReferenceWriter
-from qcow2harness.reference.zones import ZoneConfig
+from qcow2harness.reference.zones import ZoneConfig, ZoneState
 from qcow2harness.spec.registry import load
 
 from qcow2harness import qemu
+from qcow2harness.errors import WriterError
 
 CONFIG = ZoneConfig(size=16 * 65536, zone_size=65536, zone_capacity=49152, conventional_zones=1,
                     max_open_zones=2, max_active_zones=3, max_append_bytes=4096)
@@ -71,6 +77,24 @@ def test_tool_rules_on_zoned_images_through_a_zoned_qemu(qemu_tools: None) -> No
         zoned_tools_machine(qemu_writer=True),
         settings=settings(settings.default, stateful_step_count=25,
                           max_examples=min(settings.default.max_examples, 25)))
+
+
+def test_a_qemu_without_zones_refuses_the_suites_create_options(
+        qemu_tools: None, tmp_path: pathlib.Path) -> None:
+    if zoned_qemu_unavailable() is None:
+        pytest.skip("not run: this QEMU knows zoned qcow2")
+    with pytest.raises(WriterError, match="zone"):
+        QemuZonedWriter().create(str(tmp_path / "zoned.qcow2"), CONFIG, 4096)
+
+
+def test_zone_report_lines_parse_into_states_and_write_pointers() -> None:
+    # qemu-io `zrp` prints sectors in hex and the ZBC condition code.
+    text = ("start: 0x0, len 0x80, cap 0x80, wptr 0x0, zcond:0, [type: 1]\n"
+            "start: 0x80, len 0x80, cap 0x60, wptr 0x88, zcond:2, [type: 2]\n"
+            "start: 0x100, len 0x80, cap 0x60, wptr 0x160, zcond:14, [type: 2]\n")
+    assert parse_zone_report(text) == [(ZoneState.NOT_WRITE_POINTER, 0),
+                                       (ZoneState.IMPLICIT_OPEN, 0x88 * 512),
+                                       (ZoneState.FULL, 0x160 * 512)]
 
 
 def test_tool_rules_hold_for_the_reference_tools() -> None:
