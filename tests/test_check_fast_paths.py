@@ -356,3 +356,17 @@ def test_l1_walks_agree_on_shared_l2_tables_and_stale_snapshots(name: str) -> No
     if image.snapshots():
         assert "L1-4" in {f["clause"] for f in numpy_l1[0]["violations"] + numpy_l1[0]["notes"]}
     assert numpy_l1 == python_l1
+
+
+def test_one_line_pads_as_the_format_spec_did() -> None:
+    """Finding.one_line pads with ljust; the oracle is the format spec it replaced, over
+    every clause and level of the registry, with and without an offset."""
+    from qcow2harness.spec.registry import load
+
+    from qcow2harness.checker.report import Finding
+
+    for clause, level in load().levels.items():
+        for offset in (None, 0, 0x1234):
+            finding = Finding(clause, level, "message", offset)
+            where = f" (offset {offset:#x})" if offset is not None else ""
+            assert finding.one_line() == f"{level:<6} {clause:<8} message{where}"

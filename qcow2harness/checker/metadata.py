@@ -577,10 +577,12 @@ def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
             return
         tables, entries = np.nonzero(mask)
         keep = min(out.room(clause), int(tables.size))
-        for table, entry in zip(tables[:keep], entries[:keep], strict=True):
-            l2_offset, at = batch.where(int(table), int(entry))
-            value = int(descriptors[table, entry])
-            out.add(clause, f"L2 table {l2_offset:#x} entry {int(entry)}: {text} "
+        kept_tables, kept_entries = tables[:keep], entries[:keep]
+        values = descriptors[kept_tables, kept_entries].tolist()  # one gather, not one each
+        for table, entry, value in zip(kept_tables.tolist(), kept_entries.tolist(), values,
+                                       strict=True):
+            l2_offset, at = batch.where(table, entry)
+            out.add(clause, f"L2 table {l2_offset:#x} entry {entry}: {text} "
                     f"({value:#x})", at + extra)
         out.add_suppressed(clause, int(tables.size) - keep)
 
