@@ -170,7 +170,11 @@ class Image:
                 clause="HDR-3",
             ) from error
         self.header = self.root.header
+        self._cluster_size: int | None = None
+        # The extension list as parsed, or why it does not parse: each is found once (a
+        # failed Kaitai instance is not kept, so asking again would parse again).
         self._extensions: list[Extension] | None = None
+        self._extensions_error: ParseError | None = None
 
     # -- opening ---------------------------------------------------------
 
@@ -214,15 +218,18 @@ class Image:
     @property
     def cluster_size(self) -> int:
         """Cluster size; refuses to derive one from an unusable cluster_bits."""
-        if not self.cluster_bits_usable:
-            raise ParseError(
-                f"cluster_bits {self.cluster_bits} is outside "
-                f"{MIN_CLUSTER_BITS}..{MAX_MODEL_CLUSTER_BITS}; no structure can be located",
-                structure="header.cluster_bits",
-                offset=20,
-                clause="HDR-5",
-            )
-        return int(self.root.cluster_size)
+        if self._cluster_size is None:
+            if not self.cluster_bits_usable:
+                raise ParseError(
+                    f"cluster_bits {self.cluster_bits} is outside "
+                    f"{MIN_CLUSTER_BITS}..{MAX_MODEL_CLUSTER_BITS}; no structure can be "
+                    "located",
+                    structure="header.cluster_bits",
+                    offset=20,
+                    clause="HDR-5",
+                )
+            self._cluster_size = int(self.root.cluster_size)
+        return self._cluster_size
 
     @property
     def len_header(self) -> int:
@@ -235,32 +242,42 @@ class Image:
     # -- header extensions --------------------------------------------------
 
     def extensions(self) -> list[Extension]:
-        """All header extensions (the end marker excluded), parsed on first use."""
+        """All header extensions (the end marker excluded), parsed on first use; a list
+        that does not parse raises the same ParseError each time."""
         if self._extensions is None:
-            self.cluster_size  # noqa: B018 - validates cluster_bits first
-            if self.len_header > self.file_size:
-                raise ParseError(
-                    f"header_length {self.len_header} runs past the end of the "
-                    f"{self.file_size}-byte file",
-                    structure="header",
-                    offset=100,
-                    clause="HDR-3",
-                )
+            if self._extensions_error is not None:
+                raise self._extensions_error
             try:
-                with parsing("header extension list", self.len_header, "EXT-1"):
-                    entries = list(self.root.header_extensions.entries)
+                self._extensions = self._read_extensions()
             except ParseError as error:
-                raise self._extension_list_failure(error) from error
-            found = []
-            offset = self.len_header
-            for index, node in enumerate(entries):
-                magic = int(node.magic)
-                length = int(node.len_body)
-                if magic != ExtensionType.end:
-                    found.append(Extension(index, offset, magic, length, node))
-                offset += 8 + length + (-length % 8)
-            self._extensions = found
+                self._extensions_error = error
+                raise
         return self._extensions
+
+    def _read_extensions(self) -> list[Extension]:
+        self.cluster_size  # noqa: B018 - validates cluster_bits first
+        if self.len_header > self.file_size:
+            raise ParseError(
+                f"header_length {self.len_header} runs past the end of the "
+                f"{self.file_size}-byte file",
+                structure="header",
+                offset=100,
+                clause="HDR-3",
+            )
+        try:
+            with parsing("header extension list", self.len_header, "EXT-1"):
+                entries = list(self.root.header_extensions.entries)
+        except ParseError as error:
+            raise self._extension_list_failure(error) from error
+        found = []
+        offset = self.len_header
+        for index, node in enumerate(entries):
+            magic = int(node.magic)
+            length = int(node.len_body)
+            if magic != ExtensionType.end:
+                found.append(Extension(index, offset, magic, length, node))
+            offset += 8 + length + (-length % 8)
+        return found
 
     def _extension_list_failure(self, error: ParseError) -> ParseError:
         """Say why the extension list did not parse: a record that runs past the first

@@ -11,6 +11,11 @@ Two speed-ups serve the fuzz target (fuzz/RESULTS.md, "Throughput"):
 
 - `snapshot_sources` skips empty snapshot L1 tables inside the file and adds SNAP-5's
   suppressed count in one go. The oracle is the loop it replaced, kept below.
+- `walk_l1_tables` hands images with few L1 entries in all (`SMALL_L1_WALK`) to
+  `walk_small_l1_tables`, which works on Python ints. The oracle is the numpy walk: every
+  image is checked with the threshold below zero (numpy only) and far above (Python only).
+- `Image` keeps its cluster size and the header extension list's ParseError once found.
+  The oracle is an image that finds both again on every use.
 
 Each property checks one image both ways and compares the whole report: findings in
 order with their messages and offsets, suppressed counts, stats.
@@ -178,8 +183,23 @@ def verdict(data: bytes) -> Any:
     return summary, [finding.one_line() for finding in report.findings]
 
 
+_kept_cluster_size = Image.cluster_size.fget  # type: ignore[attr-defined]
+
+
+def _cluster_size_every_time(image: Image) -> int:
+    image._cluster_size = None
+    return _kept_cluster_size(image)  # type: ignore[no-any-return]
+
+
 def both_ways(data: bytes) -> None:
     fast = verdict(data)
+    with mock.patch.object(md, "SMALL_L1_WALK", -1):
+        numpy_l1 = verdict(data)
+    with mock.patch.object(md, "SMALL_L1_WALK", 1 << 30):
+        python_l1 = verdict(data)
+    with mock.patch.object(Image, "extensions", Image._read_extensions), \
+            mock.patch.object(Image, "cluster_size", property(_cluster_size_every_time)):
+        uncached = verdict(data)
     with mock.patch.object(md, "walk_l1_tables", per_table_walk):
         per_table = verdict(data)
     with mock.patch("qcow2harness.image.FileStream", KaitaiStream), \
@@ -189,6 +209,8 @@ def both_ways(data: bytes) -> None:
     with mock.patch.object(md, "snapshot_sources", snapshot_sources_one_by_one):
         per_snapshot = verdict(data)
     assert fast == per_table, "batched L1 walk and per-table walk disagree"
+    assert numpy_l1 == python_l1 == fast, "numpy and Python-int L1 walks disagree"
+    assert fast == uncached, "Image's kept cluster size / extension error change a verdict"
     assert fast == per_snapshot, "snapshot walk and its one-by-one version disagree"
     assert fast == runtime_stream, "FileStream and the runtime's KaitaiStream disagree"
 
@@ -286,3 +308,65 @@ def test_empty_snapshot_l1_table_past_the_end_is_still_reported() -> None:
     fast = verdict(bytes(data))
     assert any(finding["clause"] == "SNAP-3" for finding in fast[0]["violations"])
     both_ways(bytes(data))
+
+
+def l1_walks(data: bytes) -> tuple[Any, Any]:
+    """The verdict with the numpy L1 walk only, and with the Python-int walk only."""
+    with mock.patch.object(md, "SMALL_L1_WALK", -1):
+        numpy_l1 = verdict(data)
+    with mock.patch.object(md, "SMALL_L1_WALK", 1 << 30):
+        python_l1 = verdict(data)
+    return numpy_l1, python_l1
+
+
+def test_l1_walks_agree_on_seeds_and_mutants() -> None:
+    """The structure-aware mutator's chains from the seeds (it rewrites L1 entries: COPIED
+    flipped, offsets at other tables, past the end, unaligned)."""
+    from qcow2harness.fuzz.bench import mutated_mix
+
+    inputs = SEED_BYTES + mutated_mix(800, seed=3)
+    for data in inputs:
+        numpy_l1, python_l1 = l1_walks(data)
+        assert numpy_l1 == python_l1
+
+
+def _seed(name: str) -> bytearray:
+    return bytearray(next(s for p, s in zip(SEEDS, SEED_BYTES, strict=True) if p.name == name))
+
+
+def _put_l1_entries(data: bytearray, table: int, indices: Iterable[int], value: int) -> None:
+    for index in indices:
+        data[table + 8 * index:table + 8 * index + 8] = struct.pack(">Q", value)
+
+
+@pytest.mark.parametrize("name", ["qemu-snapshot.qcow2", "qemu-data-file.qcow2"])
+def test_l1_walks_agree_on_shared_l2_tables_and_stale_snapshots(name: str) -> None:
+    """Active L1 entries sharing an L2 table (its weight, and the guest base of the first
+    entry: DATA-5 compares guest and host offsets with an external data file), and a
+    snapshot L1 table with several entries whose COPIED flag is stale (L1-4's count and
+    first entry)."""
+    data = _seed(name)
+    image = Image.from_bytes(bytes(data))
+    l1 = image.l1_entries()
+    l2 = int(l1[l1 != 0][0]) & int(md.OFFSET_MASK)
+    _put_l1_entries(data, int(image.header.ofs_l1_table), (2, 5), l2)
+    if image.snapshots():  # COPIED clear, the table's stored refcount 1: stale
+        _put_l1_entries(data, int(image.snapshots()[0].ofs_l1_table), (1, 3, 4), l2)
+    numpy_l1, python_l1 = l1_walks(bytes(data))
+    if image.snapshots():
+        assert "L1-4" in {f["clause"] for f in numpy_l1[0]["violations"] + numpy_l1[0]["notes"]}
+    assert numpy_l1 == python_l1
+
+
+def test_one_line_pads_as_the_format_spec_did() -> None:
+    """Finding.one_line pads with ljust; the oracle is the format spec it replaced, over
+    every clause and level of the registry, with and without an offset."""
+    from qcow2harness.spec.registry import load
+
+    from qcow2harness.checker.report import Finding
+
+    for clause, level in load().levels.items():
+        for offset in (None, 0, 0x1234):
+            finding = Finding(clause, level, "message", offset)
+            where = f" (offset {offset:#x})" if offset is not None else ""
+            assert finding.one_line() == f"{level:<6} {clause:<8} message{where}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -291,44 +291,90 @@ class L1Source:
     active: bool
 
 
-def report_indices(out: Findings, clause: str, indices: np.ndarray,
+def report_indices(out: Findings, clause: str, indices: Sequence[int] | np.ndarray,
                    describe: Callable[[int], tuple[str, int | None]]) -> None:
     """Report the first findings of `clause` one by one and count the rest in bulk."""
-    if indices.size == 0:
+    count = len(indices)
+    if not count:
         return
-    keep = min(out.room(clause), int(indices.size))
+    keep = min(out.room(clause), count)
     for index in indices[:keep]:
         message, offset = describe(int(index))
         out.add(clause, message, offset)
-    out.add_suppressed(clause, int(indices.size) - keep)
+    out.add_suppressed(clause, count - keep)
 
 
-def _report_l1_entries(out: Findings, source: L1Source, span: slice, reserved: np.ndarray,
-                       misaligned: np.ndarray, past: np.ndarray) -> None:
-    """L1-1, L1-2 and SNAP-7 for one table (its span of the concatenated masks)."""
+def _report_l1_entries(out: Findings, source: L1Source, reserved: Sequence[int] | np.ndarray,
+                       misaligned: Sequence[int] | np.ndarray,
+                       past: Sequence[int] | np.ndarray) -> None:
+    """L1-1, L1-2 and SNAP-7 for one table, given the indices of its flagged entries."""
     def describe(index: int, text: str) -> tuple[str, int]:
         return (f"{source.name} L1 entry {index} ({int(source.entries[index]):#x}): {text}",
                 source.offset + 8 * index)
 
-    report_indices(out, "L1-1", np.nonzero(reserved[span])[0],
-                   lambda i: describe(i, "reserved bits set"))
-    report_indices(out, "L1-2", np.nonzero(misaligned[span])[0],
+    report_indices(out, "L1-1", reserved, lambda i: describe(i, "reserved bits set"))
+    report_indices(out, "L1-2", misaligned,
                    lambda i: describe(i, "L2 table offset is not cluster-aligned"))
     # Past the end of the file: L1-2 for the active table; a snapshot's tree is SNAP-7.
-    report_indices(out, "L1-2" if source.active else "SNAP-7", np.nonzero(past[span])[0],
+    report_indices(out, "L1-2" if source.active else "SNAP-7", past,
                    lambda i: describe(i, "L2 table is past the end of the file"))
+
+
+def _claim_l1_table(walk: Walk, source: L1Source) -> None:
+    what = f"{source.name} L1 table"
+    walk.claim(source.offset, source.entries.size * 8,
+               Role.L1 if source.active else Role.SNAPSHOT_L1, what=what)
+    walk.table(source.offset, source.entries.size * 8, what)
+
+
+def _report_active_copied(walk: Walk, wrong: Sequence[int] | np.ndarray,
+                          index: Sequence[int] | np.ndarray, offsets: Sequence[int] | np.ndarray,
+                          copied: Sequence[bool] | np.ndarray) -> None:
+    """L1-3 (HDR-12 when dirty) for the active entries at positions `wrong` of the lists
+    of good active entries (L1 index, L2 table offset, COPIED flag)."""
+    assert walk.stored is not None
+    stored, image = walk.stored, walk.image
+    ofs_l1 = int(image.header.ofs_l1_table)
+    # A dirty image's stored refcounts may lag, and the COPIED flags with them.
+    clause = "HDR-12" if image.header.is_dirty else "L1-3"
+    report_indices(walk.out, clause, wrong, lambda i: (
+        f"active L1 entry {int(index[i])} for L2 table {int(offsets[i]):#x} has "
+        f"COPIED={int(copied[i])} but the table's refcount is "
+        f"{int(stored[int(offsets[i]) >> walk.cluster_bits])}",
+        ofs_l1 + 8 * int(index[i])))
+
+
+def _report_stale_snapshot(out: Findings, source: L1Source, count: int, at: int) -> None:
+    """L1-4: one finding per snapshot table, `count` stale entries from entry `at` on."""
+    out.add("L1-4", f"{source.name} L1 table: {count} entr(y/ies) with a COPIED flag that "
+            f"disagrees with the L2 table's refcount, first entry {at}; rebuilt when the "
+            "snapshot is loaded", source.offset + 8 * at)
+
+
+def _guest_per_l2(walk: Walk) -> int:
+    """Guest bytes one L2 table maps."""
+    entry_size = 16 if walk.image.header.is_extended_l2 else 8
+    return walk.cluster_size // entry_size * walk.cluster_size
+
+
+# Up to this many L1 entries in all (the active table and the snapshots'), the L1 walk
+# runs on Python ints: for a few entries, each numpy call costs more than the entries.
+SMALL_L1_WALK = 64
 
 
 def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
     """L1 entries: reserved bits, alignment, bounds, COPIED; collect L2 tables with
     multiplicity. The entry checks run once over all tables together: an image may
     hold thousands of snapshot L1 tables of a few entries each, and per-table array
-    operations would cost more than the entries."""
+    operations would cost more than the entries. Few entries in all take
+    walk_small_l1_tables (the same findings, on Python ints)."""
+    sources = list(sources)
+    if sum(int(source.entries.size) for source in sources) <= SMALL_L1_WALK:
+        walk_small_l1_tables(walk, sources)
+        return
     image, out = walk.image, walk.out
     cluster_size = np.uint64(walk.cluster_size)
-    guest_per_l2 = walk.cluster_size // (16 if image.header.is_extended_l2 else 8) * (
-        walk.cluster_size)
-    sources = list(sources)
+    guest_per_l2 = _guest_per_l2(walk)
     # Entry i of the concatenation belongs to the source n with starts[n] <= i < starts[n+1].
     sizes = [int(source.entries.size) for source in sources]
     starts = [0]
@@ -350,13 +396,11 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
     for number, source in enumerate(sources):
         if not source.entries.size:
             continue  # nothing to claim, list or report
-        role = Role.L1 if source.active else Role.SNAPSHOT_L1
-        what = f"{source.name} L1 table"
-        walk.claim(source.offset, source.entries.size * 8, role, what=what)
-        walk.table(source.offset, source.entries.size * 8, what)
+        _claim_l1_table(walk, source)
         if number + 1 in to_report:
-            _report_l1_entries(out, source, slice(starts[number], starts[number + 1]),
-                               reserved, misaligned, past)
+            span = slice(starts[number], starts[number + 1])
+            _report_l1_entries(out, source, np.nonzero(reserved[span])[0],
+                               np.nonzero(misaligned[span])[0], np.nonzero(past[span])[0])
 
     active: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # index, offset, entry
     for number, source in enumerate(sources):
@@ -380,16 +424,8 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
         if active is not None:
             index, offsets, entries = active
             copied = (entries & COPIED) != 0
-            refcount_one = stored_is_one(offsets)
-            wrong = np.nonzero(copied != refcount_one)[0]
-            ofs_l1 = int(image.header.ofs_l1_table)
-            # A dirty image's stored refcounts may lag, and the COPIED flags with them.
-            clause = "HDR-12" if image.header.is_dirty else "L1-3"
-            report_indices(out, clause, wrong, lambda i: (
-                f"active L1 entry {int(index[i])} for L2 table {int(offsets[i]):#x} has "
-                f"COPIED={int(copied[i])} but the table's refcount is "
-                f"{int(stored[int(offsets[i]) >> walk.cluster_bits])}",
-                ofs_l1 + 8 * int(index[i])))
+            wrong = np.nonzero(copied != stored_is_one(offsets))[0]
+            _report_active_copied(walk, wrong, index, offsets, copied)
         # L1-4, one finding per snapshot table, in table order.
         if any(not source.active and source.entries.size for source in sources):
             snapshot = np.repeat(np.array([not source.active for source in sources],
@@ -404,12 +440,75 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
             tables_hit, first, counts = np.unique(owner, return_index=True,
                                                   return_counts=True)
             for owned, position, count in zip(tables_hit, first, counts, strict=True):
-                source = sources[int(owned)]
                 at = int(stale[position]) - int(starts[owned])
-                out.add("L1-4", f"{source.name} L1 table: {int(count)} entr(y/ies) with a "
-                        f"COPIED flag that disagrees with the L2 table's refcount, first entry "
-                        f"{at}; rebuilt when the snapshot is loaded", source.offset + 8 * at)
+                _report_stale_snapshot(out, sources[int(owned)], int(count), at)
     walk_l2_tables(walk, tables, weights, guest_bases)
+
+
+def walk_small_l1_tables(walk: Walk, sources: list[L1Source]) -> None:
+    """walk_l1_tables for few entries in all: the same checks and findings in the same
+    order, on Python ints (tests/test_check_fast_paths.py compares both)."""
+    out, file_size = walk.out, walk.image.file_size
+    cluster_size, bits = walk.cluster_size, walk.cluster_bits
+    reserved_bits, offset_mask, copied_bit = int(L1_RESERVED), int(OFFSET_MASK), int(COPIED)
+    stored = walk.stored
+    weights: dict[int, int] = {}  # L2 table offset -> L1 entries pointing at it
+    guest_base: dict[int, int] = {}  # L2 table offset -> its first active L1 index
+    # Good entries (index, L2 table offset, COPIED) of the active table, and per snapshot.
+    active: list[tuple[int, int, bool]] = []
+    snapshots: list[tuple[L1Source, list[tuple[int, int, bool]]]] = []
+    for source in sources:
+        if not source.entries.size:
+            continue  # nothing to claim, list or report
+        _claim_l1_table(walk, source)
+        reserved: list[int] = []
+        misaligned: list[int] = []
+        past: list[int] = []
+        good: list[tuple[int, int, bool]] = []
+        for index, entry in enumerate(source.entries.tolist()):
+            if entry & reserved_bits:
+                reserved.append(index)
+            offset = entry & offset_mask
+            if not offset:
+                continue
+            if offset & (cluster_size - 1):
+                misaligned.append(index)
+            elif offset + cluster_size > file_size:
+                past.append(index)
+            else:
+                good.append((index, offset, bool(entry & copied_bit)))
+                weights[offset] = weights.get(offset, 0) + 1
+                if source.active:
+                    guest_base.setdefault(offset, index)
+        if reserved or misaligned or past:
+            _report_l1_entries(out, source, reserved, misaligned, past)
+        if source.active:
+            active = good
+        else:
+            snapshots.append((source, good))
+    order = sorted(weights)  # np.unique's order
+    tables = np.array(order, dtype=np.uint64)
+    counts = np.array([weights[offset] for offset in order], dtype=np.intp)
+    walk.claim_clusters(tables >> np.uint64(bits), Role.L2, counts.astype(np.uint32),
+                        what="L2 table")
+    walk.stats["l2_tables"] = len(weights)
+    guest_per_l2 = _guest_per_l2(walk)
+    guest_bases = np.array([guest_base[offset] * guest_per_l2 if offset in guest_base else -1
+                            for offset in order], dtype=np.int64)
+    if stored is not None:
+        def stored_is_one(offset: int) -> bool:
+            return bool(stored[offset >> bits] == 1)
+
+        wrong = [position for position, (_, offset, copied) in enumerate(active)
+                 if copied != stored_is_one(offset)]
+        if wrong:
+            indices, offsets, flags = zip(*active, strict=True)
+            _report_active_copied(walk, wrong, indices, offsets, flags)
+        for source, good in snapshots:
+            stale = [index for index, offset, copied in good if copied != stored_is_one(offset)]
+            if stale:
+                _report_stale_snapshot(out, source, len(stale), stale[0])
+    walk_l2_tables(walk, tables, counts, guest_bases)
 
 
 def walk_l2_tables(walk: Walk, tables: np.ndarray, weights: np.ndarray,
@@ -478,10 +577,12 @@ def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
             return
         tables, entries = np.nonzero(mask)
         keep = min(out.room(clause), int(tables.size))
-        for table, entry in zip(tables[:keep], entries[:keep], strict=True):
-            l2_offset, at = batch.where(int(table), int(entry))
-            value = int(descriptors[table, entry])
-            out.add(clause, f"L2 table {l2_offset:#x} entry {int(entry)}: {text} "
+        kept_tables, kept_entries = tables[:keep], entries[:keep]
+        values = descriptors[kept_tables, kept_entries].tolist()  # one gather, not one each
+        for table, entry, value in zip(kept_tables.tolist(), kept_entries.tolist(), values,
+                                       strict=True):
+            l2_offset, at = batch.where(table, entry)
+            out.add(clause, f"L2 table {l2_offset:#x} entry {entry}: {text} "
                     f"({value:#x})", at + extra)
         out.add_suppressed(clause, int(tables.size) - keep)
 

@@ -31,7 +31,8 @@ class Finding:
 
     def one_line(self) -> str:
         where = f" (offset {self.offset:#x})" if self.offset is not None else ""
-        return f"{self.level:<6} {self.clause:<8} {self.message}{where}"
+        # ljust pads as the format spec "<6" would, without parsing a spec each time.
+        return f"{self.level.ljust(6)} {self.clause.ljust(8)} {self.message}{where}"
 
 
 @dataclass
@@ -82,25 +83,27 @@ class Findings:
         self.report = report
         self.registry = registry or load()
         self._levels = self.registry.levels
-        self._per_clause: Counter[str] = Counter()
+        # A plain dict read with get(): a Counter's missing key costs a Python call.
+        self._per_clause: dict[str, int] = {}
 
     def add(self, clause: str, message: str, offset: int | None = None) -> None:
         level = self._levels.get(clause)
         if level is None:
             level = self.registry[clause].level  # KeyError: a check cites an unknown clause
-        seen = self._per_clause[clause] = self._per_clause[clause] + 1
-        self.report.level_counts[level] += 1
+        seen = self._per_clause[clause] = self._per_clause.get(clause, 0) + 1
+        counts = self.report.level_counts
+        counts[level] = counts.get(level, 0) + 1
         if seen > FINDINGS_PER_CLAUSE:
             self.report.suppressed[clause] += 1
             return
         self.report.findings.append(Finding(clause, level, message, offset))
 
     def count(self, clause: str) -> int:
-        return self._per_clause[clause]
+        return self._per_clause.get(clause, 0)
 
     def room(self, clause: str) -> int:
         """How many more findings of `clause` would still be kept individually."""
-        return max(FINDINGS_PER_CLAUSE - self._per_clause[clause], 0)
+        return max(FINDINGS_PER_CLAUSE - self._per_clause.get(clause, 0), 0)
 
     def add_suppressed(self, clause: str, count: int) -> None:
         """Count `count` more findings of `clause` without building a message for each
@@ -108,6 +111,6 @@ class Findings:
         if count <= 0:
             return
         level = self.registry[clause].level
-        self._per_clause[clause] += count
+        self._per_clause[clause] = self._per_clause.get(clause, 0) + count
         self.report.level_counts[level] += count
         self.report.suppressed[clause] += count
