@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from qcow2harness.reference.persistence import UNKNOWN, PersistenceModel, pattern_byte
 from qcow2harness.reference.tools import (
+    NEEDS_BITMAP,
     TOOL_RULES,
     Effect,
     Outcome,
@@ -297,6 +298,9 @@ class QemuZonedWriter:
             ToolStep.RESIZE_SHRINK: ["resize", "-f", "qcow2", "--shrink", image, f"-{zone}"],
             ToolStep.BITMAP_ADD: ["bitmap", "-f", "qcow2", "--add", image, BITMAP],
             ToolStep.BITMAP_REMOVE: ["bitmap", "-f", "qcow2", "--remove", image, BITMAP],
+            ToolStep.BITMAP_CLEAR: ["bitmap", "-f", "qcow2", "--clear", image, BITMAP],
+            ToolStep.BITMAP_DISABLE: ["bitmap", "-f", "qcow2", "--disable", image, BITMAP],
+            ToolStep.BITMAP_ENABLE: ["bitmap", "-f", "qcow2", "--enable", image, BITMAP],
         }
         if step in simple:
             return [simple[step]]
@@ -403,8 +407,8 @@ class ZonedToolsMachine(RuleBasedStateMachine):
 
     @rule(step=st.sampled_from(list(ToolStep)))
     def tool(self, step: ToolStep) -> None:
-        if step is ToolStep.BITMAP_REMOVE and not self.has_bitmap:
-            return  # removing a bitmap it does not have is no zone matter
+        if step in NEEDS_BITMAP and not self.has_bitmap:
+            return  # a step on a bitmap it does not have is no zone matter
         self._record("tool", step=step.value)
         rule = TOOL_RULES[step]
         model = self._model()

@@ -52,6 +52,9 @@ class ToolStep(StrEnum):
     RESIZE_SHRINK = "resize-shrink"  # resize --shrink -zone_size
     BITMAP_ADD = "bitmap-add"  # bitmap --add
     BITMAP_REMOVE = "bitmap-remove"  # bitmap --remove (of a bitmap it has)
+    BITMAP_CLEAR = "bitmap-clear"  # bitmap --clear (of a bitmap it has)
+    BITMAP_DISABLE = "bitmap-disable"  # bitmap --disable (of a bitmap it has)
+    BITMAP_ENABLE = "bitmap-enable"  # bitmap --enable (of a bitmap it has)
 
 
 class Outcome(Enum):
@@ -98,7 +101,15 @@ TOOL_RULES: dict[ToolStep, ToolRule] = {
     ToolStep.RESIZE_SHRINK: ToolRule(Outcome.REFUSE, Effect.KEEP, "TOOL-6"),
     ToolStep.BITMAP_ADD: ToolRule(Outcome.EITHER, Effect.KEEP, "TOOL-11"),
     ToolStep.BITMAP_REMOVE: ToolRule(Outcome.ACCEPT, Effect.KEEP, "TOOL-11"),
+    ToolStep.BITMAP_CLEAR: ToolRule(Outcome.ACCEPT, Effect.KEEP, "TOOL-11"),
+    ToolStep.BITMAP_DISABLE: ToolRule(Outcome.ACCEPT, Effect.KEEP, "TOOL-11"),
+    ToolStep.BITMAP_ENABLE: ToolRule(Outcome.ACCEPT, Effect.KEEP, "TOOL-11"),
 }
+
+
+# Steps on a bitmap the image already has (not drawn before a bitmap was added).
+NEEDS_BITMAP = frozenset({ToolStep.BITMAP_REMOVE, ToolStep.BITMAP_CLEAR,
+                          ToolStep.BITMAP_DISABLE, ToolStep.BITMAP_ENABLE})
 
 
 class ToolMutant(StrEnum):
@@ -259,5 +270,5 @@ def _expect_ok(result: OpResult, offset: int) -> None:
         raise WriterError(f"the copy refused a write: {result.error}", offset=offset)
 
 
-__all__ = ["Effect", "Outcome", "ReferenceTools", "TOOL_RULES", "ToolMutant", "ToolRule",
-           "ToolRun", "ToolStep"]
+__all__ = ["NEEDS_BITMAP", "TOOL_RULES", "Effect", "Outcome", "ReferenceTools", "ToolMutant",
+           "ToolRule", "ToolRun", "ToolStep"]
