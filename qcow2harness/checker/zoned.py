@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from qcow2harness.checker.metadata import Walk
     from qcow2harness.reference.zones import Problem
 
+INT64_MAX = int(np.iinfo(np.int64).max)
 # Byte offset of each field inside the extension body (ksy/qcow2_zoned.ksy).
 ZONED_FIELD_OFFSET = {
     "zoned_model": 0, "reserved": 1, "zone_size": 4, "zone_capacity": 12,
@@ -80,7 +81,10 @@ def read_zoned(image: Image) -> Zones | None:
     # With zones at least a cluster long (both powers of two), each guest cluster lies in
     # exactly one zone, so "wholly above the wp" is one comparison per cluster.
     if zone_size >= image.cluster_size:
-        zones.dead_from = np.array(dead_data_starts(fields, zones.entries), dtype=np.int64)
+        # A start past every int64 guest offset (a huge zone size times a table longer
+        # than ZONE-9 allows) marks nothing dead: clamp it.
+        zones.dead_from = np.array([min(start, INT64_MAX) for start in
+                                    dead_data_starts(fields, zones.entries)], dtype=np.int64)
         zones.zone_bits = zone_size.bit_length() - 1
     return zones
 
