@@ -9,8 +9,11 @@
   re-parsed by our Kaitai parser shows the model's write pointers, `check` is clean, the
   data reads back; a `crash` rule rebuilds a power cut from the writer's log and judges
   it with the persistence model.
-- `zoned_qemu_unavailable()`: why the zoned-QEMU suite cannot run here (QEMU 7.2 has no
-  zoned qcow2), or None when a zoned-capable qemu-img is found.
+- `ZoneGuestRules`: the guest's zone operations as rules, shared with the zoned tools
+  suite (properties/zoned_tools.py); `persisted_zone_mismatches` compares the zones
+  parsed from a file with a model report.
+- `zoned_qemu_unavailable()`: why the zoned-QEMU suite (properties/zoned_tools.py) cannot
+  run here (QEMU 7.2 has no zoned qcow2), or None when a zoned-capable qemu-img is found.
 
 A failure message carries the shrunk sequence as a `qcow2-harness model` trace and as a
 qemu-io script, ready for a bug report.
@@ -38,7 +41,7 @@ from hypothesis.stateful import (
 )
 from qcow2harness.reference.persistence import PersistenceModel, pattern_byte
 from qcow2harness.reference.writer import ReferenceWriter
-from qcow2harness.reference.zones import ZoneConfig, ZoneState, ZoneType
+from qcow2harness.reference.zones import ZoneConfig, ZoneInfo, ZoneState, ZoneType
 
 from qcow2harness import qemu
 from qcow2harness.checker import check_path
@@ -260,7 +263,67 @@ class QemuGuestMachine(RuleBasedStateMachine):
 # ----- model vs reference writer (zoned) ----------------------------------------------
 
 
-class ZonedWriterMachine(RuleBasedStateMachine):
+class ZoneGuestRules(RuleBasedStateMachine):
+    """The guest's zone operations as rules, for machines that keep a PersistenceModel
+    in `self.model` and send each op to it and their writer in `_apply`."""
+
+    model: PersistenceModel | None
+    config: ZoneConfig | None
+
+    def _apply(self, op: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _zone(self, drawn: int) -> int:
+        assert self.config is not None
+        return drawn % self.config.nr_zones
+
+    @rule(zone=st.integers(0, 63), at_wp=st.booleans(), blocks=st.integers(1, 16))
+    def write(self, zone: int, at_wp: bool, blocks: int) -> None:
+        assert self.model is not None
+        info = self.model.zones.zone(self._zone(zone))
+        base = info.wp if info.type is ZoneType.SEQUENTIAL else info.start
+        offset = base if at_wp else base + SECTOR
+        self._apply({"op": "write", "offset": offset, "length": blocks * SECTOR})
+
+    @rule(zone=st.integers(0, 63), blocks=st.integers(1, 8))
+    def append(self, zone: int, blocks: int) -> None:
+        self._apply({"op": "append", "zone": self._zone(zone), "length": blocks * SECTOR})
+
+    @rule(name=st.sampled_from(["open", "close", "finish", "reset"]), zone=st.integers(0, 63))
+    def manage(self, name: str, zone: int) -> None:
+        self._apply({"op": name, "zone": self._zone(zone)})
+
+    @rule()
+    def reset_all(self) -> None:
+        self._apply({"op": "reset_all"})
+
+    @rule()
+    def flush(self) -> None:
+        self._apply({"op": "flush"})
+
+    @rule()
+    def reopen(self) -> None:
+        self._apply({"op": "reopen"})
+
+
+def persisted_zone_mismatches(path: str, report: Iterable[ZoneInfo]) -> list[str]:
+    """How the zones parsed from the file differ from a model report (WP-8: open states
+    are stored as closed or empty)."""
+    with Image.open(path) as image:
+        zones = describe_zones(image)
+    if zones is None:
+        return ["the image has no zoned extension"]
+    mismatches = []
+    for row, info in zip(zones["zones"], report, strict=True):
+        persisted = PERSISTED_STATES.get(info.state, {info.state.value})
+        if row["state"] not in persisted or (
+                info.type is ZoneType.SEQUENTIAL and row["wp"] != info.wp):
+            mismatches.append(f"zone {info.number} on disk: {row['state']} wp {row['wp']:#x}; "
+                              f"model: {info.state.value} wp {info.wp:#x}")
+    return mismatches
+
+
+class ZonedWriterMachine(ZoneGuestRules):
     """The zone and persistence model beside the reference writer (MUTANTS applied)."""
 
     MUTANTS: tuple[str, ...] = ()
@@ -309,38 +372,6 @@ class ZonedWriterMachine(RuleBasedStateMachine):
         """The ops so far, as a `qcow2-harness model` trace and a qemu-io zone script."""
         return (f"model trace (qcow2-harness model < trace):\n{model_trace(self.config, self.ops)}"
                 f"qemu-io script (a zoned-capable qemu-io):\n{qemu_io_zone_script(self.ops)}")
-
-    def _zone(self, drawn: int) -> int:
-        assert self.config is not None
-        return drawn % self.config.nr_zones
-
-    @rule(zone=st.integers(0, 63), at_wp=st.booleans(), blocks=st.integers(1, 16))
-    def write(self, zone: int, at_wp: bool, blocks: int) -> None:
-        assert self.model is not None
-        info = self.model.zones.zone(self._zone(zone))
-        base = info.wp if info.type is ZoneType.SEQUENTIAL else info.start
-        offset = base if at_wp else base + SECTOR
-        self._apply({"op": "write", "offset": offset, "length": blocks * SECTOR})
-
-    @rule(zone=st.integers(0, 63), blocks=st.integers(1, 8))
-    def append(self, zone: int, blocks: int) -> None:
-        self._apply({"op": "append", "zone": self._zone(zone), "length": blocks * SECTOR})
-
-    @rule(name=st.sampled_from(["open", "close", "finish", "reset"]), zone=st.integers(0, 63))
-    def manage(self, name: str, zone: int) -> None:
-        self._apply({"op": name, "zone": self._zone(zone)})
-
-    @rule()
-    def reset_all(self) -> None:
-        self._apply({"op": "reset_all"})
-
-    @rule()
-    def flush(self) -> None:
-        self._apply({"op": "flush"})
-
-    @rule()
-    def reopen(self) -> None:
-        self._apply({"op": "reopen"})
 
     @rule(data=st.data())
     def crash(self, data: st.DataObject) -> None:
@@ -404,17 +435,9 @@ class ZonedWriterMachine(RuleBasedStateMachine):
     def file_reparsed_matches_model(self) -> None:
         if self.model is None:
             return
-        with Image.open(self.image) as image:
-            zones = describe_zones(image)
-        if zones is None:
-            self._fail("the image lost its zoned extension")
-            return
-        for row, info in zip(zones["zones"], self.model.zones.report(), strict=True):
-            persisted = PERSISTED_STATES.get(info.state, {info.state.value})
-            if row["state"] not in persisted or (
-                    info.type is ZoneType.SEQUENTIAL and row["wp"] != info.wp):
-                self._fail(f"zone {info.number} on disk: {row['state']} wp {row['wp']:#x}; "
-                           f"model: {info.state.value} wp {info.wp:#x}")
+        mismatches = persisted_zone_mismatches(self.image, self.model.zones.report())
+        if mismatches:
+            self._fail(mismatches[0])
 
     @invariant()
     def check_is_clean(self) -> None:

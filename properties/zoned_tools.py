@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import initialize, invariant, rule
 from qcow2harness.reference.persistence import UNKNOWN, PersistenceModel, pattern_byte
 from qcow2harness.reference.tools import (
     NEEDS_BITMAP,
@@ -60,7 +60,7 @@ from qcow2harness.image import Image
 from qcow2harness.info import describe_zones
 
 from .qemu_io import QemuIO
-from .stateful import PERSISTED_STATES, REGRESSION_TAG, SECTOR
+from .stateful import REGRESSION_TAG, SECTOR, ZoneGuestRules, persisted_zone_mismatches
 from .strategies import zone_configs
 
 BITMAP = "b0"
@@ -326,7 +326,7 @@ class QemuZonedWriter:
 # ----- the suite ----------------------------------------------------------------------------
 
 
-class ZonedToolsMachine(RuleBasedStateMachine):
+class ZonedToolsMachine(ZoneGuestRules):
     """The zone and persistence model beside a zoned writer and its tools."""
 
     TOOL_MUTANTS: tuple[str, ...] = ()
@@ -379,29 +379,6 @@ class ZonedToolsMachine(RuleBasedStateMachine):
             verb = "accepted" if not expected else "refused"
             self._fail(f"{op}: the writer {verb} it; the model says "
                        f"{'ok' if expected else 'refuse'} (ZSM-*)")
-
-    def _zone(self, drawn: int) -> int:
-        assert self.config is not None
-        return drawn % self.config.nr_zones
-
-    @rule(zone=st.integers(0, 63), at_wp=st.booleans(), blocks=st.integers(1, 16))
-    def write(self, zone: int, at_wp: bool, blocks: int) -> None:
-        info = self._model().zones.zone(self._zone(zone))
-        base = info.wp if info.type is ZoneType.SEQUENTIAL else info.start
-        self._apply({"op": "write", "offset": base if at_wp else base + SECTOR,
-                     "length": blocks * SECTOR})
-
-    @rule(zone=st.integers(0, 63), blocks=st.integers(1, 8))
-    def append(self, zone: int, blocks: int) -> None:
-        self._apply({"op": "append", "zone": self._zone(zone), "length": blocks * SECTOR})
-
-    @rule(name=st.sampled_from(["open", "close", "finish", "reset"]), zone=st.integers(0, 63))
-    def manage(self, name: str, zone: int) -> None:
-        self._apply({"op": name, "zone": self._zone(zone)})
-
-    @rule(name=st.sampled_from(["reset_all", "flush", "reopen"]))
-    def device(self, name: str) -> None:
-        self._apply({"op": name})
 
     # -- tool rules ----------------------------------------------------------------------
 
@@ -480,17 +457,9 @@ class ZonedToolsMachine(RuleBasedStateMachine):
         self._persisted_zones_match(path, where)
 
     def _persisted_zones_match(self, path: str, where: str) -> None:
-        with Image.open(path) as parsed:
-            zones = describe_zones(parsed)
-        if zones is None:
-            self._fail(f"TOOL-1: the image {where} has no zoned extension")
-            return
-        for row, info in zip(zones["zones"], self._model().zones.report(), strict=True):
-            persisted = PERSISTED_STATES.get(info.state, {info.state.value})
-            if row["state"] not in persisted or (
-                    info.type is ZoneType.SEQUENTIAL and row["wp"] != info.wp):
-                self._fail(f"TOOL-1: zone {info.number} {where}: {row['state']} wp "
-                           f"{row['wp']:#x}; the model: {info.state.value} wp {info.wp:#x}")
+        mismatches = persisted_zone_mismatches(path, self._model().zones.report())
+        if mismatches:
+            self._fail(f"TOOL-1: {where}: {mismatches[0]}")
 
     # -- crash and the writer's recovery ------------------------------------------------------
 
