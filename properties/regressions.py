@@ -38,6 +38,16 @@ def failure_text(error: BaseException) -> str:
     return str(error)
 
 
+def load_counterexample(directory: str | os.PathLike[str], mutant: str) -> dict[str, Any]:
+    """The kept counterexample for `mutant` in `directory` (AssertionError if missing)."""
+    path = os.path.join(directory, f"{mutant}.json")
+    assert os.path.exists(path), f"no counterexample kept for mutant {mutant}: regenerate {path}"
+    with open(path) as f:
+        data: dict[str, Any] = json.load(f)
+    assert data["mutant"] == mutant
+    return data
+
+
 def find_counterexample(mutant: str, machine: type[RuleBasedStateMachine] | None = None,
                         ) -> dict[str, Any] | None:
     """The shrunk sequence on which the suite (default: the zoned writer suite with

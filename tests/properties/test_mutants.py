@@ -12,6 +12,7 @@ import pathlib
 from typing import Any
 
 import pytest
+from qcow2harness.properties.regressions import load_counterexample
 from qcow2harness.properties.stateful import replay_regression
 from qcow2harness.reference.writer import Mutant
 
@@ -19,11 +20,7 @@ REGRESSIONS = pathlib.Path(__file__).parent / "regressions"
 
 
 def load(mutant: str) -> dict[str, Any]:
-    path = REGRESSIONS / f"{mutant}.json"
-    assert path.exists(), f"no counterexample kept for mutant {mutant}: regenerate {path}"
-    data: dict[str, Any] = json.loads(path.read_text())
-    assert data["mutant"] == mutant
-    return data
+    return load_counterexample(REGRESSIONS, mutant)
 
 
 @pytest.mark.parametrize("mutant", [m.value for m in Mutant])

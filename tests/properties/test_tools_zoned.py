@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any
 
 import pytest
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
+from qcow2harness.properties.regressions import load_counterexample
 from qcow2harness.properties.stateful import zoned_qemu_unavailable
 from qcow2harness.properties.tools import (
     ZONED_STEPS_ACCEPTED,
@@ -110,17 +110,13 @@ def test_every_tool_rule_names_a_tool_clause() -> None:
     assert {c.id for c in spec.family("TOOL")} - cited == {"TOOL-2"}
 
 
-def load_counterexample(mutant: str) -> dict[str, Any]:
-    path = COUNTEREXAMPLES / f"{mutant}.json"
-    assert path.exists(), f"no counterexample kept for tool mutant {mutant}: regenerate {path}"
-    data: dict[str, Any] = json.loads(path.read_text())
-    assert data["mutant"] == mutant
-    return data
+def kept(mutant: str) -> dict[str, Any]:
+    return load_counterexample(COUNTEREXAMPLES, mutant)
 
 
 @pytest.mark.parametrize("mutant", [m.value for m in ToolMutant])
 def test_tool_mutant_is_killed_by_its_counterexample(mutant: str) -> None:
-    run = load_counterexample(mutant)
+    run = kept(mutant)
     with pytest.raises(AssertionError) as failure:
         replay_zoned_tools(run, zoned_tools_machine(tool_mutants=[mutant]))
     assert run["failure"].split(":")[0] in str(failure.value)
@@ -128,4 +124,4 @@ def test_tool_mutant_is_killed_by_its_counterexample(mutant: str) -> None:
 
 @pytest.mark.parametrize("mutant", [m.value for m in ToolMutant])
 def test_correct_tools_pass_the_counterexample(mutant: str) -> None:
-    replay_zoned_tools(load_counterexample(mutant), zoned_tools_machine())
+    replay_zoned_tools(kept(mutant), zoned_tools_machine())
