@@ -415,8 +415,7 @@ class ZonedToolsMachine(ZoneGuestRules):
             self.has_bitmap = True
         elif step is ToolStep.BITMAP_REMOVE:
             self.has_bitmap = False
-        if effect is Effect.ZONED_COPY:  # TOOL-9: continue on the copy
-            self._closed_checks(f"of the {step} copy", image=target)
+        if effect is Effect.ZONED_COPY:  # TOOL-9: continue on the copy (checked next)
             os.unlink(self.image)
             self.image = target
             self.has_bitmap = False
@@ -447,17 +446,13 @@ class ZonedToolsMachine(ZoneGuestRules):
             self._fail(f"{what}: guest byte {first:#x} is {int(got[first]):#x}, the model "
                        f"says {int(want[first]):#x}")
 
-    def _closed_checks(self, where: str, image: str | None = None) -> None:
+    def _closed_checks(self, where: str) -> None:
         """With the writer closed: `check` clean, and the zones parsed from the file are
         the model's (TOOL-1)."""
-        path = image or self.image
-        problems = [f.one_line() for f in check_path(path).violations]
+        problems = [f.one_line() for f in check_path(self.image).violations]
         if problems:
             self._fail(f"TOOL-1: check {where}: " + "; ".join(problems))
-        self._persisted_zones_match(path, where)
-
-    def _persisted_zones_match(self, path: str, where: str) -> None:
-        mismatches = persisted_zone_mismatches(path, self._model().zones.report())
+        mismatches = persisted_zone_mismatches(self.image, self._model().zones.report())
         if mismatches:
             self._fail(f"TOOL-1: {where}: {mismatches[0]}")
 
