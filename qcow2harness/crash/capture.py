@@ -47,7 +47,6 @@ from .workload import Op, Workload
 
 LOG_SECTOR = 512
 PROMPT = b"qemu-io> "
-BATCH = 256  # commands per pipelined write: their prompts fit in the pipe buffer
 # qemu-img create -o options; every other --qemu-opt goes to the qcow2 driver at run time.
 CREATE_KEYS = {"cluster_size", "lazy_refcounts", "extended_l2", "refcount_bits", "compat",
                "compression_type", "preallocation"}
@@ -146,33 +145,6 @@ class QemuIoSession:
         assert self.proc.stdin is not None
         self.proc.stdin.write(text.encode() + b"\n")
         return self._read_prompt(text)
-
-    def batch(self, commands: list[str]) -> list[str]:
-        """Run commands back to back (pipelined); the output of each, in order.
-
-        qemu-io reads one line at a time and prints its prompt after each command,
-        so the output splits at the prompts. Sending them together saves a pipe round
-        trip per command, which is most of the cost of a small read.
-        """
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        outputs: list[str] = []
-        fd = self.proc.stdout.fileno()
-        pending = b""
-        for start in range(0, len(commands), BATCH):
-            group = commands[start:start + BATCH]
-            self.proc.stdin.write("".join(f"{c}\n" for c in group).encode())
-            wanted = len(outputs) + len(group)
-            while len(outputs) < wanted:
-                ready, _, _ = select.select([fd], [], [], self.timeout)
-                chunk = os.read(fd, 1 << 16) if ready else b""
-                if not chunk:
-                    self.proc.kill()
-                    self.proc.wait()
-                    raise WriterError(f"qemu-io stopped during a batch near {group[0]!r}")
-                pending += chunk
-                *done, pending = pending.split(PROMPT)
-                outputs += [d.decode(errors="replace") for d in done]
-        return outputs
 
     def quit(self) -> None:
         if self.proc.poll() is None:
