@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
-from qcow2harness.reference.persistence import UNKNOWN, PersistenceModel, pattern_byte
+from qcow2harness.reference.persistence import PersistenceModel, pattern_byte
 from qcow2harness.reference.tools import (
     NEEDS_BITMAP,
     TOOL_RULES,
@@ -76,7 +76,12 @@ class ZonedWriter(Protocol):
     name: str
 
     def create(self, path: str, config: ZoneConfig, cluster_size: int) -> None: ...
-    def guest(self, op: dict[str, Any], fill: int) -> bool: ...
+    # The byte an append writes when the writer cannot be told one (None: `fill`).
+    append_fill: int | None
+
+    def guest(self, op: dict[str, Any], fill: int) -> tuple[bool, int | None]:
+        """Send one op: (accepted, where an append landed, when the writer says)."""
+        ...
     def live_report(self) -> list[tuple[ZoneState, int]]: ...
     def verify(self, offset: int, length: int, byte: int) -> bool: ...
     def open(self, path: str) -> None: ...
@@ -99,6 +104,7 @@ class ReferenceZonedWriter:
     """The reference writer and ReferenceTools (with the given ToolMutants)."""
 
     name = "reference writer"
+    append_fill = None
 
     def __init__(self, mutants: Iterable[ToolMutant | str] = ()) -> None:
         self.tools = ReferenceTools(mutants)
@@ -113,9 +119,10 @@ class ReferenceZonedWriter:
         assert self.writer is not None, "the image is closed"
         return self.writer
 
-    def guest(self, op: dict[str, Any], fill: int) -> bool:
+    def guest(self, op: dict[str, Any], fill: int) -> tuple[bool, int | None]:
         self.lines.append(json.dumps(op))
-        return self._writer().apply(op, bytes([fill])).ok
+        result = self._writer().apply(op, bytes([fill]))
+        return result.ok, result.offset
 
     def live_report(self) -> list[tuple[ZoneState, int]]:
         zones = self._writer().zones
@@ -161,6 +168,7 @@ ZBC_CONDITIONS = {0x0: ZoneState.NOT_WRITE_POINTER, 0x1: ZoneState.EMPTY,
                   0xF: ZoneState.OFFLINE}
 ZONE_REPORT_LINE = re.compile(r"start: 0x([0-9a-f]+), len 0x([0-9a-f]+), cap 0x([0-9a-f]+),"
                               r"\s*wptr 0x([0-9a-f]+), zcond:(\d+)")
+APPEND_SECTOR = re.compile(r"append sector is 0x([0-9a-f]+)")  # zap -p
 ZONE_COMMANDS = {"open": "zo", "close": "zc", "finish": "zf", "reset": "zrs"}
 
 
@@ -186,6 +194,7 @@ class QemuZonedWriter:
     """A zoned-capable QEMU: qemu-io for the guest, qemu-img for the tools."""
 
     name = "QEMU"
+    append_fill = 0xCD  # qemu-io's zap takes no pattern
 
     def __init__(self) -> None:
         self.io: QemuIO | None = None
@@ -209,13 +218,13 @@ class QemuZonedWriter:
         assert self.config is not None
         return self.config
 
-    def guest(self, op: dict[str, Any], fill: int) -> bool:
+    def guest(self, op: dict[str, Any], fill: int) -> tuple[bool, int | None]:
         config = self._config()
         name = op["op"]
         if name == "write":
             line = f"write -P {fill:#x} {op['offset']} {op['length']}"
         elif name == "append":
-            line = f"zap -P {fill:#x} {op['zone'] * config.zone_size} {op['length']}"
+            line = f"zap -p {op['zone'] * config.zone_size} {op['length']}"
         elif name in ZONE_COMMANDS:
             line = f"{ZONE_COMMANDS[name]} {op['zone'] * config.zone_size} {config.zone_size}"
         elif name == "reset_all":
@@ -224,11 +233,13 @@ class QemuZonedWriter:
             line = "flush"
         elif name == "reopen":
             self._io().reopen()
-            return True
+            return True, None
         else:
             raise ValueError(f"no qemu-io command for {op}")
         out = self._io().command(line).lower()
-        return "failed" not in out and "error" not in out
+        landed = APPEND_SECTOR.search(out)
+        return ("failed" not in out and "error" not in out,
+                int(landed.group(1), 16) * SECTOR if landed else None)
 
     def live_report(self) -> list[tuple[ZoneState, int]]:
         config = self._config()
@@ -372,13 +383,22 @@ class ZonedToolsMachine(ZoneGuestRules):
 
     def _apply(self, op: dict[str, Any]) -> None:
         model = self._model()
+        if op["op"] == "append" and self.writer.append_fill is not None:
+            # Content id b reads as byte b (pattern_byte), so the model expects that byte.
+            op = {**op, "content": self.writer.append_fill}
         self._record("guest", op=op)
-        expected = model.apply(op).ok
+        expected = model.apply(op)
         fill = pattern_byte(model.last_content) or 0
-        if self.writer.guest(op, fill) != expected:
-            verb = "accepted" if not expected else "refused"
+        accepted, landed = self.writer.guest(op, fill)
+        if accepted != expected.ok:
+            verb = "accepted" if accepted else "refused"
             self._fail(f"{op}: the writer {verb} it; the model says "
-                       f"{'ok' if expected else 'refuse'} (ZSM-*)")
+                       f"{'ok' if expected.ok else expected.error} (ZSM-*)")
+        if accepted and landed is not None and landed != expected.offset:
+            self._fail(f"ZSM-11: {op} landed at {landed:#x}; the model says "
+                       f"{expected.offset:#x}")
+
+
 
     # -- tool rules ----------------------------------------------------------------------
 
@@ -439,7 +459,7 @@ class ZonedToolsMachine(ZoneGuestRules):
         want = np.zeros(config.size, dtype=np.int16)
         for extent in self._model().content():
             byte = pattern_byte(extent.content)
-            want[extent.offset:extent.end] = -1 if extent.content == UNKNOWN else byte or 0
+            want[extent.offset:extent.end] = -1 if byte is None else byte
         wrong = np.flatnonzero((want >= 0) & (got != want))
         if wrong.size:
             first = int(wrong[0])

@@ -290,16 +290,18 @@ class PersistenceModel:
 
     # ----- operations -----
 
-    def write(self, offset: int, length: int) -> OpResult:
+    def write(self, offset: int, length: int, content: int | None = None) -> OpResult:
+        """A guest write of a new content id, or of `content` when the writer cannot
+        choose its data (qemu-io's zone append always writes 0xcd: content 0xcd)."""
         result = self.zones.write(offset, length)
         if result.ok:
-            self._store(offset, offset + length)
+            self._store(offset, offset + length, content)
         return self._done(result)
 
-    def append(self, zone: int, length: int) -> OpResult:
+    def append(self, zone: int, length: int, content: int | None = None) -> OpResult:
         result = self.zones.append(zone, length)
         if result.ok and result.offset is not None:
-            self._store(result.offset, result.offset + length)
+            self._store(result.offset, result.offset + length, content)
         return self._done(result)
 
     def open(self, zone: int) -> OpResult:
@@ -346,9 +348,9 @@ class PersistenceModel:
         """Apply one op in the trace protocol's dict form (crash/report excluded)."""
         name = op.get("op")
         if name == "write":
-            return self.write(op["offset"], op["length"])
+            return self.write(op["offset"], op["length"], op.get("content"))
         if name == "append":
-            return self.append(op["zone"], op["length"])
+            return self.append(op["zone"], op["length"], op.get("content"))
         if name in ("open", "close", "finish", "reset"):
             method: Callable[[int], OpResult] = getattr(self, str(name))
             return method(op["zone"])
@@ -425,9 +427,10 @@ class PersistenceModel:
         self._sequence += 1
         return result
 
-    def _store(self, offset: int, end: int) -> None:
-        content = self._next_content
-        self._next_content += 1
+    def _store(self, offset: int, end: int, content: int | None) -> None:
+        if content is None:
+            content = self._next_content
+            self._next_content += 1
         self.last_content = content
         self._content.set(offset, end, content)
         self._touches.append(_Touch(offset, end, content, self._sequence))

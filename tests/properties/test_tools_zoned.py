@@ -27,6 +27,8 @@ from qcow2harness.properties.tools import (
 )
 from qcow2harness.properties.zoned_tools import (
     QemuZonedWriter,
+    ReferenceZonedWriter,
+    ZonedToolsMachine,
     parse_zone_report,
     replay_zoned_tools,
     zoned_tools_machine,
@@ -125,3 +127,37 @@ def test_tool_mutant_is_killed_by_its_counterexample(mutant: str) -> None:
 @pytest.mark.parametrize("mutant", [m.value for m in ToolMutant])
 def test_correct_tools_pass_the_counterexample(mutant: str) -> None:
     replay_zoned_tools(kept(mutant), zoned_tools_machine())
+
+
+class FixedAppendWriter(ReferenceZonedWriter):
+    """The reference writer, but every append writes 0xcd whatever it is told, as
+    qemu-io's `zap` does."""
+
+    append_fill = 0xCD
+
+    def guest(self, op: dict[str, Any], fill: int) -> tuple[bool, int | None]:
+        return super().guest(op, 0xCD if op["op"] == "append" else fill)
+
+
+class FixedAppendMachine(ZonedToolsMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writer = FixedAppendWriter()
+
+
+def test_a_writer_that_cannot_choose_its_append_data_is_judged_by_that_data() -> None:
+    run_state_machine_as_test(FixedAppendMachine,
+                              settings=settings(settings.default, stateful_step_count=30))
+
+
+def test_without_append_fill_a_fixed_append_byte_is_caught() -> None:
+    machine = type("Unannounced", (FixedAppendMachine,), {})()
+    machine.writer.append_fill = None  # the suite no longer knows what zap writes
+    try:
+        machine.create(ZoneConfig(size=4 * 4096, zone_size=4096, zone_capacity=4096,
+                                  max_append_bytes=2048), 512)
+        machine._apply({"op": "append", "zone": 1, "length": 512})
+        with pytest.raises(AssertionError, match="do not read back"):
+            machine.guest_data_reads_back()
+    finally:
+        machine.teardown()
