@@ -56,6 +56,7 @@ from qcow2harness.reference.zones import ZoneConfig, ZoneState, ZoneType
 
 from qcow2harness import qemu
 from qcow2harness.checker import check_path
+from qcow2harness.errors import WriterError
 from qcow2harness.image import Image
 from qcow2harness.info import describe_zones
 
@@ -259,7 +260,9 @@ class QemuZonedWriter:
             self.io.script = self.lines
         else:
             self.io.image = path
-            self.io.command(f"open -t {self.io.cache} -o driver=qcow2 {path}")
+            out = self.io.command(f"open -t {self.io.cache} -o driver=qcow2 {path}")
+            if out.strip():
+                raise WriterError(f"qemu-io could not open {path}: {out.strip()}")
 
     def close(self) -> None:
         self._io().command("close")
