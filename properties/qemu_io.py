@@ -24,8 +24,9 @@ TIMEOUT = 60.0
 class QemuIO:
     """One qemu-io process on one image (`open` and `close` reopen it in place)."""
 
-    def __init__(self, image: str, *, fmt: str = "qcow2", cache: str = "writeback") -> None:
-        qemu_io = qemu.require_tool("qemu-io")
+    def __init__(self, image: str, *, fmt: str = "qcow2", cache: str = "writeback",
+                 build: str | None = None) -> None:
+        qemu_io = qemu.require_tool("qemu-io", build)
         stdbuf = shutil.which("stdbuf")
         if stdbuf is None:
             raise WriterError("stdbuf (coreutils) not found: needed to drive qemu-io")
@@ -36,6 +37,7 @@ class QemuIO:
         self._proc = subprocess.Popen(
             [stdbuf, "-o0", "-e0", qemu_io, "-t", cache, "-f", fmt, image],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+            env=qemu.tool_environment(build),
         )
         self._read_until_prompt()
 
