@@ -384,14 +384,17 @@ def map_work_units(image: Any) -> int:
 
 def _compare_maps(image: Any, path: str) -> None:
     """`map` vs `qemu-img map --output=json` on the scratch copy: when both map the image,
-    the parsed JSON must be equal. Either side refusing is not a finding (QEMU refuses
-    many images, we refuse entries the spec calls invalid); qemu-img map dying of a
-    signal or hanging is. Images with an external data file are not compared (the name
-    would send both to an arbitrary host file), nor images past MAP_MAX_UNITS."""
+    they must agree on the fields our map models (qemu_json.map_difference: a key a newer
+    QEMU adds, such as 10.x's `compressed`, is no difference). Either side refusing is not
+    a finding (QEMU refuses many images, we refuse entries the spec calls invalid);
+    qemu-img map dying of a signal or hanging is. Images with an external data file are
+    not compared (the name would send both to an arbitrary host file), nor images past
+    MAP_MAX_UNITS."""
     import json
 
     from qcow2harness import qemu
     from qcow2harness.map import map_json
+    from qcow2harness.qemu_json import map_difference
 
     try:
         if image.header.has_external_data_file or map_work_units(image) > MAP_MAX_UNITS:
@@ -414,14 +417,11 @@ def _compare_maps(image: Any, path: str) -> None:
     if proc.returncode != 0:
         return
     theirs = json.loads(proc.stdout)
-    if ours != theirs:
-        pairs = zip(ours, theirs, strict=False)
-        at = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(ours), len(theirs)))
-        mine = ours[at] if at < len(ours) else "nothing"
-        qemus = theirs[at] if at < len(theirs) else "nothing"
+    difference = map_difference(ours, theirs)
+    if difference is not None:
         raise DifferentialMismatch(
-            f"map differs from qemu-img map at extent {at}: ours {mine}, qemu-img {qemus}\n"
-            f"ours: {json.dumps(ours)[:3000]}\nqemu-img: {json.dumps(theirs)[:3000]}")
+            f"{difference}\nours: {json.dumps(ours)[:3000]}\n"
+            f"qemu-img: {json.dumps(theirs)[:3000]}")
 
 
 # ---------------------------------------------------------------------------

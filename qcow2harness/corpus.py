@@ -1,14 +1,17 @@
 """The seed corpus, built reproducibly by the real qemu-img across its feature matrix.
 
 `build_corpus(DIR)` writes every image plus `manifest.json`, which records for
-each image the exact commands that made it. Images are kept small: a few MiB
-of virtual size and a few written clusters.
+each image the exact commands that made it, and `skipped.json`: the recipes this
+qemu-img cannot make (a build without zstd or a crypto library), with the reason.
+Images are kept small: a few MiB of virtual size and a few written clusters.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -47,6 +50,9 @@ class Recipe:
     create: bool = True
     image_opts: bool = False  # qemu-io needs --image-opts (encrypted images)
     virtual_size: str = VIRTUAL_SIZE
+    # Optional QEMU build features the recipe needs (keys of FEATURE_PROBES): a qemu-img
+    # built without one skips the recipe with the reason instead of failing the corpus.
+    needs: tuple[str, ...] = ()
 
     def commands(self, directory: str) -> list[tuple[str, ...]]:
         img = os.path.join(directory, self.name + ".qcow2")
@@ -101,7 +107,8 @@ def qemu_recipes() -> list[Recipe]:
             f"compressed clusters ({compression}) written by qemu-io -c 'write -c'",
             f"compression_type={compression}",
             [("qemu-io", "-c", "write -c -q -P 0x55 0 64k", "{img}"),
-             ("qemu-io", "-c", "write -c -q -P 0x66 128k 64k", "{img}")]))
+             ("qemu-io", "-c", "write -c -q -P 0x66 128k 64k", "{img}")],
+            needs=("zstd",) if compression == "zstd" else ()))
     recipes.append(Recipe(
         "qemu-convert-compressed", "qemu-img convert -c of a qcow2 with data",
         create=False,
@@ -134,8 +141,64 @@ def qemu_recipes() -> list[Recipe]:
              ("qemu-img", "bitmap", "--add", "-g", "128k", "{img}", "bitmap1")]))
     recipes.append(Recipe(
         "qemu-luks", "LUKS encryption (secret 'qcow2-harness')",
-        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=200"))
+        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=200", needs=("luks",)))
     return recipes
+
+
+# Optional features of a QEMU build, each probed by the qemu-img create that needs it: a
+# minimal build (--without-default-features) has neither zstd nor a crypto library.
+FEATURE_PROBES: dict[str, tuple[str, ...]] = {
+    "zstd": ("-o", "compression_type=zstd"),
+    "luks": ("--object", f"secret,id=sec0,data={LUKS_SECRET}", "-o",
+             "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"),
+}
+
+
+@functools.cache
+def _probe(tool: str, feature: str) -> str | None:
+    for _ in range(RETRIES):
+        with tempfile.TemporaryDirectory(prefix="qcow2-harness-probe-") as scratch:
+            proc = subprocess.run(
+                [tool, "create", "-q", "-f", "qcow2", *FEATURE_PROBES[feature],
+                 os.path.join(scratch, "probe.qcow2"), "1M"],
+                capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode == 0:
+            return None
+        if not any(t in proc.stderr for t in TRANSIENT_ERRORS):
+            break
+    said = (proc.stderr or proc.stdout).strip().splitlines()
+    return f"{tool} refuses to create a {feature} image: {said[-1] if said else 'no message'}"
+
+
+def missing_feature(feature: str) -> str | None:
+    """Why the default qemu-img cannot make images with `feature` (None: it can)."""
+    if feature not in FEATURE_PROBES:
+        raise ValueError(f"unknown QEMU feature {feature!r}; known: {', '.join(FEATURE_PROBES)}")
+    return _probe(qemu.require_tool("qemu-img"), feature)
+
+
+def recipe_unavailable(recipe: Recipe | str) -> str | None:
+    """Why the default qemu-img cannot make this corpus recipe (None: it can, or no recipe
+    has that name)."""
+    if isinstance(recipe, str):
+        found = [r for r in (*qemu_recipes(), *seed_recipes()) if r.name == recipe]
+        if not found:
+            return None
+        recipe = found[0]
+    return next(filter(None, map(missing_feature, recipe.needs)), None)
+
+
+SKIPPED_FILE = "skipped.json"
+
+
+def skipped_recipes(directory: str | os.PathLike[str]) -> dict[str, str]:
+    """The recipes build_corpus left out of `directory`, with the reason, by name."""
+    path = os.path.join(os.fspath(directory), SKIPPED_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as stream:
+        skipped: dict[str, str] = json.load(stream)
+    return skipped
 
 
 # Seed images for fuzzing: the same feature matrix at kilobyte scale (512-byte clusters
@@ -174,7 +237,7 @@ def seed_recipes() -> list[Recipe]:
               ("qemu-io", "-c", "write -c -q -P 0x66 8k 4k", "{img}")]),
         seed("compressed-zstd", "compressed clusters (zstd), 4 KiB clusters",
              "cluster_size=4k,compression_type=zstd",
-             [("qemu-io", "-c", "write -c -q -P 0x55 0 4k", "{img}")]),
+             [("qemu-io", "-c", "write -c -q -P 0x55 0 4k", "{img}")], needs=("zstd",)),
         seed("snapshot", "an internal snapshot, then a write", "cluster_size=512",
              [_write("0xaa", "0", "2k"), ("qemu-img", "snapshot", "-c", "snap0", "{img}"),
               _write("0xbb", "0", "512")]),
@@ -289,6 +352,12 @@ def build_corpus(directory: str, only: Iterable[str] | None = None,
     manifest: list[dict[str, Any]] = []
     version = str(qemu.qemu_version())
     recipes = [r for r in qemu_recipes() if not wanted or any(w in r.name for w in wanted)]
+    skipped: dict[str, str] = {}
+    for recipe in recipes:
+        reason = recipe_unavailable(recipe)
+        if reason is not None:
+            skipped[recipe.name] = reason
+    recipes = [r for r in recipes if r.name not in skipped]
     for recipe in recipes:
         if progress is not None:
             progress(len(manifest), len(recipes))
@@ -319,6 +388,8 @@ def build_corpus(directory: str, only: Iterable[str] | None = None,
             os.unlink(os.path.join(directory, tmp))
     with open(os.path.join(directory, "manifest.json"), "w") as out:
         json.dump(manifest, out, indent=2)
+    with open(os.path.join(directory, SKIPPED_FILE), "w") as out:
+        json.dump(skipped, out, indent=2)
     return manifest
 
 

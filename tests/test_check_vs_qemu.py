@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from poke import poke_file, poke_header
 
+from qcow2harness import qemu
 from qcow2harness.checker import check_path
 from qcow2harness.corpus import qemu_img_argv
 from qcow2harness.image import Image
 
 QEMU_CANNOT_OPEN = 1
+QEMU_LEAKS = 3
 
 
 def qemu_check(path: pathlib.Path) -> int:
@@ -32,7 +34,9 @@ def qemu_check(path: pathlib.Path) -> int:
 
 def test_corpus_verdicts_agree(qemu_corpus: tuple[pathlib.Path, list[dict[str, Any]]]) -> None:
     directory, manifest = qemu_corpus
+    knows_zones = qemu.supports_zoned_qcow2()
     compared = refused = 0
+    zoned_verdicts: dict[str, int] = {}
     for entry in manifest:
         path = directory / entry["file"]
         ours = check_path(path)
@@ -40,14 +44,28 @@ def test_corpus_verdicts_agree(qemu_corpus: tuple[pathlib.Path, list[dict[str, A
         assert ours.exit_code == 0, (entry["name"], ours.to_json()["violations"])
         with Image.open(path) as image:
             zoned = bool(image.header.is_zoned)
-        if zoned:
-            # ZONE-2: QEMU 7.2 does not know incompatible bit 5 and must refuse the image.
+        if zoned and not knows_zones:
+            # ZONE-2: a QEMU without zones (7.2, stock 10.2) must refuse incompatible bit 5.
             assert theirs == QEMU_CANNOT_OPEN, entry["name"]
             refused += 1
+        elif zoned:
+            zoned_verdicts[entry["name"]] = theirs
         else:
             assert theirs == 0, entry["name"]
             compared += 1
-    assert compared >= 20 and refused >= 6
+    assert compared >= 20
+    if not knows_zones:
+        assert refused >= 6
+        return
+    # A QEMU that knows zones checks the conformant zoned images: clean (TOOL-3).
+    assert len(zoned_verdicts) >= 6
+    wrong = {name: code for name, code in zoned_verdicts.items() if code != 0}
+    if wrong and set(wrong.values()) == {QEMU_LEAKS}:
+        pytest.xfail(f"known series finding TOOL-3/ZONE-21: {qemu.qemu_version()} reports "
+                     f"leaked clusters on {len(wrong)} of {len(zoned_verdicts)} conformant "
+                     "zoned images (its check does not count the write-pointer table; see "
+                     "qcow2harness.zoned_differential)")
+    assert wrong == {}
 
 
 # -- damaged images ------------------------------------------------------------

@@ -27,6 +27,7 @@ from qcow2harness.properties.strategies import targeted_corruptions
 from qcow2harness.spec.registry import load
 
 from qcow2harness import qemu
+from qcow2harness.corpus import recipe_unavailable
 from qcow2harness.errors import ParseError
 from qcow2harness.image import ExtensionType, Image
 from qcow2harness.parser.qcow2 import Qcow2
@@ -118,6 +119,10 @@ def base(base_dir: pathlib.Path) -> Callable[[str], bytes]:
                 if qemu.find_tool(tool) is None:
                     pytest.skip(f"not run: {tool} not found (base image {kind} is made by "
                                 f"QEMU; install qemu-utils or set {qemu.TOOL_ENV[tool]})")
+            why = recipe_unavailable(corr.QEMU_KINDS[kind][0]) if kind in corr.QEMU_KINDS \
+                else None
+            if why is not None:
+                pytest.skip(f"not run: base image {kind}: {why}")
         return corr.base_image(kind, base_dir)
 
     return get

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qcow2harness.corpus import build_corpus
+    from qcow2harness.corpus import build_corpus, skipped_recipes
     from qcow2harness.progress import Progress
 
     progress = Progress.for_cli("corpus")
@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
                                 progress.count(built, total, "images built"))
     for entry in manifest:
         print(f"{entry['name']:<40} {entry['size']:>9} bytes  {entry['description']}")
+    for name, reason in skipped_recipes(args.dir).items():
+        print(f"{name:<40} not built: {reason}")
     makers = sorted({entry["made_by"] for entry in manifest})
     print(f"{len(manifest)} images in {args.dir}, made by: {'; '.join(makers)}")
     return EXIT_OK

@@ -10,6 +10,7 @@ from qcow2harness.fuzz import targets
 from qcow2harness.fuzz.targets import TARGETS, execute
 
 import qcow2harness.map as map_module
+from qcow2harness import qemu
 from qcow2harness.image import Image
 
 pytestmark = pytest.mark.qemu
@@ -59,7 +60,10 @@ def test_a_wrong_map_is_a_diff_finding(qemu_tools: None, monkeypatch: pytest.Mon
 
 def test_qemu_refusing_is_not_a_finding(qemu_tools: None, monkeypatch: pytest.MonkeyPatch,
                                         seed_files: list[pathlib.Path]) -> None:
-    # QEMU 7.2 refuses zoned images (incompatible bit 5); we map them.
+    # QEMU 7.2 and stock 10.2 refuse zoned images (incompatible bit 5); we map them.
+    if qemu.supports_zoned_qcow2():
+        pytest.skip(f"not run: {qemu.qemu_version()} knows zoned qcow2 and opens the zoned "
+                    "seed (the zoned differential, qcow2harness.zoned_differential, judges it)")
     zoned = next(p for p in seed_files if p.name == "reference-zoned-partly-written.qcow2")
     calls = recording_map(monkeypatch)
     assert execute(TARGETS["differential"], zoned.read_bytes()) is None
