@@ -23,12 +23,17 @@ CHUNKS = (4096, 512, 64, 8, 1)
 
 def same_finding(target: Target, original: Finding,
                  bounds: Bounds | None = None) -> Callable[[bytes], bool]:
-    """A predicate: the candidate fails with the original's kind and signature."""
+    """A predicate: the candidate fails with the original's kind, category and site
+    (`site_signature`: a reader that dies of another signal, or at another frame, is
+    another finding). The field is not compared: a shrunk input differs from the seed
+    everywhere. slow and oom only need the same kind; the campaign classifies the
+    minimized input again and names it for what it does (fuzz/campaign.py)."""
 
     def predicate(candidate: bytes) -> bool:
         found = execute(target, candidate, bounds)
         return found is not None and found.kind == original.kind and (
-            found.signature == original.signature or original.kind in ("slow", "oom"))
+            found.site_signature == original.site_signature
+            or original.kind in ("slow", "oom"))
 
     return predicate
 

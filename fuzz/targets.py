@@ -19,12 +19,11 @@ of a corpus directory (`replay()`), so a finding reproduces without atheris.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import resource
 import shlex
-import signal
-import subprocess
 import tempfile
 import time
 import traceback
@@ -70,15 +69,32 @@ class Finding:
     where: str  # innermost frame "file:line in function", or "" (signature for dedup)
     details: str = ""  # traceback or differential report
     seconds: float = 0.0
+    # What the input changed relative to the seed it grew from (fuzz/cause.py), e.g.
+    # "zoned.num_zones" or "zonedmeta[3]", and that seed's path; "" when not worked out.
+    fields: str = ""
+    seed: str = ""
 
     @property
-    def signature(self) -> str:
+    def site_signature(self) -> str:
+        """The cause without the field: kind, category (summary head) and site."""
         head = self.summary.split(":")[0]
         return f"{self.target}/{self.kind}/{head}/{self.where}"
 
+    @property
+    def signature(self) -> str:
+        """Findings with one signature are one bug: the site plus the field."""
+        return self.site_signature + (f"/{self.fields}" if self.fields else "")
+
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "kind": self.kind, "summary": self.summary,
-                "where": self.where, "details": self.details, "seconds": self.seconds}
+                "where": self.where, "details": self.details, "seconds": self.seconds,
+                "fields": self.fields, "seed": self.seed}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Finding:
+        return cls(raw["target"], raw["kind"], raw["summary"], raw.get("where", ""),
+                   raw.get("details", ""), raw.get("seconds", 0.0), raw.get("fields", ""),
+                   raw.get("seed", ""))
 
 
 @dataclass
@@ -167,6 +183,10 @@ def execute(target: Target, data: bytes, bounds: Bounds | None = None) -> Findin
         finding = Finding(target.name, "oom", f"ExcessiveMemory: {exc}"[:300], "", str(exc))
     except SlowInput as exc:
         finding = Finding(target.name, "slow", f"SlowInput: {exc}"[:300], "", str(exc))
+    except ReaderCrash as exc:  # a reader program died: its category and crash site
+        failure = exc.failure
+        finding = Finding(target.name, failure.kind, failure.summary(), failure.site,
+                          f"{exc.command}\n{failure.text}")
     except DifferentialMismatch as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         finding = Finding(target.name, "diff", f"DifferentialMismatch: {first}"[:300], first,
@@ -297,9 +317,9 @@ def _scratch_file(data: bytes) -> str:
     return path
 
 
-def run_differential(data: bytes) -> None:
+def run_differential(data: bytes, build: str | None = None) -> None:
     """Our verdict vs `qemu-img check`'s, and our `map` vs `qemu-img map`'s, on the same
-    bytes.
+    bytes; `build` picks the qemu-img (qcow2harness.qemu.BUILDS; None: the default).
 
     Verdicts are compared when QEMU could check the image (exit 0, 2 or 3): when qemu-img
     check finds corruption (2) we must report a MUST violation, and when it finds leaks
@@ -319,33 +339,43 @@ def run_differential(data: bytes) -> None:
         check_seconds = 0.0
         if not _qemu_walks_cluster_zero(image):
             started = time.perf_counter()
-            _compare_verdicts(ours, path)
+            _compare_verdicts(ours, path, build)
             check_seconds = time.perf_counter() - started
         # QEMU's open alone costs what qemu-img check took: an image it opens slowly
         # (a huge snapshot table read past the end of the file, say) is not mapped too,
         # which keeps an input within twice the cost of one slow open.
         if check_seconds < MAP_AFTER_CHECK_SECONDS:
-            _compare_maps(image, path)
+            _compare_maps(image, path, build)
     finally:
         os.unlink(path)
 
 
-def _compare_verdicts(ours: Any, path: str) -> None:
+QEMU_IMG_SECONDS, QEMU_IMG_MEMORY_MB = 30.0, 2048
+QEMU_IMG_CHECK = ("check", "--force-share", "-f", "qcow2")
+QEMU_IMG_MAP = ("map", "--force-share", "--output=json", "-f", "qcow2")
+
+
+def _run_qemu_img(args: tuple[str, ...], path: str, build: str | None) -> Any:
+    """qemu-img ARGS PATH of the build, bounded; a crash (signal, ASan report) raises
+    ReaderCrash with its site, a hang DifferentialMismatch. Returns fuzz.reader.Ended."""
+    from qcow2harness.fuzz.reader import run_and_classify, shell_command
+
     from qcow2harness import qemu
 
+    argv = [qemu.require_tool("qemu-img", build), *args, path]
+    ended, failure = run_and_classify(argv, build, seconds=QEMU_IMG_SECONDS,
+                                      memory_mb=QEMU_IMG_MEMORY_MB, cwd=os.path.dirname(path))
+    if ended.timed_out:
+        raise DifferentialMismatch(f"qemu-img {args[0]} timed out ({QEMU_IMG_SECONDS:g} s)")
+    if failure is not None:
+        raise ReaderCrash(failure, shell_command(argv, build, QEMU_IMG_MEMORY_MB))
+    return ended
+
+
+def _compare_verdicts(ours: Any, path: str, build: str | None = None) -> None:
     explained = sorted(set(EXPLAINED_BY) & ours.clauses())
-    try:
-        proc = subprocess.run(
-            [qemu.require_tool("qemu-img"), "check", "--force-share", "-f", "qcow2", path],
-            capture_output=True, text=True, timeout=30, check=False,
-            cwd=os.path.dirname(path), preexec_fn=_reader_limits(2048),
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DifferentialMismatch("qemu-img check timed out (30 s)") from exc
+    proc = _run_qemu_img(QEMU_IMG_CHECK, path, build)
     theirs = proc.returncode
-    if theirs < 0:
-        raise DifferentialMismatch(
-            f"qemu-img check died of signal {-theirs}\n{proc.stderr[-2000:]}")
     if theirs not in (0, QEMU_CORRUPT, QEMU_LEAKS) or explained:
         return
     # Where we are stricter (we report a MUST, qemu-img check nothing) is expected: most
@@ -357,7 +387,7 @@ def _compare_verdicts(ours: Any, path: str) -> None:
         clauses = ", ".join(sorted(ours.clauses())) or "none"
         raise DifferentialMismatch(
             f"check exit {ours.exit_code} (clauses {clauses}), qemu-img check exit {theirs}\n"
-            f"qemu-img: {(proc.stdout + proc.stderr).strip()[-2000:]}")
+            f"qemu-img: {proc.text.strip()[-2000:]}")
 
 
 # At most this many clusters/subclusters are mapped per input: a few hundred
@@ -382,7 +412,7 @@ def map_work_units(image: Any) -> int:
     return present * entries * (32 if image.header.is_extended_l2 else 1)
 
 
-def _compare_maps(image: Any, path: str) -> None:
+def _compare_maps(image: Any, path: str, build: str | None = None) -> None:
     """`map` vs `qemu-img map --output=json` on the scratch copy: when both map the image,
     they must agree on the fields our map models (qemu_json.map_difference: a key a newer
     QEMU adds, such as 10.x's `compressed`, is no difference). Either side refusing is not
@@ -392,7 +422,6 @@ def _compare_maps(image: Any, path: str) -> None:
     MAP_MAX_UNITS."""
     import json
 
-    from qcow2harness import qemu
     from qcow2harness.map import map_json
     from qcow2harness.qemu_json import map_difference
 
@@ -402,18 +431,7 @@ def _compare_maps(image: Any, path: str) -> None:
         ours = map_json(path)
     except HarnessError:
         return
-    try:
-        proc = subprocess.run(
-            [qemu.require_tool("qemu-img"), "map", "--force-share", "--output=json", "-f",
-             "qcow2", path],
-            capture_output=True, text=True, timeout=30, check=False,
-            cwd=os.path.dirname(path), preexec_fn=_reader_limits(2048),
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DifferentialMismatch("qemu-img map timed out (30 s)") from exc
-    if proc.returncode < 0:
-        raise DifferentialMismatch(
-            f"qemu-img map died of signal {-proc.returncode}\n{proc.stderr[-2000:]}")
+    proc = _run_qemu_img(QEMU_IMG_MAP, path, build)
     if proc.returncode != 0:
         return
     theirs = json.loads(proc.stdout)
@@ -527,41 +545,28 @@ def run_model(data: bytes) -> None:
 # external: a user-supplied reader command
 # ---------------------------------------------------------------------------
 
-# Output that means a crash even when the process exits normally.
-CRASH_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                 "panicked at", "Segmentation fault", "stack smashing detected")
-OOM_MARKERS = ("out of memory", "failed to allocate", "memory allocation of",
-               "Cannot allocate memory", "std::bad_alloc")
-
-
-def _reader_limits(memory_mb: int) -> Callable[[], None]:
-    def limit() -> None:
-        # Undo the worker's own limit first, then bound the reader alone.
-        memory = memory_mb * (1 << 20)
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        os.setsid()
-    return limit
-
-
 @dataclass
 class ExternalReader:
     """Runs `command` ({} = the input file) on each input. Non-zero exits are the reader
     refusing the input, which is fine; signals, timeouts, sanitizer reports and panics
-    are findings. Abort-on-allocation-failure (the reader hit its memory bound) is `oom`."""
+    are findings, classified by fuzz/reader.py (an allocation sized by the input that
+    aborts is a crash; running out of the memory bound is `oom`). With `build`, a
+    leading qemu-img/qemu-io is that build's (qcow2harness.qemu.BUILDS)."""
 
     command: str
     seconds: float = 10.0
     memory_mb: int = 4096
     check_in_process: bool = True  # our checker on the same bytes: coverage feedback
+    build: str | None = None
 
     def argv(self, path: str) -> list[str]:
-        parts = shlex.split(self.command)
-        if not any("{}" in p for p in parts):
-            parts.append("{}")
-        return [p.replace("{}", path) for p in parts]
+        from qcow2harness.fuzz.reader import reader_argv
+
+        return reader_argv(self.command, path, self.build)
 
     def __call__(self, data: bytes) -> None:
+        from qcow2harness.fuzz.reader import run_and_classify, shell_command
+
         if self.check_in_process:
             try:
                 run_check(data)
@@ -569,41 +574,33 @@ class ExternalReader:
                 pass
         path = _scratch_file(data)
         try:
-            proc = subprocess.Popen(self.argv(path), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    preexec_fn=_reader_limits(self.memory_mb),
-                                    cwd=os.path.dirname(path))
-            try:
-                out, err = proc.communicate(timeout=self.seconds)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                raise SlowInput(f"reader still running after {self.seconds:g} s: "
-                                f"{self.command}") from None
+            argv = self.argv(path)
+            ended, failure = run_and_classify(argv, self.build, seconds=self.seconds,
+                                              memory_mb=self.memory_mb,
+                                              cwd=os.path.dirname(path))
         finally:
             os.unlink(path)
-        text = (out + err).decode("utf-8", "replace")
-        code = proc.returncode
-        oom = any(m.lower() in text.lower() for m in OOM_MARKERS)
-        if code < 0:
-            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
-            message = f"reader killed by {name}: {self.command}\n{text[-3000:]}"
-            if oom:
-                raise ExcessiveMemory(message)
-            raise ReaderCrash(message)
-        marker = next((m for m in CRASH_MARKERS if m in text), None)
-        if marker is not None:
-            raise ReaderCrash(f"reader reported {marker!r} (exit {code}): "
-                              f"{self.command}\n{text[-3000:]}")
+        if ended.timed_out:
+            raise SlowInput(f"reader still running after {self.seconds:g} s: {self.command}")
+        if failure is not None:
+            raise ReaderCrash(failure, shell_command(argv, self.build, self.memory_mb))
 
 
 class ReaderCrash(Exception):  # noqa: N818
-    """The external reader crashed (signal, sanitizer report, panic)."""
+    """A reader program crashed (signal, sanitizer report, panic) or ran out of memory;
+    `failure` says how and where (fuzz/reader.py)."""
+
+    def __init__(self, failure: Any, command: str = "") -> None:
+        super().__init__(f"{failure.summary()} at {failure.site}: {command}")
+        self.failure = failure
+        self.command = command
 
 
-def external_target(command: str, seconds: float = 10.0, memory_mb: int = 4096) -> Target:
-    reader = ExternalReader(command, seconds, memory_mb)
-    return Target("external", reader, f"external reader: {command}",
+def external_target(command: str, seconds: float = 10.0, memory_mb: int = 4096,
+                    build: str | None = None) -> Target:
+    reader = ExternalReader(command, seconds, memory_mb, build=build)
+    label = f" ({build} build)" if build else ""
+    return Target("external", reader, f"external reader: {command}{label}",
                   Bounds(seconds=seconds + 5.0))
 
 
@@ -626,19 +623,46 @@ TARGETS: dict[str, Target] = {
 TARGET_NAMES = (*TARGETS, "external")
 
 
+# The targets that run a QEMU reader, and so take a build (fuzz/reader.py).
+BUILD_TARGETS = ("differential", "external")
+
+
+def reader_commands(name: str, reader: str | None = None) -> list[str]:
+    """The reader commands ({} = the input) a target runs on each input, in order."""
+    if name == "external":
+        return [reader] if reader else []
+    if name == "differential":
+        return [shlex.join(("qemu-img", *args)) + " {}" for args in (QEMU_IMG_CHECK,
+                                                                     QEMU_IMG_MAP)]
+    return []
+
+
 def get_target(name: str, reader: str | None = None, reader_timeout: float = 10.0,
-               reader_memory_mb: int = 4096) -> Target:
+               reader_memory_mb: int = 4096, build: str | None = None) -> Target:
+    """`build`: the QEMU the reader is (qcow2harness.qemu.BUILDS, or "series": the zoned
+    series with ASan when built); None is the default QEMU."""
+    from qcow2harness.fuzz.reader import resolve_build
+
+    if build is not None and name not in BUILD_TARGETS:
+        raise HarnessError(f"--build is for the targets that run QEMU "
+                           f"({', '.join(BUILD_TARGETS)}), not {name!r}")
+    build = resolve_build(build)
     if name == "external":
         if not reader:
             raise HarnessError("the external target needs --reader 'COMMAND {}'")
-        return external_target(reader, reader_timeout, reader_memory_mb)
+        return external_target(reader, reader_timeout, reader_memory_mb, build)
     if name not in TARGETS:
         raise HarnessError(f"unknown target {name!r}; known: {', '.join(TARGET_NAMES)}")
+    if name == "differential" and build is not None:
+        base = TARGETS[name]
+        return replace(base, run=functools.partial(run_differential, build=build),
+                       description=f"{base.description} ({build} build)")
     return TARGETS[name]
 
 
 __all__ = [
-    "Bounds", "DifferentialMismatch", "ExternalReader", "Finding", "KINDS", "ParseError",
+    "BUILD_TARGETS", "Bounds", "DifferentialMismatch", "ExternalReader", "Finding", "KINDS",
+    "ParseError", "ReaderCrash",
     "TARGETS", "TARGET_NAMES", "Target", "corpus_files", "decode_ops", "execute",
-    "get_target", "input_name", "limit_address_space", "peak_rss_mb", "replay",
+    "get_target", "input_name", "reader_commands", "limit_address_space", "peak_rss_mb", "replay",
 ]
