@@ -3,7 +3,9 @@
     corpus dir      the working corpus; new interesting inputs are written there
     seed dirs       read-only seeds (corpus/seeds and corpus/broken by default)
     artifacts dir   crash-*, oom-*, slow-*, diff-* (ours), timeout-*/oom-* (libFuzzer's
-                    backstops), each with a .json; minimized-from-* beside them;
+                    backstops), each with a .json; minimized-KIND-CATEGORY-from-*.qcow2 beside
+                    them (named for what the minimized input does), narrowed-*.qcow2
+                    (the seed with only the finding's fields changed, fuzz/cause.py);
                     stats.jsonl (one progress sample per interval); worker-N.log
     regressions     one ready-to-commit pytest module per finding
 
@@ -73,21 +75,33 @@ class CampaignConfig:
     libfuzzer_args: list[str] = field(default_factory=list)
     python: str = sys.executable
     shard: Shard = WHOLE
+    build: str | None = None  # the QEMU a reader target runs (fuzz/reader.py)
 
 
 @dataclass
 class FindingRecord:
-    finding: Finding
+    finding: Finding  # as the minimized input reproduces it (re-classified)
     artifact: str
     minimized: str | None
     size: int
     minimized_size: int
     regression: str | None
+    found_as: str = ""  # the artifact's own summary, when minimizing changed it
+    clauses: list[str] = field(default_factory=list)  # what the input breaks (check)
+    reproduce: str = ""  # the reader command that shows it on the minimized input
+    stock: str = ""  # what the stock build does with the minimized input
+    seconds: float = 0.0  # into the campaign when found
+    narrowed: str | None = None  # the seed with only the finding's fields changed
+    narrowed_stock: str = ""  # what the stock build does with that
 
     def to_json(self) -> dict[str, Any]:
         return {**self.finding.to_json(), "artifact": self.artifact,
                 "minimized": self.minimized, "size": self.size,
-                "minimized_size": self.minimized_size, "regression": self.regression}
+                "minimized_size": self.minimized_size, "regression": self.regression,
+                "found_as": self.found_as, "clauses": self.clauses,
+                "reproduce": self.reproduce, "stock": self.stock,
+                "found_after_seconds": round(self.seconds, 1), "narrowed": self.narrowed,
+                "narrowed_stock": self.narrowed_stock}
 
 
 @dataclass
@@ -172,9 +186,13 @@ def _artifacts(directory: str) -> set[str]:
 
 def worker_argv(config: CampaignConfig, index: int, seconds: float, known: str) -> list[str]:
     target = get_target(config.target, config.reader, config.reader_timeout,
-                        config.reader_memory_mb)
+                        config.reader_memory_mb, build=config.build)
     argv = [config.python, "-m", "qcow2harness.fuzz.worker", "--target", config.target,
             "--artifacts", config.artifacts, "--mutator", config.mutator, "--known", known]
+    if config.build:
+        argv += ["--build", config.build]
+    for seed_dir in config.seeds:
+        argv += ["--cause-seeds", seed_dir]
     if config.reader:
         argv += ["--reader", config.reader, "--reader-timeout", str(config.reader_timeout),
                  "--reader-memory-mb", str(config.reader_memory_mb)]
@@ -198,14 +216,21 @@ def worker_argv(config: CampaignConfig, index: int, seconds: float, known: str) 
 
 class _Minimization:
     """Minimizes one finding in a forked child (its own address-space bound), while the
-    runner keeps reading its workers; killed when its budget is spent."""
+    runner keeps reading its workers; killed when its budget is spent.
+
+    The child starts from the seed with only the finding's fields changed (fuzz/cause.py)
+    when that still reproduces, shrinks it (fuzz/minimize.py: same category and site),
+    then runs the result once more and records the finding as *that* run classifies it:
+    a minimized input that fails another way is named for what it does. For a target
+    that runs QEMU, it also records the reader command that shows the finding and what
+    the stock build does with the same input."""
 
     def __init__(self, config: CampaignConfig, finding: Finding, data: bytes,
-                 artifact: str, found_by: str) -> None:
+                 artifact: str, found_by: str, seconds: float = 0.0) -> None:
         self.config, self.finding, self.data = config, finding, data
-        self.artifact, self.found_by = artifact, found_by
-        self.result = data
-        self.deadline = time.monotonic() + config.minimize_seconds + 30
+        self.artifact, self.found_by, self.seconds = artifact, found_by, seconds
+        self.result: dict[str, Any] = {"data": data, "finding": finding}
+        self.deadline = time.monotonic() + config.minimize_seconds + 90
         ctx = multiprocessing.get_context("fork")
         self.pipe, child = ctx.Pipe(duplex=False)
         self.proc = ctx.Process(target=self._work, args=(child,), daemon=True)
@@ -214,21 +239,46 @@ class _Minimization:
 
     def _work(self, child: Any) -> None:
         from qcow2harness.fuzz.minimize import minimize, same_finding
-        from qcow2harness.fuzz.targets import limit_address_space
+        from qcow2harness.fuzz.targets import execute, limit_address_space
 
-        config = self.config
+        config, finding = self.config, self.finding
         target = get_target(config.target, config.reader, config.reader_timeout,
-                            config.reader_memory_mb)
+                            config.reader_memory_mb, build=config.build)
         limit_address_space(target.bounds.address_space_mb)
-        still = same_finding(target, self.finding)
-        child.send_bytes(minimize(self.data, still, seconds=config.minimize_seconds))
+        still = same_finding(target, finding)
+        start, seed = self.data, _seed_bytes(finding)
+        if seed is not None and finding.fields:
+            from qcow2harness.fuzz.cause import apply_units, units_named
+
+            narrowed = apply_units(seed, self.data, units_named(seed, self.data,
+                                                                finding.fields))
+            if narrowed != self.data and still(narrowed):
+                start = narrowed
+        small = minimize(start, still, seconds=config.minimize_seconds)
+        again = execute(target, small)
+        if again is None:  # does not fail on its own any more: keep the finding's input
+            small, again = start, execute(target, start) or finding
+        again = replace(again, fields=finding.fields, seed=finding.seed)
+        result: dict[str, Any] = {"data": small, "finding": again}
+        stem = f"{again.kind}-{_slug(again.summary.split(':')[0])}-from-{input_name(self.data)}"
+        if small != self.data:
+            result["minimized"] = _write(config, f"minimized-{stem}", small)
+            result.update(_verdicts(config, result["minimized"]))
+        if start != self.data and seed is not None:
+            from qcow2harness.fuzz.cause import clauses_broken, units_named
+
+            result["clauses"] = clauses_broken(seed, start, units_named(seed, start,
+                                                                        finding.fields))
+            result["narrowed"] = _write(config, f"narrowed-{stem}", start)
+            result["narrowed_stock"] = _verdicts(config, result["narrowed"]).get("stock", "")
+        child.send(result)
 
     def done(self) -> bool:
         if self.config.minimize_seconds <= 0:
             return True
         if self.pipe.poll():
             try:
-                self.result = self.pipe.recv_bytes()
+                self.result = self.pipe.recv()
             except EOFError:
                 pass
         elif self.proc.is_alive() and time.monotonic() < self.deadline:
@@ -239,39 +289,95 @@ class _Minimization:
             self.proc.join()
         return True
 
-    def record(self) -> FindingRecord:
-        """Write minimized-from-*, the regression test and findings.jsonl."""
+    def record(self, known_path: str) -> FindingRecord | None:
+        """Write the minimized input, the regression test and findings.jsonl; None when
+        the minimized input is a finding already recorded (its signature is known)."""
         from qcow2harness.fuzz.regression import regression_test
 
-        config, small = self.config, self.result
-        minimized = None
-        if small != self.data:
-            minimized = os.path.join(config.artifacts,
-                                     f"minimized-from-{input_name(self.data)}")
-            with open(minimized, "wb") as out:
-                out.write(small)
+        config, small = self.config, self.result["data"]
+        finding: Finding = self.result["finding"]
+        if finding.signature != self.finding.signature:
+            known = _known(known_path)
+            if finding.signature in known:
+                return None
+            with open(known_path, "a") as f:
+                f.write(finding.signature + "\n")
+        minimized = self.result.get("minimized")
+        if small != self.data and minimized is None:
+            minimized = _write(config, f"minimized-{finding.kind}-"
+                               f"{_slug(finding.summary.split(':')[0])}-from-"
+                               f"{input_name(self.data)}", small)
         regression = None
         if config.regressions:
             os.makedirs(config.regressions, exist_ok=True)
-            file_name, text = regression_test(self.finding, small, reader=config.reader,
-                                              found_by=self.found_by)
+            file_name, text = regression_test(finding, small, reader=config.reader,
+                                              found_by=self.found_by, build=config.build)
             regression = os.path.join(config.regressions, file_name)
             with open(regression, "w") as out:
                 out.write(text)
-        record = FindingRecord(self.finding, self.artifact, minimized, len(self.data),
-                               len(small), regression)
+        found_as = self.finding.summary if finding.summary != self.finding.summary else ""
+        record = FindingRecord(finding, self.artifact, minimized, len(self.data),
+                               len(small), regression, found_as,
+                               list(self.result.get("clauses", [])),
+                               str(self.result.get("reproduce", "")),
+                               str(self.result.get("stock", "")), self.seconds,
+                               self.result.get("narrowed"),
+                               str(self.result.get("narrowed_stock", "")))
         with open(os.path.join(config.artifacts, "findings.jsonl"), "a") as out:
             out.write(json.dumps(record.to_json()) + "\n")
         return record
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "finding"
+
+
+def _known(known_path: str) -> set[str]:
+    if not os.path.exists(known_path):
+        return set()
+    with open(known_path) as f:
+        return {line.rstrip("\n") for line in f}
+
+
+def _seed_bytes(finding: Finding) -> bytes | None:
+    if not finding.seed or not os.path.isfile(finding.seed):
+        return None
+    with open(finding.seed, "rb") as f:
+        return f.read()
+
+
+def _write(config: CampaignConfig, name: str, data: bytes) -> str:
+    path = os.path.join(config.artifacts, name + ".qcow2")
+    with open(path, "wb") as out:
+        out.write(data)
+    return path
+
+
+def _verdicts(config: CampaignConfig, path: str) -> dict[str, str]:
+    """For a target that runs QEMU with a build other than stock: the command that
+    shows the finding under the build, and what stock does with the same file."""
+    from qcow2harness.fuzz.reader import verdict
+    from qcow2harness.fuzz.targets import reader_commands
+
+    commands = reader_commands(config.target, config.reader)
+    if config.build is None or not commands:
+        return {}
+    bounds = dict(memory_mb=config.reader_memory_mb, seconds=config.reader_timeout)
+    result = {"reproduce": verdict(commands, path, config.build, **bounds).command}
+    if config.build != "stock":
+        from qcow2harness import qemu
+
+        reason = qemu.build_unavailable("stock")
+        result["stock"] = (verdict(commands, path, "stock", **bounds).outcome
+                           if reason is None else f"not run: {reason}")
+    return result
 
 
 def _describe_artifact(config: CampaignConfig, name: str) -> Finding:
     path = os.path.join(config.artifacts, name)
     if os.path.exists(path + ".json"):
         with open(path + ".json") as f:
-            raw = json.load(f)
-        return Finding(raw["target"], raw["kind"], raw["summary"], raw["where"],
-                       raw.get("details", ""), raw.get("seconds", 0.0))
+            return Finding.from_json(json.load(f))
     # libFuzzer's own artifacts: its -timeout or -rss_limit_mb fired.
     kind = "slow" if name.startswith("timeout-") else "oom" if name.startswith(
         "oom-") else "crash"
@@ -279,21 +385,17 @@ def _describe_artifact(config: CampaignConfig, name: str) -> Finding:
 
 
 def start_minimization(config: CampaignConfig, name: str, known_path: str,
-                       found_by: str) -> _Minimization | None:
+                       found_by: str, seconds: float = 0.0) -> _Minimization | None:
     """A new artifact: None when its signature was reported already (a duplicate)."""
     path = os.path.join(config.artifacts, name)
     with open(path, "rb") as f:
         data = f.read()
     finding = _describe_artifact(config, name)
-    known = set()
-    if os.path.exists(known_path):
-        with open(known_path) as f:
-            known = {line.rstrip("\n") for line in f}
-    if finding.signature in known:
+    if finding.signature in _known(known_path):
         return None
     with open(known_path, "a") as f:
         f.write(finding.signature + "\n")
-    return _Minimization(config, finding, data, path, found_by)
+    return _Minimization(config, finding, data, path, found_by, seconds)
 
 
 def run_campaign(config: CampaignConfig,
@@ -386,7 +488,9 @@ def run_campaign(config: CampaignConfig,
                 job = start_minimization(
                     config, name, known_path,
                     found_by=f"Found by `qcow2-harness fuzz {config.target}` "
-                             f"(mutator {config.mutator}).")
+                             f"(mutator {config.mutator}"
+                             + (f", build {config.build}" if config.build else "") + ").",
+                    seconds=time.monotonic() - start)
                 if job is None:
                     duplicates += 1
                 else:
@@ -400,7 +504,10 @@ def run_campaign(config: CampaignConfig,
                 spawn(worker.index)
         for job in [j for j in pending if j.done()]:
             pending.remove(job)
-            record = job.record()
+            record = job.record(known_path)
+            if record is None:
+                duplicates += 1
+                continue
             findings.append(record)
             progress(f"finding {len(findings)}: {record.finding.kind} {record.finding.summary} "
                      f"({record.size} -> {record.minimized_size} bytes) -> "

@@ -19,7 +19,7 @@ def regression_name(finding: Finding, data: bytes) -> str:
 
 
 def regression_test(finding: Finding, data: bytes, *, reader: str | None = None,
-                    found_by: str = "") -> tuple[str, str]:
+                    found_by: str = "", build: str | None = None) -> tuple[str, str]:
     """(file name, module text) of a pytest regression test for `finding`."""
     name = regression_name(finding, data)
     packed = base64.b64encode(zlib.compress(data, 9)).decode("ascii")
@@ -40,6 +40,16 @@ def regression_test(finding: Finding, data: bytes, *, reader: str | None = None,
     elif finding.target == "differential":
         third = ["import pytest"]
         prologue = "\npytestmark = pytest.mark.qemu\n"
+    if build is not None and finding.target in ("differential", "external"):
+        # The reader is a build of the zoned series: skipped with the reason without it.
+        stdlib = ["import base64", "import zlib"]
+        third = ["import pytest", "from qcow2harness import qemu"]
+        get = (f"get_target({finding.target!r}, reader={reader!r}, build={build!r})"
+               if finding.target == "external" else f"get_target({finding.target!r}, "
+               f"build={build!r})")
+        prologue = (f"\nREASON = qemu.build_unavailable({build!r})\n"
+                    f"pytestmark = [pytest.mark.qemu, pytest.mark.skipif(REASON is not None, "
+                    f"reason=f\"not run: {{REASON}}\")]\n")
     # ruff's isort puts pytest and qcow2harness.fuzz in one block in this repo.
     third.append("from qcow2harness.fuzz.targets import execute, get_target")
     imports = "\n".join(stdlib) + "\n\n" + "\n".join(third) + "\n"
@@ -47,6 +57,7 @@ def regression_test(finding: Finding, data: bytes, *, reader: str | None = None,
 
 {summary}
 {f"at {where}" if where else ""}
+{f"field: {finding.fields}" if finding.fields else ""}
 {found_by}
 """
 

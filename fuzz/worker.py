@@ -8,8 +8,10 @@ for coverage; the kaitaistruct runtime (and qcow2harness.filestream, our part of
 numpy and the standard library are not: the runtime's branches are the same for every
 input, and its read calls are the hottest code of a parse. A finding is written as
 `{kind}-{sha1}` (libFuzzer's artifact naming: crash-, oom-, slow-, diff-) with a
-`.json` beside it, then the process exits with EXIT_FINDING. libFuzzer's own
-`-timeout` and `-rss_limit_mb` stay armed as backstops (timeout-*, oom-*).
+`.json` beside it (with the field the input changed relative to its nearest seed, when
+`--cause-seeds` are given: fuzz/cause.py), then the process exits with EXIT_FINDING.
+A finding whose signature (crash site + field) is in `--known` is counted, not kept.
+libFuzzer's own `-timeout` and `-rss_limit_mb` stay armed as backstops (timeout-*, oom-*).
 Every HEARTBEAT seconds a `#qcow2 execs=N` line reports the executions so far, and a
 `#qcow2 fuzzing execs=N cpu=S` line marks the first mutation (seed corpus loaded), so
 that fuzz/bench.py can tell the steady rate from start-up.
@@ -40,6 +42,11 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--seconds", type=float, help="time bound per input")
     parser.add_argument("--rss-mb", type=int, help="peak-RSS growth bound")
     parser.add_argument("--known", help="file of finding signatures to count, not report")
+    parser.add_argument("--build", help="the QEMU build a reader target runs "
+                        "(qcow2harness.qemu.BUILDS; default: the default QEMU)")
+    parser.add_argument("--cause-seeds", action="append", default=[], metavar="DIR",
+                        help="seeds a finding is compared with to name the field it "
+                             "changed (fuzz/cause.py); repeatable")
     # Off by default: with atheris 3.0 comparison tracing grows the RSS by ~3 KiB per
     # execution (measured in fuzz/RESULTS.md), which an hour-long campaign cannot afford.
     parser.add_argument("--dataflow", action=argparse.BooleanOptionalAction, default=False,
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     from qcow2harness.fuzz import targets
 
     target = targets.get_target(args.target, args.reader, args.reader_timeout,
-                                args.reader_memory_mb)
+                                args.reader_memory_mb, build=args.build)
     bounds = target.bounds
     if args.seconds is not None:
         bounds = replace(bounds, seconds=args.seconds)
@@ -105,12 +112,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.known and os.path.exists(args.known):
         with open(args.known) as f:
             known = {line.rstrip("\n") for line in f}
+    from qcow2harness.fuzz import cause
+
+    seeds = cause.load_seeds(args.cause_seeds)
+    hints: dict[str, list[frozenset[str]]] = {}  # site -> field sets that explained it
     state = {"execs": 0, "dups": 0, "next": time.monotonic() + HEARTBEAT,
              "start": time.monotonic(), "fuzzing": 0}
 
     def test_one_input(data: bytes) -> None:
         state["execs"] += 1
         finding = targets.execute(target, data, bounds)
+        if finding is not None and seeds:
+            # Name the field (the same site with another field is another finding).
+            site = finding.site_signature
+            if site not in hints:
+                hints[site] = cause.known_fields(known, site)
+            finding = cause.attribute(target, data, finding, seeds, bounds, hints)
         if finding is not None and finding.signature in known:
             state["dups"] += 1  # a bug already reported: counted, not re-reported
             finding = None

@@ -4,6 +4,8 @@
     qcow2-harness fuzz differential --time 600              # check vs qemu-img check
     qcow2-harness fuzz model --time 600                     # zone model vs reference writer
     qcow2-harness fuzz external --reader 'qemu-img info {}' --time 600
+    qcow2-harness fuzz external --build series --reader 'qemu-img info {}' --time 600
+                                                            # the zoned series as the reader
     qcow2-harness fuzz check --replay corpus/ data/fuzz-check/corpus   # no atheris needed
     qcow2-harness fuzz check --time 600 --shard 1/4 --json shard-1.json   # then `merge`
 
@@ -32,7 +34,9 @@ HELP = "fuzz a target (check, differential, model, external) or replay a corpus 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from qcow2harness.fuzz.reader import BUILD_CHOICES
     from qcow2harness.fuzz.targets import TARGET_NAMES
+    from qcow2harness.qemu import ZONED_ENV
 
     parser.add_argument("target", choices=TARGET_NAMES)
     parser.add_argument("--corpus", help="working corpus dir (default data/fuzz-TARGET/corpus)")
@@ -46,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reader", help="external target: command, {} is the input file")
     parser.add_argument("--reader-timeout", type=float, default=10.0)
     parser.add_argument("--reader-memory-mb", type=int, default=4096)
+    parser.add_argument("--build", choices=BUILD_CHOICES,
+                        help="differential/external: the QEMU build the reader is "
+                             f"({ZONED_ENV}): series = zoned-asan when built, else zoned; "
+                             "without --seeds, zoned seeds the series makes join the "
+                             "default seeds")
     parser.add_argument("--mutator", choices=["structured", "bytes"], default="structured",
                         help="structure-aware (default) or libFuzzer's byte mutation only")
     parser.add_argument("--regressions",
@@ -75,6 +84,8 @@ def reproduce_command(args: argparse.Namespace, path: str) -> str:
     argv = ["qcow2-harness", "fuzz", args.target, "--replay", path]
     if args.reader:
         argv += ["--reader", args.reader]
+    if getattr(args, "build", None):
+        argv += ["--build", args.build]
     return shlex.join(argv)
 
 
@@ -143,7 +154,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     from qcow2harness.fuzz.targets import get_target, limit_address_space
 
-    target = get_target(args.target, args.reader, args.reader_timeout, args.reader_memory_mb)
+    target = get_target(args.target, args.reader, args.reader_timeout, args.reader_memory_mb,
+                        build=args.build)
     saved = resource.getrlimit(resource.RLIMIT_AS)
     limit_address_space(target.bounds.address_space_mb)
     try:
@@ -180,6 +192,19 @@ def run(args: argparse.Namespace) -> int:
     if args.target == "external" and not args.reader:
         print("qcow2-harness: fuzz: the external target needs --reader 'COMMAND {}'")
         return EXIT_CANNOT_RUN
+    if args.build is not None:
+        from qcow2harness.errors import HarnessError
+        from qcow2harness.fuzz.reader import resolve_build
+        from qcow2harness.fuzz.targets import BUILD_TARGETS
+
+        if args.target not in BUILD_TARGETS:
+            print(f"qcow2-harness: fuzz: --build is for {' and '.join(BUILD_TARGETS)}")
+            return EXIT_CANNOT_RUN
+        try:
+            args.build = resolve_build(args.build)
+        except HarnessError as refused:
+            print(f"qcow2-harness: fuzz: --build: {refused}")
+            return EXIT_CANNOT_RUN
     if args.replay:
         return _replay(args)
     try:
@@ -203,21 +228,34 @@ def run(args: argparse.Namespace) -> int:
         in_repo = os.path.join("tests", "fuzz", "regressions")
         regressions = in_repo if os.path.isdir(in_repo) else os.path.join(
             args.artifacts or os.path.join(base, "artifacts"), "regressions")
+    seeds = args.seeds if args.seeds is not None else repo_seed_dirs()
+    if args.build is not None and args.seeds is None:
+        from qcow2harness.errors import HarnessError
+        from qcow2harness.fuzz.series_seeds import build_series_seeds
+
+        series_seeds = os.path.join("data", "fuzz-series-seeds")
+        try:
+            build_series_seeds(series_seeds, "zoned")
+        except HarnessError as refused:
+            print(f"qcow2-harness: fuzz: cannot make the series seeds: {refused}")
+            return EXIT_CANNOT_RUN
+        seeds = [*seeds, series_seeds]
     config = CampaignConfig(
         target=args.target,
         corpus=args.corpus or os.path.join(base, "corpus"),
         artifacts=args.artifacts or os.path.join(base, "artifacts"),
         seconds=args.time, jobs=args.jobs,
-        seeds=args.seeds if args.seeds is not None else repo_seed_dirs(),
+        seeds=seeds,
         mutator=args.mutator, reader=args.reader, reader_timeout=args.reader_timeout,
         reader_memory_mb=args.reader_memory_mb, regressions=regressions,
         minimize_seconds=args.minimize_time, interval=args.interval, runs=args.runs,
         max_len=args.max_len, seed=args.seed, libfuzzer_args=list(args.libfuzzer),
-        shard=args.shard,
+        shard=args.shard, build=args.build,
     )
     print(f"fuzz {args.target}: corpus {config.corpus}, seeds {', '.join(config.seeds) or '-'},"
           f" artifacts {config.artifacts}, {config.jobs} job(s), {config.seconds:g} s, "
-          f"mutator {config.mutator}", flush=True)
+          f"mutator {config.mutator}" + (f", build {config.build}" if config.build else ""),
+          flush=True)
     from qcow2harness.progress import Progress
 
     started = time.monotonic()
@@ -246,6 +284,17 @@ def run(args: argparse.Namespace) -> int:
     for record in result.findings:
         print(f"{record.finding.kind}: {record.artifact} ({record.size} -> "
               f"{record.minimized_size} bytes): {record.finding.summary}")
+        if record.finding.where:
+            print(f"  at: {record.finding.where}")
+        if record.finding.fields:
+            print(f"  field: {record.finding.fields} (seed {record.finding.seed})"
+                  + (f"; breaks {', '.join(record.clauses)}" if record.clauses else ""))
+        if record.found_as:
+            print(f"  found as: {record.found_as}")
+        if record.reproduce:
+            print(f"  reproduce: {record.reproduce}")
+        if record.stock:
+            print(f"  stock: {record.stock}")
         if record.regression:
             print(f"  regression test: {record.regression}")
     if result.duplicates:
