@@ -13,9 +13,21 @@ which also uses the dictionary fuzz/qcow2.dict.
 
     mutate(data, max_size, seed) -> bytes   # deterministic in its arguments
 
-Field widths and in-structure offsets come from properties/corruptions.py (checked
-against the generated parser by tests/test_clause_coverage.py); where each structure
-lies comes from the parse.
+Header, bitmaps and snapshot field widths and in-structure offsets come from
+properties/corruptions.py (checked against the generated parser by
+tests/test_clause_coverage.py); the zoned extension's fields and the write-pointer entry
+width come from the generated parser itself (fuzz/field_positions.py); where each
+structure lies comes from the parse.
+
+Zoned images get crafted mutations too (`zoned_mutate`, about half their mutations):
+each zoned field set to an edge of its rule relative to the image's own geometry (a zone
+size of 0, 1 or not a power of two, the zone count off by one or past what a u32 table
+size holds, limits at and past the sequential zone count, open above active, an append
+limit at and past the capacity, the table moved onto other metadata, unaligned or past
+the end), sometimes with the zone count and table size made to agree with the new zone
+size so that a reader gets past its first check; write-pointer entries at the EMPTY and
+FULL edges, past their zone, unaligned, with bit 59 or bits 60-63 set, in the other
+byte order; and the whole table byte-swapped, all EMPTY, all FULL.
 """
 
 from __future__ import annotations
@@ -26,14 +38,19 @@ import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from qcow2harness.fuzz.field_positions import (
+    extension_record_positions,
+    zoned_field_positions,
+    zonedmeta_entry_width,
+)
 from qcow2harness.fuzz.targets import parsed_image
 from qcow2harness.properties.corruptions import (
     BITMAPS_EXTENSION_FIELDS,
     HEADER_FIELDS,
     SNAPSHOT_FIELDS,
-    ZONED_FIELDS,
 )
 
 from qcow2harness.errors import HarnessError
@@ -66,6 +83,22 @@ class Field:
         return Field(self.offset + index * self.width, self.width, self.role)
 
 
+@dataclass(frozen=True)
+class ZonedLayout:
+    """Where the zoned extension's fields and write-pointer table are, and the image's
+    zone geometry as parsed (the values the crafted mutations are relative to)."""
+
+    body: int  # file offset of the extension body
+    virtual_size: int
+    zone_size: int
+    zone_capacity: int
+    num_zones: int
+    num_conventional_zones: int
+    max_append_bytes: int
+    table: int  # file offset of the write-pointer table
+    entries: int  # entries of the table inside the file (at most MAX_TABLE_ENTRIES)
+
+
 @dataclass
 class Layout:
     fields: list[Field]
@@ -73,6 +106,7 @@ class Layout:
     file_size: int
     structures: list[int]  # offsets of metadata structures (targets for overlaps)
     version: int
+    zoned: ZonedLayout | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -112,29 +146,54 @@ def layout_of(data: bytes) -> Layout | None:
         cluster_size = image.cluster_size
     except HarnessError:
         return Layout(fields, cluster_size, len(data), structures, version)
-    _add_extensions(image, fields)
+    zoned_body = _add_extensions(image, data, fields)
     _add_tables(image, fields, structures, cluster_size)
-    return Layout(fields, cluster_size, len(data), structures, version)
+    layout = Layout(fields, cluster_size, len(data), structures, version)
+    if zoned_body is not None:
+        layout.zoned = _zoned_layout(image, zoned_body, len(data))
+    return layout
 
 
-def _add_extensions(image: Image, fields: list[Field]) -> None:
+def _add_extensions(image: Image, data: bytes, fields: list[Field]) -> int | None:
+    """Extension fields into `fields`; the zoned extension body's offset, if any."""
     if image.version < 3:
-        return
+        return None
     try:
         extensions = image.extensions()
     except HarnessError:
-        return
+        return None
+    zoned_body = None
     for ext in extensions:
         fields.append(Field(ext.offset, 4, "ext-magic"))
         fields.append(Field(ext.offset + 4, 4, "ext-length"))
         body = ext.offset + 8
-        table = {ExtensionType.zoned: ZONED_FIELDS,
-                 ExtensionType.bitmaps: BITMAPS_EXTENSION_FIELDS}.get(ext.magic)
-        if table is not None:
-            prefix = "zoned" if ext.magic == ExtensionType.zoned else "bitmaps"
-            fields.extend(Field(body + off, width, f"{prefix}:{name}")
-                          for name, (off, width) in table.items()
+        if ext.magic == ExtensionType.zoned:
+            body = extension_record_positions(data, ext.offset).get("body", (body, 0))[0]
+            zoned_body = body
+            fields.extend(Field(body + off, width, f"zoned:{name}")
+                          for name, (off, width) in zoned_field_positions().items()
                           if off + width <= ext.length and name != "reserved")
+        elif ext.magic == ExtensionType.bitmaps:
+            fields.extend(Field(body + off, width, f"bitmaps:{name}")
+                          for name, (off, width) in BITMAPS_EXTENSION_FIELDS.items()
+                          if off + width <= ext.length and name != "reserved")
+    return zoned_body
+
+
+def _zoned_layout(image: Image, body: int, file_size: int) -> ZonedLayout | None:
+    try:
+        zoned = image.zoned
+    except HarnessError:
+        return None
+    if zoned is None:
+        return None
+    table = int(zoned.ofs_zonedmeta)
+    width = zonedmeta_entry_width()
+    entries = max(0, min(int(zoned.num_zones), MAX_TABLE_ENTRIES, (file_size - table) // width))
+    return ZonedLayout(body, int(image.header.virtual_size), int(zoned.zone_size),
+                       int(zoned.zone_capacity), int(zoned.num_zones),
+                       int(zoned.num_conventional_zones), int(zoned.max_append_bytes),
+                       table, entries)
 
 
 def _guarded(step: Callable[[], None]) -> None:
@@ -295,6 +354,155 @@ def _table_entry(rng: random.Random, role: str, old: int, layout: Layout) -> int
 
 
 # ---------------------------------------------------------------------------
+# Crafted zoned headers and write-pointer tables
+# ---------------------------------------------------------------------------
+
+ZONED_MUTATION_PROBABILITY = 0.5  # of the mutations of an image with a zoned extension
+COHERENT_PROBABILITY = 0.5  # a new zone size or count comes with a count/table size to match
+LITTLE_ENDIAN_PROBABILITY = 0.7  # wp entries written as the series writes them (WP-2)
+U32, U64 = (1 << 32) - 1, (1 << 64) - 1
+TABLE_LIMIT = U32 // 8  # the most zones a u32 table size can hold (ZONE-10)
+
+
+def _zone_count(virtual_size: int, zone_size: int) -> int:
+    return -(-virtual_size // zone_size) if zone_size > 0 else 0
+
+
+def _zoned_get(buf: bytearray, zoned: ZonedLayout, name: str) -> int:
+    off, width = zoned_field_positions()[name]
+    return int.from_bytes(buf[zoned.body + off:zoned.body + off + width], "big")
+
+
+def _zoned_put(buf: bytearray, zoned: ZonedLayout, name: str, value: int) -> None:
+    off, width = zoned_field_positions()[name]
+    at = zoned.body + off
+    if at + width <= len(buf):
+        buf[at:at + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width, "big")
+
+
+def _zoned_edges(buf: bytearray, name: str, zoned: ZonedLayout, layout: Layout,
+                 rng: random.Random) -> list[int]:
+    """Values at and past the edges of the field's rule, for this image's geometry."""
+    size, cap, count = zoned.zone_size, zoned.zone_capacity, zoned.num_zones
+    needed = _zone_count(zoned.virtual_size, size)
+    sequential = max(count - zoned.num_conventional_zones, 0)
+    not_power_of_two = max(size * 3 // 2 // 512 * 512, 1536)
+    if name == "zone_size":
+        return [0, 1, 511, 512, layout.cluster_size, size * 2, size // 2, not_power_of_two,
+                zoned.virtual_size, zoned.virtual_size + 512, 1 << 32, 1 << 62, 1 << 63, U64]
+    if name == "zone_capacity":
+        return [0, 1, 512, cap - 512, size, size + 512, size - 1, size * 3 // 4 // 512 * 512,
+                zoned.max_append_bytes, zoned.max_append_bytes + 512, U64]
+    if name == "num_conventional_zones":
+        return [0, 1, count - 1, count, count + 1, U32]
+    if name == "num_zones":
+        return [0, 1, needed - 1, needed, needed + 1, TABLE_LIMIT, TABLE_LIMIT + 1, 1 << 31,
+                U32]
+    if name in ("max_open_zones", "max_active_zones"):
+        other = _zoned_get(buf, zoned, "max_active_zones" if name == "max_open_zones"
+                           else "max_open_zones")
+        return [0, 1, sequential, sequential + 1, other + 1, max(other - 1, 0), U32]
+    if name == "max_append_bytes":
+        return [0, 1, 511, 512, cap - 512, cap, cap + 512, size, U32]
+    if name == "len_zonedmeta":
+        return [0, 4, 8 * count - 8, 8 * count, 8 * count + 8, 8 * needed, 1 << 32, U64]
+    if name == "ofs_zonedmeta":
+        return [*_offset_values(rng, layout), 0, zoned.table + 1, zoned.table + 4,
+                layout.file_size - 8]
+    if name == "zoned_model":
+        return [0, 2, 255]
+    if name == "reserved":
+        return [1, 0xFFFFFF]
+    return list(_boundaries(zoned_field_positions()[name][1]))
+
+
+def _zoned_field_edge(buf: bytearray, layout: Layout, rng: random.Random) -> None:
+    zoned = layout.zoned
+    assert zoned is not None
+    name = rng.choice(list(zoned_field_positions()))
+    value = rng.choice(_zoned_edges(buf, name, zoned, layout, rng))
+    _zoned_put(buf, zoned, name, value)
+    if rng.random() >= COHERENT_PROBABILITY:
+        return
+    # Keep the count and the table size in step with the change, so that a reader that
+    # checks them first still reaches the field that was changed.
+    if name == "zone_size" and 0 < value <= U64:
+        count = _zone_count(zoned.virtual_size, value)
+        if count <= U32:
+            _zoned_put(buf, zoned, "num_zones", count)
+            _zoned_put(buf, zoned, "len_zonedmeta", 8 * count)
+            _zoned_put(buf, zoned, "zone_capacity", min(zoned.zone_capacity, value))
+    elif name == "num_zones":
+        _zoned_put(buf, zoned, "len_zonedmeta", 8 * (value & U32))
+
+
+def _wp_values(zoned: ZonedLayout, index: int, old: int, rng: random.Random) -> list[int]:
+    start, size, cap = index * zoned.zone_size, zoned.zone_size, zoned.zone_capacity
+    swapped = int.from_bytes(old.to_bytes(8, "little"), "big")
+    return [start, start + cap, start + size, start + size + 512, max(start - 512, 0),
+            start + 1, start + cap - 512, start + rng.randrange(max(cap // 512, 1)) * 512,
+            old ^ CONVENTIONAL, start | CONVENTIONAL, old | (1 << rng.randrange(60, 64)),
+            swapped, (index + 1) * size, 0, U64, 1 << 58, zoned.virtual_size]
+
+
+def _wp_entry(buf: bytearray, layout: Layout, rng: random.Random) -> None:
+    """One write-pointer entry at an edge of its zone, in either byte order."""
+    zoned = layout.zoned
+    assert zoned is not None
+    width = zonedmeta_entry_width()
+    index = rng.randrange(zoned.entries)
+    at = zoned.table + index * width
+    order: Literal["little", "big"] = (
+        "little" if rng.random() < LITTLE_ENDIAN_PROBABILITY else "big")
+    old = int.from_bytes(buf[at:at + width], order)
+    value = rng.choice(_wp_values(zoned, index, old, rng)) & U64
+    buf[at:at + width] = value.to_bytes(width, order)
+
+
+def _wp_table(buf: bytearray, layout: Layout, rng: random.Random) -> None:
+    """The whole table at once: other byte order, all EMPTY, all FULL, rotated."""
+    zoned = layout.zoned
+    assert zoned is not None
+    width = zonedmeta_entry_width()
+    count = zoned.entries
+    rows = [bytes(buf[zoned.table + i * width:zoned.table + (i + 1) * width])
+            for i in range(count)]
+    how = rng.randrange(5)
+    order: Literal["little", "big"] = (
+        "little" if rng.random() < LITTLE_ENDIAN_PROBABILITY else "big")
+    if how == 0:
+        rows = [row[::-1] for row in rows]
+    elif how in (1, 2):
+        edge = 0 if how == 1 else zoned.zone_capacity
+        rows = [((i * zoned.zone_size + edge) & U64).to_bytes(width, order)
+                for i in range(count)]
+    elif how == 3:
+        rows = rows[1:] + rows[:1]
+    else:  # every entry marked conventional
+        rows = [(int.from_bytes(row, order) | CONVENTIONAL).to_bytes(width, order)
+                for row in rows]
+    buf[zoned.table:zoned.table + count * width] = b"".join(rows)
+
+
+def zoned_mutate(buf: bytearray, layout: Layout, rng: random.Random) -> None:
+    """One crafted change of the zoned extension or its write-pointer table (a value
+    that is already there is drawn again, a few times)."""
+    zoned = layout.zoned
+    assert zoned is not None
+    before = bytes(buf)
+    for _ in range(4):
+        pick = rng.random()
+        if pick < 0.45 or not zoned.entries:
+            _zoned_field_edge(buf, layout, rng)
+        elif pick < 0.85:
+            _wp_entry(buf, layout, rng)
+        else:
+            _wp_table(buf, layout, rng)
+        if buf != before:
+            return
+
+
+# ---------------------------------------------------------------------------
 # The mutator
 # ---------------------------------------------------------------------------
 
@@ -344,7 +552,9 @@ def structured_mutate(data: bytes, max_size: int, rng: random.Random) -> bytes |
     buf = bytearray(data)
     version_touched = False
     action = rng.random()
-    if action < 0.05 and len(buf) > layout.cluster_size:  # cut at a cluster boundary
+    if layout.zoned is not None and rng.random() < ZONED_MUTATION_PROBABILITY:
+        zoned_mutate(buf, layout, rng)
+    elif action < 0.05 and len(buf) > layout.cluster_size:  # cut at a cluster boundary
         clusters = len(buf) // layout.cluster_size
         del buf[rng.randrange(1, clusters + 1) * layout.cluster_size - rng.choice((0, 8)):]
     elif action < 0.08:  # grow by a cluster (of zeros or copied metadata), never past max_size
@@ -394,4 +604,5 @@ def mutate(data: bytes, max_size: int, seed: int) -> bytes:
     return out[:max_size]
 
 
-__all__ = ["Field", "Layout", "cached_layout", "layout_of", "mutate", "structured_mutate"]
+__all__ = ["Field", "Layout", "ZonedLayout", "cached_layout", "layout_of", "mutate",
+           "structured_mutate", "zoned_mutate"]
