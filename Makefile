@@ -6,8 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := qemu-utils time chromium chromium-driver
+# What building the zoned series needs (qcow2harness/qemu_build.py).
+BUILD_PACKAGES := dpkg-dev ninja-build pkg-config libglib2.0-dev flex bison libzstd-dev \
+	zlib1g-dev python3-venv git xz-utils
+# The zoned series under test: `make test` builds it (or takes it from the cache) and runs
+# the zoned suites against it when this folder exists.
+SERIES ?= ../shared/zoned-series
 
-.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash properties-nightly dist oss-fuzz clean
+.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash properties-nightly dist oss-fuzz clean zoned-qemu zoned-build-deps
 
 all: test
 
@@ -41,7 +47,31 @@ demo: setup
 	$(BIN)/qcow2-harness demo
 
 test: setup
+	@set -e; \
+	if [ -z "$$QCOW2_HARNESS_ZONED_QEMU" ] && [ -d "$(SERIES)" ]; then \
+		$(MAKE) -s zoned-build-deps; \
+		QCOW2_HARNESS_ZONED_QEMU=$$($(BIN)/python -m qcow2harness.qemu_build \
+			--series "$(SERIES)" --print-dir); \
+		export QCOW2_HARNESS_ZONED_QEMU; \
+		echo "test: the zoned suites run against $$QCOW2_HARNESS_ZONED_QEMU"; \
+	elif [ -z "$$QCOW2_HARNESS_ZONED_QEMU" ]; then \
+		echo "test: no $(SERIES): the zoned-series suites are not run (skipped with reason)"; \
+	fi; \
 	$(BIN)/tox -p auto -o -e py,ksy,lint,type,fuzz-smoke
+
+# The writer under test: Debian's QEMU 10.2 source with the series in SERIES applied,
+# built as zoned, zoned-asan and stock into ~/.cache/qcow2-harness (instant when cached).
+# Then: export QCOW2_HARNESS_ZONED_QEMU=<the folder it prints>.
+zoned-qemu: setup zoned-build-deps
+	$(BIN)/python -m qcow2harness.qemu_build --series "$(SERIES)"
+
+zoned-build-deps:
+	@missing=$$(for p in $(BUILD_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "zoned-qemu: installing" $$missing "with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 bench: setup
 	$(BIN)/python bench/run.py --out bench/results.md
