@@ -17,7 +17,9 @@ corruption declares.
 
 The other strategies:
 
-- `zone_configs()`: valid zone configurations (ZONE-6..ZONE-16 hold), as ZoneConfig;
+- `zone_configs()`: zone configurations every writer must accept (the MUST rules and
+  ZONE-14, ZONE-17 hold), as ZoneConfig;
+- `invalid_zone_geometries()`: create fields with one MUST rule on the geometry broken;
 - `zone_operations(config, legal_only=...)`: `qcow2-harness model` trace ops for a config,
   mostly at the write pointer, or deliberately off the rules;
 - `image_options()`: qemu-img create options across cluster sizes, refcount widths,
@@ -48,6 +50,7 @@ from .corruptions import CORRUPTIONS, Corruption
 __all__ = [
     "corruption_params",
     "image_options",
+    "invalid_zone_geometries",
     "qemu_images",
     "reference_images",
     "targeted_corruptions",
@@ -91,9 +94,11 @@ def targeted_corruptions(
 
 @st.composite
 def zone_configs(draw: st.DrawFn, *, max_zones: int = 10) -> ZoneConfig:
-    """Valid zone configurations: power-of-two zones, capacity <= size, open <= active."""
+    """Zone configurations every writer must accept: the MUST rules (ZONE-6..ZONE-16)
+    and the SHOULD rules a writer may enforce (ZONE-14, ZONE-17) all hold."""
     zone_size = draw(st.sampled_from([4096, 8192, 16384, 65536]))
-    capacity = draw(st.integers(1, zone_size // SECTOR)) * SECTOR
+    # ZONE-17 even without append: the capacity exceeds one sector.
+    capacity = draw(st.integers(2, zone_size // SECTOR)) * SECTOR
     nr_zones = draw(st.integers(2, max_zones))
     conventional = draw(st.integers(0, min(2, nr_zones - 1)))
     sequential = nr_zones - conventional
@@ -101,9 +106,45 @@ def zone_configs(draw: st.DrawFn, *, max_zones: int = 10) -> ZoneConfig:
     max_open = draw(st.integers(0, max_active if max_active else sequential))
     # ZONE-16 and the stricter ZONE-17: max_append_bytes + 512 < zone_capacity.
     max_append = draw(st.integers(0, max(0, capacity - 2 * SECTOR) // SECTOR)) * SECTOR
-    return ZoneConfig(size=nr_zones * zone_size, zone_size=zone_size, zone_capacity=capacity,
-                      conventional_zones=conventional, max_open_zones=max_open,
-                      max_active_zones=max_active, max_append_bytes=max_append)
+    config = ZoneConfig(size=nr_zones * zone_size, zone_size=zone_size,
+                        zone_capacity=capacity, conventional_zones=conventional,
+                        max_open_zones=max_open, max_active_zones=max_active,
+                        max_append_bytes=max_append)
+    assert not config.should_problems(), config  # drawn inside the rules, by construction
+    return config
+
+
+# One field of a valid configuration, pushed past a MUST rule (reference/zones.py
+# config_problems names the clause; these only choose values likely to break one).
+GEOMETRY_BREAKS: dict[str, Any] = {
+    "zone_size": lambda c: st.sampled_from([c.zone_size + SECTOR, 3 * c.zone_size // 2, 256]),
+    "zone_capacity": lambda c: st.sampled_from([0, c.zone_size + SECTOR,
+                                                c.zone_capacity - 1]),
+    "conventional_zones": lambda c: st.sampled_from([c.nr_zones, c.nr_zones + 1]),
+    "max_open_zones": lambda c: st.sampled_from([c.sequential_zones + 1,
+                                                 c.max_active_zones + 1]),
+    "max_append_bytes": lambda c: st.sampled_from([c.zone_capacity, c.max_append_bytes + 1]),
+}
+
+
+@st.composite
+def invalid_zone_geometries(draw: st.DrawFn, *, max_zones: int = 10) -> dict[str, int]:
+    """A valid configuration with one field changed so that a MUST rule on the geometry
+    (ZONE-6, -7, -11..-13, -16) breaks: the fields as a writer's create options take
+    them. reference.zones.config_problems() names what breaks."""
+    from qcow2harness.reference.zones import config_problems
+
+    config = draw(zone_configs(max_zones=max_zones))
+    field_name = draw(st.sampled_from(sorted(GEOMETRY_BREAKS)))
+    fields = {"size": config.size, "zone_size": config.zone_size,
+              "zone_capacity": config.zone_capacity,
+              "conventional_zones": config.conventional_zones,
+              "max_open_zones": config.max_open_zones,
+              "max_active_zones": config.max_active_zones,
+              "max_append_bytes": config.max_append_bytes}
+    fields[field_name] = draw(GEOMETRY_BREAKS[field_name](config))
+    draw(st.just(fields).filter(lambda f: bool(config_problems(**f))))
+    return fields
 
 
 def zone_operations(config: ZoneConfig, *, legal_only: bool = False,

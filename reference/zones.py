@@ -79,6 +79,27 @@ class Refusal(StrEnum):
     UNALIGNED = "unaligned"
 
 
+# The clause a refusal enforces, and the clause that governs an op's effect: a writer
+# that answers otherwise than the model breaks it.
+REFUSAL_CLAUSES: dict[Refusal, str] = {
+    Refusal.NOT_AT_WRITE_POINTER: "ZSM-3",
+    Refusal.EXCEEDS_CAPACITY: "ZSM-4",
+    Refusal.ZONE_FULL: "ZSM-9",
+    Refusal.TOO_MANY_OPEN: "ZSM-6",
+    Refusal.TOO_MANY_ACTIVE: "ZSM-5",
+    Refusal.APPEND_TOO_LARGE: "ZSM-11",
+    Refusal.CONVENTIONAL_ZONE: "ZSM-10",
+    Refusal.OUT_OF_RANGE: "ZSM-4",
+    Refusal.INVALID_TRANSITION: "ZSM-1",
+    Refusal.UNALIGNED: "WP-7",
+}
+OP_CLAUSES: dict[str, str] = {
+    "write": "ZSM-8", "append": "ZSM-11", "open": "ZSM-12", "close": "ZSM-13",
+    "finish": "ZSM-14", "reset": "ZSM-15", "reset_all": "ZSM-15", "reopen": "ZSM-17",
+    "flush": "PERS-5",
+}
+
+
 class VictimPolicy(StrEnum):
     """Which IMPLICIT_OPEN zone is closed to make room at the open limit (ZSM-6)."""
 
@@ -145,6 +166,13 @@ class ZoneConfig:
     @property
     def sequential_zones(self) -> int:
         return self.nr_zones - self.conventional_zones
+
+    def should_problems(self) -> list[Problem]:
+        """The SHOULD rules this valid configuration breaks (ZONE-14, ZONE-17): a writer
+        may refuse such a geometry."""
+        return config_should_problems(self.size, self.zone_size, self.zone_capacity,
+                                      self.conventional_zones, self.max_active_zones,
+                                      self.max_append_bytes)
 
     def validate(self) -> None:
         """Raise ModelError naming the first field that breaks a ZONE-6..ZONE-16 field rule."""
@@ -215,6 +243,30 @@ def config_problems(
     return problems
 
 
+def config_should_problems(
+    size: int,
+    zone_size: int,
+    zone_capacity: int,
+    conventional_zones: int,
+    max_active_zones: int,
+    max_append_bytes: int,
+) -> list[Problem]:
+    """The SHOULD rules on a geometry that config_problems() accepts (ZONE-14, ZONE-17)."""
+    problems: list[Problem] = []
+    sequential = max(-(-size // zone_size) - conventional_zones, 0)
+    if max_active_zones > sequential:
+        problems.append(("ZONE-14", "max_active_zones", f"max_active_zones "
+                         f"({max_active_zones}) exceeds the {sequential} "
+                         "sequential zones; store 0 for no limit"))
+    # ZONE-17 holds with max_append_bytes = 0 too: the capacity must exceed 512.
+    if max_append_bytes % SECTOR == 0 and max_append_bytes < zone_capacity <= (
+            max_append_bytes + SECTOR):
+        problems.append(("ZONE-17", "max_append_bytes", f"max_append_bytes + 512 "
+                         f"({max_append_bytes + SECTOR}) is not below zone_capacity "
+                         f"({zone_capacity})"))
+    return problems
+
+
 def header_problems(fields: dict[str, int | bytes]) -> list[Problem]:
     """Every rule the on-disk zoned extension breaks (ZONE-4..ZONE-20).
 
@@ -246,15 +298,9 @@ def header_problems(fields: dict[str, int | bytes]) -> list[Problem]:
         if nr_zones != expected:
             problems.append(("ZONE-9", "nr_zones", f"nr_zones is {nr_zones}, but the virtual "
                              f"size needs {expected} zones of {zone_size} bytes"))
-        sequential = max(expected - value("conventional_zones"), 0)
-        if value("max_active_zones") > sequential:
-            problems.append(("ZONE-14", "max_active_zones", f"max_active_zones "
-                             f"({value('max_active_zones')}) exceeds the {sequential} "
-                             "sequential zones; store 0 for no limit"))
-        append = value("max_append_bytes")
-        if append and append % SECTOR == 0 and append < capacity <= append + SECTOR:
-            problems.append(("ZONE-17", "max_append_bytes", f"max_append_bytes + 512 "
-                             f"({append + SECTOR}) is not below zone_capacity ({capacity})"))
+        problems.extend(config_should_problems(
+            value("virtual_size"), zone_size, capacity, value("conventional_zones"),
+            value("max_active_zones"), value("max_append_bytes")))
     if value("zonedmeta_size") != 8 * nr_zones:
         problems.append(("ZONE-18", "zonedmeta_size", f"zonedmeta_size is "
                          f"{value('zonedmeta_size')}, not 8 * nr_zones = {8 * nr_zones}"))
@@ -814,6 +860,8 @@ __all__ = [
     "CONVENTIONAL_FLAG",
     "CloseAtStart",
     "OK",
+    "OP_CLAUSES",
+    "REFUSAL_CLAUSES",
     "OpResult",
     "Refusal",
     "ZoneConfig",

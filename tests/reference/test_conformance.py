@@ -113,5 +113,8 @@ def test_every_state_machine_clause_has_a_case() -> None:
     from qcow2harness.spec.registry import load
 
     covered = {case.clause for case in CASES}
-    wanted = {c.id for c in load().family("ZSM")} - {"ZSM-1", "ZSM-2", "ZSM-7", "ZSM-16"}
+    # ZSM-16 and ZSM-18 are about guest bytes, which the zone protocol does not carry:
+    # the stateful suites judge them (properties/zoned_tools.py guest_data_reads_back).
+    wanted = {c.id for c in load().family("ZSM")} - {"ZSM-1", "ZSM-2", "ZSM-7", "ZSM-16",
+                                                     "ZSM-18"}
     assert wanted <= covered, sorted(wanted - covered)
