@@ -145,8 +145,14 @@ class Extension:
 class Image:
     """A qcow2 image opened read-only."""
 
-    def __init__(self, stream: BinaryIO, path: str = "<bytes>") -> None:
+    def __init__(self, stream: BinaryIO, path: str = "<bytes>", *,
+                 wp_byte_order: str = "big") -> None:
         self.path = path
+        # The write-pointer table is big-endian (WP-1); "little" reads it as a writer with
+        # the known host-endian deviation (WP-2) wrote it, so the rest can still be judged.
+        if wp_byte_order not in ("big", "little"):
+            raise ValueError(f"wp_byte_order must be 'big' or 'little', not {wp_byte_order!r}")
+        self.wp_byte_order = wp_byte_order
         self._stream = stream
         stream.seek(0, os.SEEK_END)
         self.file_size = stream.tell()
@@ -179,11 +185,11 @@ class Image:
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Image:
+    def open(cls, path: str | os.PathLike[str], *, wp_byte_order: str = "big") -> Image:
         # Read-only: the checker and info never change an image.
         stream = open(path, "rb")  # noqa: SIM115 - closed by Image.close
         try:
-            return cls(stream, os.fspath(path))
+            return cls(stream, os.fspath(path), wp_byte_order=wp_byte_order)
         except BaseException:
             stream.close()
             raise
@@ -417,14 +423,17 @@ class Image:
             return self._stream.read(length)
         return os.pread(fd, length, offset)
 
-    def read_u64_table(self, what: str, offset: int, count: int, clause: str) -> np.ndarray:
-        """Read `count` big-endian u64 entries; never more than the file holds."""
+    def read_u64_table(self, what: str, offset: int, count: int, clause: str,
+                       byte_order: str = "big") -> np.ndarray:
+        """Read `count` u64 entries (big-endian as qcow2 stores them); never more than the
+        file holds."""
         length = count * 8
         self._require_in_file(what, offset, length, clause)
         if not length:
             return np.zeros(0, dtype=np.uint64)
         data = self.pread(offset, length)
-        return np.frombuffer(data, dtype=">u8").astype(np.uint64)
+        return np.frombuffer(data, dtype=">u8" if byte_order == "big" else "<u8").astype(
+            np.uint64)
 
     def pread_padded(self, offset: int, length: int) -> bytes:
         """Read `length` bytes; what lies past the end of the file reads as zeros."""
@@ -458,7 +467,8 @@ class Image:
         if zoned is None:
             return None
         return self.read_u64_table(
-            "zonedmeta table", int(zoned.ofs_zonedmeta), int(zoned.num_zones), "WP-3"
+            "zonedmeta table", int(zoned.ofs_zonedmeta), int(zoned.num_zones), "WP-3",
+            self.wp_byte_order,
         )
 
 

@@ -73,10 +73,12 @@ def unreadable_report(path: str | os.PathLike[str], error: ParseError) -> Report
 
 
 def check_path(path: str | os.PathLike[str],
-               progress: StageProgress | None = None) -> Report:
-    """Check an image file; a file that is not qcow2 at all is one HDR finding."""
+               progress: StageProgress | None = None, *, wp_byte_order: str = "big") -> Report:
+    """Check an image file; a file that is not qcow2 at all is one HDR finding.
+    wp_byte_order="little" judges a write-pointer table as a writer with the known WP-2
+    deviation wrote it (Image)."""
     try:
-        image = Image.open(path)
+        image = Image.open(path, wp_byte_order=wp_byte_order)
     except ParseError as error:
         return unreadable_report(path, error)
     with image:
