@@ -48,6 +48,30 @@ ZEROS = 0
 UNKNOWN = -1  # after a crash recovery the model no longer knows which of old/new survived
 
 PERSISTENCE_ORDER = ("data", "metadata", "wp")  # PERS-1, PERS-2
+STAGE_CLAUSES = {"data": "PERS-1", "metadata": "PERS-2"}  # what puts each stage first
+
+
+def stage_order_problems(events: Sequence[str], wp_at: int) -> list[tuple[str, str]]:
+    """PERS-1 and PERS-2 for one write-pointer update.
+
+    `events` are the file requests of the operation that made the update, in issue
+    order: "data", "metadata", "wp" or "flush" (a flush, completed before anything
+    after it is issued); `events[wp_at]` is the update. Every stage that comes before
+    "wp" in PERSISTENCE_ORDER must be wholly issued, and then flushed, before it.
+    Returns (clause, what is wrong) pairs.
+    """
+    last_flush = max((i for i in range(wp_at) if events[i] == "flush"), default=-1)
+    problems: list[tuple[str, str]] = []
+    for stage in PERSISTENCE_ORDER[: PERSISTENCE_ORDER.index("wp")]:
+        where = [i for i, event in enumerate(events) if event == stage]
+        if not where:
+            continue
+        if where[-1] > wp_at:
+            problems.append((STAGE_CLAUSES[stage], f"wp issued before its {stage}"))
+        elif where[-1] > last_flush:
+            problems.append((STAGE_CLAUSES[stage],
+                             f"wp issued before its {stage} was flushed"))
+    return problems
 
 
 SECTOR = 512  # the unit a power cut cannot tear
@@ -333,8 +357,9 @@ class PersistenceModel:
         return result
 
     def reopen(self) -> OpResult:
-        """A clean power cycle: flush, then reopen (ZSM-17)."""
-        self.flush()
+        """A clean power cycle: flush, then reopen (ZSM-17). One op: one sequence number."""
+        self.zones.flush()
+        self._mark_durable()
         return self._done(self.zones.reopen())
 
     def inject_fault(self, zone: int, state: ZoneState | str) -> None:
@@ -518,6 +543,7 @@ def crash_at(
 
 __all__ = [
     "PERSISTENCE_ORDER",
+    "STAGE_CLAUSES",
     "UNKNOWN",
     "ZEROS",
     "CrashAnswer",
@@ -529,4 +555,5 @@ __all__ = [
     "WpWindow",
     "crash_at",
     "pattern_byte",
+    "stage_order_problems",
 ]
