@@ -157,6 +157,7 @@ def _merge_campaign(key: str, results: list[tuple[str, Result]]) -> tuple[Result
     for name in CRASH_SUMMED:
         merged[name] = sum(int(r.get(name, 0)) for r in shards)
     merged["violations"] = [v for r in shards for v in r["violations"]]
+    merged["findings"] = _merge_findings(shards)
     repaired = [r["repair"] for r in shards if r.get("repair")]
     if repaired:
         from qcow2harness.crash.repair import RepairStats
@@ -180,6 +181,34 @@ def _merge_campaign(key: str, results: list[tuple[str, Result]]) -> tuple[Result
     if missing:
         merged["exhaustive"] = False
     return merged, missing
+
+
+def _merge_findings(shards: list[Result]) -> list[Result]:
+    """Findings of one campaign's shards, united by cause: their counts add up, the
+    first is the earliest, the example is the smallest state (crash/campaign.py)."""
+    from qcow2harness.crash.states import CrashState
+
+    def size(finding: Result) -> tuple[int, int, bool]:
+        state = str(finding["state"])
+        if ":" not in state:
+            return (-1, 0, False)
+        parsed = CrashState.parse(state)
+        return (parsed.epoch, len(parsed.applied), parsed.torn is not None)
+
+    merged: dict[tuple[str, str], Result] = {}
+    for result in shards:
+        for finding in result.get("findings", []):
+            key = (finding["property"], finding["cause"])
+            kept = merged.get(key)
+            if kept is None:
+                merged[key] = dict(finding)
+                continue
+            kept["states"] += finding["states"]
+            kept["first_seconds"] = min(kept["first_seconds"], finding["first_seconds"])
+            if size(finding) < size(kept):
+                for name in ("state", "message", "reproduce", "reproducer"):
+                    kept[name] = finding[name]
+    return sorted(merged.values(), key=lambda f: (f["first_seconds"], f["property"]))
 
 
 def merge_crash(results: list[tuple[str, Result]]) -> Merged:
