@@ -13,17 +13,24 @@ from qcow2harness.exitcodes import EXIT_INVALID, EXIT_OK
 from qcow2harness.sharding import add_shard_argument
 
 if TYPE_CHECKING:
-    from qcow2harness.crash.campaign import CampaignResult, Violation
+    from qcow2harness.crash.campaign import CampaignResult, Finding, Violation
     from qcow2harness.junit import Case, Suite
 
 NAME = "crash"
 HELP = "enumerate crash states of a workload and judge each (exit 0 none, 2 violations)"
-SHOWN = 20  # violations printed in full; --json has them all
 JUNIT_SHOWN = 50  # violations written out in full per JUnit testcase
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--writer", choices=["qemu", "reference"], default="qemu")
+    parser.add_argument("--build", choices=["zoned", "zoned-asan", "stock"], default=None,
+                        help="run QEMU from the series build in $QCOW2_HARNESS_ZONED_QEMU "
+                        "(make zoned-qemu) instead of the default: zoned (the series; the "
+                        "zoned workloads need it), zoned-asan, or stock (10.2 without it)")
+    parser.add_argument("--expect", default=None, metavar="CLAUSES",
+                        help="deviations the writer is known for (comma-separated clause "
+                        "ids, or none): reported once, looked past in every crash state. "
+                        "Default: the build's known ones (zoned: WP-2)")
     parser.add_argument("--workload", default=None,
                         help="a named workload (see --list) or a JSON file; with --matrix, "
                         "a comma-separated list of named workloads (default: all)")
@@ -66,6 +73,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "share it with --reuse-capture)")
     parser.add_argument("--reuse-capture", action="store_true",
                         help="judge the capture kept in --workdir instead of capturing again")
+
+
+def _expect(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    if text.strip() in ("none", ""):
+        return ()
+    from qcow2harness.spec.registry import load
+
+    known = load().levels
+    clauses = tuple(dict.fromkeys(part.strip() for part in text.split(",")))
+    unknown = [c for c in clauses if c not in known]
+    if unknown:
+        raise UsageError(f"--expect: {', '.join(unknown)} is no clause of spec/clauses.toml")
+    return clauses
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -140,6 +162,43 @@ def junit_suite(result: CampaignResult, expected: str | None = None) -> Suite:
     return suite
 
 
+def print_findings(result: CampaignResult) -> None:
+    """The distinct findings (one per cause), each with its smallest state: where it
+    crashed, what it kept, and the lines that rebuild it."""
+    for number, finding in enumerate(result.findings, 1):
+        example = finding.example
+        print(f"[{number}] {finding.prop}: {finding.cause} ({finding.states} time(s), first "
+              f"after {finding.seconds:.1f} s)")
+        print(f"  state {example.state}: {example.message}")
+        print(f"  {example.crash_point}")
+        for line in example.applied:
+            print(f"  applied: {line}")
+        print(f"  reproduce: {example.reproduce}")
+        if finding.reproducer:
+            print("  with qemu-img/qemu-io alone:")
+            for line in finding.reproducer:
+                print(f"    {line}")
+
+
+def print_matrix_findings(results: list[CampaignResult]) -> None:
+    """The matrix's findings united by cause across its campaigns (the control rows,
+    expected to fail, left out), each with the smallest reproducer any campaign had."""
+    found: dict[tuple[str, str], list[tuple[CampaignResult, Finding]]] = defaultdict(list)
+    for result in results:
+        if result.sharding.get("matrix", {}).get("expected_to_fail"):
+            continue
+        for finding in result.findings:
+            found[(finding.prop, finding.cause)].append((result, finding))
+    if not found:
+        return
+    print(f"{len(found)} distinct finding(s) across the matrix, by cause:")
+    for (prop, cause), hits in found.items():
+        states = sum(f.states for _, f in hits)
+        print(f"  {prop}: {cause}: {states} time(s) in {len(hits)} campaign(s), e.g. "
+              f"{hits[0][0].spec.label()} state {hits[0][1].example.state}")
+        print(f"    reproduce: {hits[0][1].example.reproduce}")
+
+
 def run(args: argparse.Namespace) -> int:
     from qcow2harness.crash.campaign import CampaignSpec, rebuild_state, run_campaign, run_matrix
     from qcow2harness.crash.repair import DEFAULT_REPAIR, MATRIX_REPAIR, parse_modes
@@ -176,7 +235,10 @@ def run(args: argparse.Namespace) -> int:
         with progress:
             results = run_matrix(names, max_states=args.max_states, seed=args.seed,
                                  torn=args.torn, report=matrix_report, shard=args.shard,
-                                 jobs=args.jobs, repair=repair)
+                                 jobs=args.jobs, repair=repair, build=args.build,
+                                 expect=_expect(args.expect))
+        if not quiet:
+            print_matrix_findings(results)
         if args.junit:
             from qcow2harness.junit import write_junit
 
@@ -187,14 +249,17 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             write_json(args.json, versioned("crash", {"campaigns": reports}))
         return EXIT_INVALID if any(counts_against(r) for r in reports) else EXIT_OK
-    workload_name: str = args.workload or ("allocation" if args.writer == "qemu" else "zones")
+    workload_name: str = args.workload or (
+        "zones" if args.writer == "reference" or args.build in ("zoned", "zoned-asan")
+        else "allocation")
     spec = CampaignSpec(args.writer, workload_name, tuple(args.mutant), seed=args.seed,
                         max_states=args.max_states, torn=args.torn,
                         options=_options(args.qemu_opt), data=not args.no_data,
                         delta=not args.full_data,
                         repair=DEFAULT_REPAIR if args.repair is None else parse_modes(args.repair),
                         workdir=os.path.abspath(args.workdir) if args.workdir else None,
-                        reuse_capture=args.reuse_capture)
+                        reuse_capture=args.reuse_capture, build=args.build,
+                        expect=_expect(args.expect))
     if args.capture_only:
         from qcow2harness.crash.shard import keep_capture
 
@@ -244,12 +309,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"shard {args.shard.label()}: states {result.sharding['states_total']} in all, "
               "this part judged below")
     print(result.summary())
-    for violation in result.violations[:SHOWN]:
-        print(f"state {violation.state}: {violation.prop}: {violation.message}")
-        print(f"  {violation.crash_point}")
-        for line in violation.applied:
-            print(f"  applied: {line}")
-        print(f"  reproduce: {violation.reproduce}")
-    if len(result.violations) > SHOWN:
-        print(f"... and {len(result.violations) - SHOWN} more (--json lists them all)")
+    print_findings(result)
+    if len(result.violations) > len(result.findings):
+        print(f"{len(result.violations)} violation(s) in all, {len(result.findings)} cause(s) "
+              "(--json lists every one)")
     return EXIT_INVALID if result.violations else EXIT_OK

@@ -16,7 +16,9 @@ from typing import Any
 # schema name (docs/schema/NAME.schema.json) -> the version its documents carry
 SCHEMA_VERSIONS = {
     "check": "1.0",
-    "crash": "1.1",  # 1.1: shard fields. A campaign, the --matrix list, or one --state rebuild
+    # 1.1: shard fields; 1.2: build, findings, causes. A campaign, the --matrix list, or
+    # one --state rebuild
+    "crash": "1.2",
 }
 
 

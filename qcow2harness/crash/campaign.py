@@ -13,7 +13,13 @@ acknowledged every op whose log entries all lie before that FLUSH. So:
 
 For the reference writer the same ops go through the PersistenceModel, whose
 CrashAnswer judges the state (zones included); the writer's MARKs are the op
-boundaries.
+boundaries. A zoned QEMU workload (the series build, `--build zoned`) is judged by the
+same CrashAnswer on what the series reads back, and its log by the persistence order
+(zoned.py).
+
+Violations are per state; findings are per cause (clause and what broke, not where):
+each keeps how many states showed it, when the first was found, and a minimal
+reproducer, the state of the shortest workload prefix with the fewest kept entries.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from qcow2harness.errors import UsageError, WriterError
+from qcow2harness.errors import ParseError, UsageError, WriterError
 from qcow2harness.sharding import WHOLE, Shard
 
 from .capture import CAPTURE_FILE, Capture, capture_qemu, capture_reference
@@ -36,7 +42,18 @@ from .oracle import Problem, QemuReader, check_problems, zoned_problems
 from .repair import DEFAULT_REPAIR, MATRIX_REPAIR, RepairJudge, RepairStats, reproduce_steps
 from .shard import capture_digest, load_kept_capture, shard_states
 from .states import CrashState, Epoch, Replayer, enumerate_states, epochs_of, full_replay
-from .workload import Workload, get_workload
+from .workload import Workload, get_workload, plain_qemu_workloads, zoned_qemu_workloads
+from .zoned import (
+    ZONED_BUILDS,
+    ZonedJudge,
+    ZonedReader,
+    check_state,
+    known_deviations,
+    last_op_of,
+    order_problems,
+    require_zoned_build,
+    shell_reproducer,
+)
 
 DEFAULT_MAX_STATES = 5000
 PARALLEL_MIN = 400  # fewer states are judged in-process
@@ -56,10 +73,20 @@ class CampaignSpec:
     workdir: str | None = None
     reuse_capture: bool = False  # judge the capture kept in workdir (shards share one log)
     repair: tuple[str, ...] = DEFAULT_REPAIR  # recovery paths judged per state (repair.py)
+    build: str | None = None  # a variant of the series build (qemu.BUILDS); None: default
+    expect: tuple[str, ...] | None = None  # declared deviations; None: the build's known ones
+
+    @property
+    def deviations(self) -> tuple[str, ...]:
+        return known_deviations(self.build, self.expect)
 
     def command(self, state: str | None = None, out: str = "state.qcow2") -> str:
         """The qcow2-harness command line that runs this campaign (or rebuilds one state)."""
         argv = ["qcow2-harness", "crash", "--writer", self.writer, "--workload", self.workload]
+        if self.build:
+            argv += ["--build", self.build]
+        if self.expect is not None:
+            argv += ["--expect", ",".join(self.expect) or "none"]
         for mutant in self.mutants:
             argv += ["--mutant", mutant]
         for key, value in self.options.items():
@@ -87,7 +114,8 @@ class CampaignSpec:
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options.items()) or "defaults"
         extra = f" mutant={'+'.join(self.mutants)}" if self.mutants else ""
-        return f"{self.writer}/{self.workload} [{opts}]{extra}"
+        writer = f"{self.writer}({self.build})" if self.build else self.writer
+        return f"{writer}/{self.workload} [{opts}]{extra}"
 
 
 @dataclass
@@ -98,11 +126,44 @@ class Violation:
     crash_point: str
     applied: list[str]
     reproduce: str
+    cause: str = ""  # what broke, not where (findings group by prop and cause)
+    seconds: float = 0.0  # when it was found, from the start of the campaign
+    show: tuple[str, ...] = ()  # qemu-io commands that show it on the state
+    last_op: int = -1  # a log-order finding: the op whose requests are out of order
+    entries: tuple[int, ...] = ()  # ... and the log entries that show it
 
     def to_json(self) -> dict[str, Any]:
         return {"state": self.state, "property": self.prop, "message": self.message,
                 "crash_point": self.crash_point, "applied": self.applied,
-                "reproduce": self.reproduce}
+                "reproduce": self.reproduce, "cause": self.cause}
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.prop, self.cause or _generic(self.message)
+
+
+def _generic(message: str) -> str:
+    from .zoned import _generic as generic
+
+    return generic(message)
+
+
+@dataclass
+class Finding:
+    """One cause: every violation with the same (prop, cause), and the smallest of them."""
+
+    prop: str
+    cause: str
+    states: int  # crash states (or, for the log order, wp updates) that showed it
+    seconds: float  # when the first was found
+    example: Violation  # the state of the shortest prefix with the fewest kept entries
+    reproducer: list[str] = field(default_factory=list)  # qemu-img/qemu-io/dd lines
+
+    def to_json(self) -> dict[str, Any]:
+        return {"property": self.prop, "cause": self.cause, "states": self.states,
+                "first_seconds": round(self.seconds, 3), "state": self.example.state,
+                "message": self.example.message, "reproduce": self.example.reproduce,
+                "reproducer": self.reproducer}
 
 
 @dataclass
@@ -122,6 +183,9 @@ class CampaignResult:
     not_run: str = ""
     sharding: dict[str, Any] = field(default_factory=dict)  # shard.py: part, digests
     repair: RepairStats | None = None
+    findings: list[Finding] = field(default_factory=list)
+    deviations: list[str] = field(default_factory=list)  # declared ones the base showed
+    model_until: int | None = None  # Capture.diverged_at: the model judges states before it
 
     @property
     def failing_states(self) -> int:
@@ -147,6 +211,9 @@ class CampaignResult:
             "qemu_reads": self.qemu_reads, "raw_fallbacks": self.raw_fallbacks,
             "not_run": self.not_run, "command": self.spec.command(),
             "repair": self.repair.to_json() if self.repair is not None else None,
+            "build": self.spec.build, "expected_deviations": self.deviations,
+            "model_until_op": self.model_until,
+            "findings": [f.to_json() for f in self.findings],
             **self.sharding,
         }
 
@@ -158,20 +225,34 @@ class CampaignResult:
         if self.repair is not None and self.repair.modes:
             repaired = (f", repair {'+'.join(self.repair.modes)} judged {self.repair.states} "
                         f"time(s) ({self.repair.clusters_written} cluster writes)")
+        first = (f", first after {min(f.seconds for f in self.findings):.1f} s"
+                 if self.findings else "")
+        known = (f"; declared deviations seen: {', '.join(self.deviations)}"
+                 if self.deviations else "")
+        if self.model_until is not None:
+            known += (f"; writer and model disagree from op {self.model_until} on: states "
+                      "past it judged by the checker and the log order only")
         return (f"{self.spec.label()}: {self.states_checked} crash states checked ({how} "
                 f"{self.states_possible}), {self.epochs} epochs, {self.log_entries} log entries, "
-                f"{len(self.violations)} violation(s) in {self.failing_states} state(s){repaired}, "
-                f"{self.seconds:.1f} s ({self.states_per_second:.0f} states/s); {self.version}")
+                f"{len(self.violations)} violation(s) in {self.failing_states} state(s), "
+                f"{len(self.findings)} distinct finding(s){first}{repaired}, "
+                f"{self.seconds:.1f} s ({self.states_per_second:.0f} states/s); "
+                f"{self.version}{known}")
 
 
 def _capture(spec: CampaignSpec, workload: Workload, workdir: str) -> Capture:
     if spec.writer == "qemu":
         if spec.mutants:
             raise UsageError("--mutant applies to the reference writer only")
-        return capture_qemu(workload, spec.options, workdir)
+        if workload.zoned is not None and spec.repair and spec.repair != DEFAULT_REPAIR:
+            raise UsageError("--repair is not judged for zoned workloads (its writes test "
+                             "ignores the write pointers): use --repair none")
+        return capture_qemu(workload, spec.options, workdir, spec.build)
     if spec.writer == "reference":
         if spec.options:
             raise UsageError("--qemu-opt applies to the QEMU writer only")
+        if spec.build:
+            raise UsageError("--build chooses a QEMU: it applies to --writer qemu only")
         return capture_reference(workload, list(spec.mutants), workdir)
     raise UsageError(f"--writer must be qemu or reference, not {spec.writer!r}")
 
@@ -180,22 +261,40 @@ class Judge:
     """The oracle for one capture: expectations per epoch, problems per state."""
 
     def __init__(self, spec: CampaignSpec, workload: Workload, capture: Capture,
-                 epochs: list[Epoch], reader: QemuReader | None) -> None:
+                 epochs: list[Epoch], reader: QemuReader | ZonedReader | None) -> None:
         self.spec = spec
         self.workload = workload
         self.capture = capture
         self.epochs = epochs
         self.reader = reader
+        self.deviations = spec.deviations
         self.base_problems, base_report = check_problems(capture.base)
         self.base_clauses = {f.clause for f in base_report.findings}
+        # Declared deviations the base shows: reported once, looked past in every state.
+        self.deviations_seen = sorted({p.prop for p in self.base_problems}
+                                      & set(self.deviations))
+        if self.deviations_seen:
+            self.base_problems = check_state(capture.base, None, self.deviations,
+                                             self._scratch(capture.base))
+            self.base_clauses = {p.prop for p in self.base_problems} | set(self.deviations_seen)
+        plain_qemu = capture.writer == "qemu" and workload.zoned is None
         self.guest = (GuestModel(workload.size, workload.backing or [], capture.ops)
-                      if capture.writer == "qemu" else None)
+                      if plain_qemu else None)
+        self.zoned = (ZonedJudge(capture, workload, reader if isinstance(reader, ZonedReader)
+                                 else None)
+                      if capture.writer == "qemu" and workload.zoned is not None else None)
         self._expectations: dict[int, Any] = {}
         self._prefix_ok: dict[int, Any] = {}  # epoch -> HostMap of its verified prefix
         self.delta_reads = 0
-        self.repair = (RepairJudge(spec.repair, reader, self.base_clauses,
-                                   capture.backing is not None)
-                       if spec.repair and capture.writer == "qemu" else None)
+        qemu_reader = reader if isinstance(reader, QemuReader) else None
+        self.repair = (RepairJudge(spec.repair, qemu_reader, self.base_clauses,
+                                   capture.backing is not None, capture.build)
+                       if spec.repair and plain_qemu else None)
+
+    @staticmethod
+    def _scratch(path: str) -> str:
+        """Where a state's copy past the deviations goes (worker processes share the base)."""
+        return f"{path}.judged-{os.getpid()}"
 
     def _starts(self) -> list[int]:
         return [self.capture.first_entry, *self.capture.boundaries[:-1]]
@@ -232,12 +331,12 @@ class Judge:
         acked = sum(1 for boundary in capture.boundaries if boundary <= epoch.end)
         model = PersistenceModel(self.workload.zoned, capture.options.get("policy", "lru"))
         for op in capture.ops[:acked]:
-            model.apply(op.trace())
+            model.apply(capture.model_op(op))
         starts = self._starts()
         if acked < len(capture.ops) and starts[acked] < epoch.end:
             op = capture.ops[acked]
-            if op.kind not in ("flush", "reopen"):
-                model.apply(op.trace())  # in flight: its effects may or may not be there
+            if not op.is_flush:
+                model.apply(capture.model_op(op))  # in flight: may or may not be there
         return model.crash()
 
     def judge(self, path: str, epoch: Epoch, state: CrashState | None = None,
@@ -247,10 +346,16 @@ class Judge:
         since its epoch's prefix, QEMU reads only what those ranges can affect, provided
         the prefix was read in full and found right (see delta.py). `repair=False` skips
         the recovery paths (a shard's warm-up state, judged only to seed the delta)."""
-        problems, _ = check_problems(path, self.base_clauses)
+        if self.deviations_seen:
+            problems = check_state(path, self.base_clauses, self.deviations,
+                                   self._scratch(path))
+        else:
+            problems, _ = check_problems(path, self.base_clauses)
         expected = self.expectation(epoch)
-        if isinstance(expected, Ranges):
-            if self.reader is not None:
+        if self.zoned is not None:
+            problems += self.zoned.problems(path, expected, epoch)
+        elif isinstance(expected, Ranges):
+            if isinstance(self.reader, QemuReader):
                 only = None
                 prefix = state is not None and not state.applied and state.torn is None
                 if (self.spec.delta and state is not None and not prefix and changed is not None
@@ -330,15 +435,14 @@ def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
                   epochs: list[Epoch], states: list[CrashState], work: str,
                   judge: Judge | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  warmups: frozenset[str] = frozenset(),
+                  warmups: frozenset[str] = frozenset(), started: float = 0.0,
                   ) -> tuple[list[Violation], int, int, RepairStats | None]:
     """Replay and judge a run of states (in one process, with its own working file);
     `warmups` are judged without repair, their problems dropped (shard.py)."""
     violations: list[Violation] = []
     own = judge is None
     if judge is None:
-        reader = QemuReader() if spec.writer == "qemu" and spec.data else None
-        judge = Judge(spec, workload, capture, epochs, reader)
+        judge = Judge(spec, workload, capture, epochs, _reader(spec, workload))
     try:
         with Replayer(capture.base, capture.entries, epochs, capture.sectorsize,
                       work) as replayer:
@@ -353,7 +457,8 @@ def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
                     violations.append(Violation(
                         state.id, problem.prop, problem.message,
                         judge.describe_crash_point(epoch), judge.describe_applied(state),
-                        spec.reproduce(state.id, problem)))
+                        spec.reproduce(state.id, problem), problem.cause,
+                        time.perf_counter() - started, problem.show))
                 if progress is not None:
                     progress(number + 1, len(states))
     finally:
@@ -362,7 +467,7 @@ def _judge_states(spec: CampaignSpec, workload: Workload, capture: Capture,
         if own and judge.repair is not None:
             judge.repair.close()
     reads = judge.reader.reads if judge.reader is not None else 0
-    fallbacks = judge.reader.fallbacks if judge.reader is not None else 0
+    fallbacks = judge.reader.fallbacks if isinstance(judge.reader, QemuReader) else 0
     return violations, reads, fallbacks, judge.repair.stats if judge.repair else None
 
 
@@ -376,6 +481,16 @@ def _share_progress(slots: Any) -> None:
 
 def _shared_progress(slot: int, done: int, total: int) -> None:
     _progress_slots[slot] = done
+
+
+def _reader(spec: CampaignSpec, workload: Workload) -> QemuReader | ZonedReader | None:
+    """What reads crash states back: the writer's own QEMU (None: --no-data, or the
+    reference writer, which reads its states itself)."""
+    if spec.writer != "qemu" or not spec.data:
+        return None
+    if workload.zoned is not None:
+        return ZonedReader(require_zoned_build(spec.build, workload.name), workload.zoned)
+    return QemuReader(spec.build)
 
 
 def run_campaign(spec: CampaignSpec,
@@ -407,17 +522,23 @@ def run_campaign(spec: CampaignSpec,
         states, warmups, result.sharding = shard_states(states, shard)
         part = "" if shard.whole else f"-shard{shard.index}"  # shards may share a workdir
         result.sharding["capture_digest"] = capture_digest(capture)
-        reader = QemuReader() if spec.writer == "qemu" and spec.data else None
+        reader = _reader(spec, workload)
         judge: Judge | None = None
         try:
             judge = Judge(spec, workload, capture, epochs, reader)
+            result.deviations = judge.deviations_seen
+            result.model_until = capture.diverged_at
             for problem in judge.base_problems if shard.index == 0 else []:
                 result.violations.append(Violation("base", problem.prop, problem.message,
                                                    "before the workload", [],
-                                                   spec.command("base")))
+                                                   spec.command("base"), problem.cause,
+                                                   time.perf_counter() - started))
             for text in capture.disagreements if shard.index == 0 else []:
                 result.violations.append(Violation("run", "model", text, "while running",
-                                                   [], spec.command()))
+                                                   [], spec.command(), "",
+                                                   time.perf_counter() - started))
+            if shard.index == 0:
+                result.violations += _order_violations(spec, capture, workdir, started)
             chunks = _split(states, jobs if len(states) >= PARALLEL_MIN else 1)
             if len(chunks) > 1:
                 import multiprocessing
@@ -429,7 +550,7 @@ def run_campaign(spec: CampaignSpec,
                         (spec, workload, capture, epochs, chunk,
                          os.path.join(workdir, f"state{part}-{n}.qcow2"), None,
                          functools.partial(_shared_progress, n) if progress else None,
-                         frozenset(warmups))
+                         frozenset(warmups), started)
                         for n, chunk in enumerate(chunks)])
                     while progress is not None:  # the last call sees every state judged
                         pending.wait(0.1)
@@ -440,7 +561,7 @@ def run_campaign(spec: CampaignSpec,
             else:
                 outcomes = [_judge_states(spec, workload, capture, epochs, states,
                                           os.path.join(workdir, f"state{part}.qcow2"), judge,
-                                          progress, frozenset(warmups))]
+                                          progress, frozenset(warmups), started)]
             for violations, reads, fallbacks, repaired in outcomes:
                 result.violations += violations
                 result.qemu_reads += reads
@@ -449,6 +570,7 @@ def run_campaign(spec: CampaignSpec,
                     result.repair = result.repair or RepairStats()
                     result.repair.merge(repaired)
             result.states_checked = len(states) - len(warmups)
+            result.findings = findings_of(result.violations, capture, workload, epochs)
         finally:
             if reader is not None:
                 reader.close()
@@ -456,6 +578,71 @@ def run_campaign(spec: CampaignSpec,
                 judge.repair.close()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _order_violations(spec: CampaignSpec, capture: Capture, workdir: str,
+                      started: float) -> list[Violation]:
+    """PERS-1/PERS-2 over the log of a zoned QEMU capture (zoned.order_problems), judged
+    on the final image (every entry replayed onto the base)."""
+    if capture.writer != "qemu" or capture.append_fill is None:
+        return []
+    import shutil
+
+    from qcow2harness.dmlog import replay
+
+    final = os.path.join(workdir, "final.qcow2")
+    shutil.copyfile(capture.base, final)
+    with open(final, "r+b") as stream:
+        replay(capture.entries, stream, capture.sectorsize)
+    try:
+        found = order_problems(capture, final)
+    finally:
+        os.unlink(final)
+    return [Violation("order", p.clause, p.message, f"log entry #{p.entry}", [],
+                      spec.command(), p.cause, time.perf_counter() - started,
+                      last_op=p.op, entries=(p.entry, p.other)) for p in found]
+
+
+def _size(violation: Violation) -> tuple[int, int, int]:
+    """How small a violation's state is: (epoch, entries kept, torn)."""
+    if ":" not in violation.state:
+        return (-1, 0, 0)
+    state = CrashState.parse(violation.state)
+    return (state.epoch, len(state.applied), state.torn is not None)
+
+
+def findings_of(violations: list[Violation], capture: Capture, workload: Workload,
+                epochs: list[Epoch]) -> list[Finding]:
+    """Violations grouped by cause, each with its smallest state and, for a QEMU
+    capture, the qemu-img/qemu-io lines that rebuild and show it."""
+    groups: dict[tuple[str, str], list[Violation]] = {}
+    for violation in violations:
+        groups.setdefault(violation.key, []).append(violation)
+    findings = []
+    for (prop, cause), group in groups.items():
+        example = min(group, key=_size)
+        # A log-order finding counts the wp updates that show it, a state one the states.
+        finding = Finding(prop, cause, len({(v.state, v.crash_point) for v in group}),
+                          min(v.seconds for v in group), example)
+        if capture.writer == "qemu":
+            finding.reproducer = _reproducer(example, capture, workload, epochs)
+        findings.append(finding)
+    return sorted(findings, key=lambda f: (f.seconds, f.prop))
+
+
+def _reproducer(example: Violation, capture: Capture, workload: Workload,
+                epochs: list[Epoch]) -> list[str]:
+    try:
+        if example.state == "order":
+            return shell_reproducer(capture, workload, None, epochs, example.last_op, (),
+                                    example.entries)
+        if ":" not in example.state:
+            return []
+        state = CrashState.parse(example.state)
+        return shell_reproducer(capture, workload, state, epochs,
+                                last_op_of(capture, epochs[state.epoch]), example.show)
+    except WriterError:
+        return []  # the tools are gone: the harness command still rebuilds the state
 
 
 def rebuild_state(spec: CampaignSpec, state_id: str, out: str) -> tuple[list[Violation], str]:
@@ -467,7 +654,7 @@ def rebuild_state(spec: CampaignSpec, state_id: str, out: str) -> tuple[list[Vio
         capture = (Capture.restore(kept) if spec.workdir and os.path.exists(kept)
                    else _capture(spec, workload, workdir))
         epochs = epochs_of(capture.entries, capture.first_entry)
-        reader = QemuReader() if spec.writer == "qemu" and spec.data else None
+        reader = _reader(spec, workload)
         judge: Judge | None = None
         try:
             judge = Judge(spec, workload, capture, epochs, reader)
@@ -476,7 +663,8 @@ def rebuild_state(spec: CampaignSpec, state_id: str, out: str) -> tuple[list[Vio
 
                 shutil.copyfile(capture.base, out)
                 return [Violation("base", p.prop, p.message, "before the workload", [],
-                                  spec.command("base")) for p in judge.base_problems], "base"
+                                  spec.command("base"), p.cause)
+                        for p in judge.base_problems], "base"
             state = CrashState.parse(state_id)
             if state.epoch >= len(epochs):
                 raise UsageError(f"state {state_id}: the log has {len(epochs)} epochs")
@@ -494,7 +682,8 @@ def rebuild_state(spec: CampaignSpec, state_id: str, out: str) -> tuple[list[Vio
             if judge is not None and judge.repair is not None:
                 judge.repair.close()
     return ([Violation(state.id, p.prop, p.message, where, applied,
-                       spec.reproduce(state.id, p, out)) for p in problems], where)
+                       spec.reproduce(state.id, p, out), p.cause, show=p.show)
+             for p in problems], where)
 
 
 class _workdir:
@@ -542,34 +731,51 @@ MATRIX: list[dict[str, str]] = [
 ]
 EXPECTED_TO_FAIL = {"cache=unsafe": "cache=unsafe ignores guest flushes by design, so "
                     "acknowledged-and-flushed data may be lost"}
+# The zoned series' rows: the cache modes that change when its writes reach the file,
+# and lazy refcounts (a dirty bit instead of refcount writes: another write order).
+ZONED_MATRIX: list[dict[str, str]] = [
+    {},
+    {"cache": "none"},
+    {"cache": "writethrough"},
+    {"lazy_refcounts": "on"},
+    {"cache": "unsafe"},  # control
+]
 
 
 def run_matrix(workloads: list[str] | None = None, max_states: int = DEFAULT_MAX_STATES,
                seed: int = 0, torn: bool = False,
                report: Callable[[CampaignResult], None] | None = None,
                shard: Shard = WHOLE, jobs: int = 0,
-               repair: tuple[str, ...] = MATRIX_REPAIR) -> list[CampaignResult]:
+               repair: tuple[str, ...] = MATRIX_REPAIR, build: str | None = None,
+               expect: tuple[str, ...] | None = None) -> list[CampaignResult]:
     """The QEMU campaign across MATRIX for every named QEMU workload, each state also
     repaired by every path in `repair` (with `shard`, the campaigns k with k mod N = I:
-    shard.py)."""
+    shard.py). On a zoned series build (`build`), ZONED_MATRIX over the zoned workloads,
+    without repair (it is not judged for zoned images)."""
     from .shard import matrix_shard_fields
-    from .workload import named_workloads
 
-    names = workloads or sorted(named_workloads("qemu"))
+    zoned = build in ZONED_BUILDS
+    if zoned:
+        require_zoned_build(build, "zones")
+    names = workloads or (zoned_qemu_workloads() if zoned else plain_qemu_workloads())
+    rows = ZONED_MATRIX if zoned else MATRIX
+    repair = () if zoned else repair
     results = []
-    campaigns = [(options, name) for options in MATRIX for name in names]
+    campaigns = [(options, name) for options in rows for name in names]
     for number, (options, name) in enumerate(campaigns):
         if not shard.owns(number):
             continue
         # The control row fails nearly every state; a small sample shows it.
         bound = min(max_states, 200) if options.get("cache") == "unsafe" else max_states
         spec = CampaignSpec("qemu", name, seed=seed, max_states=bound, torn=torn,
-                            options=dict(options), repair=repair)
+                            options=dict(options), repair=repair, build=build, expect=expect)
         try:
             result = run_campaign(spec, jobs=jobs)
         except WriterError as error:
             result = CampaignResult(spec, not_run=f"QEMU refused this combination: "
                                     f"{error.message.splitlines()[0][-200:]}")
+        except ParseError as error:  # a log that does not parse: this campaign only
+            result = CampaignResult(spec, not_run=f"the write log does not parse: {error}")
         row = ",".join(f"{k}={v}" for k, v in options.items())
         result.sharding.update(matrix_shard_fields(shard, number, len(campaigns),
                                                    EXPECTED_TO_FAIL.get(row, "")))

@@ -12,6 +12,10 @@ next flush) is attributed to the operation that wrote it back, which is when it
 reached the file. When qemu-io quits, qcow2 writes its caches back and flushes: that
 is the pseudo-op `close`.
 
+A zoned workload (see zoned.py) runs on the zoned series build: its image is created
+with the zone geometry, its ops are qemu-io zone commands run beside the persistence
+model, and a `reopen` ends the session and starts one that appends to the log.
+
 Internal snapshots cannot be taken from qemu-io, so a `snapshot` op ends the qemu-io
 session, runs `qemu-img snapshot` through the same blklogwrites stack with
 `log-append=on`, and starts a new session that appends too.
@@ -70,6 +74,15 @@ class Capture:
     disagreements: list[str] = field(default_factory=list)
     entries: list[LogEntry] = field(default_factory=list)
     sectorsize: int = LOG_SECTOR
+    build: str | None = None  # the series build that wrote it (qemu.BUILDS); None: default
+    append_fill: int | None = None  # the byte every append stores, when the writer fixes it
+    diverged_at: int | None = None  # the first op the writer and the model disagreed on
+
+    def model_op(self, op: Op) -> dict[str, Any]:
+        """The op as the persistence model takes it (zoned workloads)."""
+        from .zoned import model_trace
+
+        return model_trace(op, self.append_fill)
 
     def save(self, path: str) -> None:
         """Keep what a later `--state` needs to rebuild states from this same log."""
@@ -107,6 +120,10 @@ class Capture:
 
 def split_options(options: dict[str, str]) -> tuple[dict[str, str], dict[str, str], str]:
     """(qemu-img create -o options, qcow2 runtime options, cache mode)."""
+    zone_keys = sorted(k for k in options if k.startswith("zone."))
+    if zone_keys:
+        raise UsageError(f"{', '.join(zone_keys)}: the zone geometry is the workload's "
+                         "('zoned' in a JSON workload; --build zoned --workload zones)")
     create = {k: v for k, v in options.items() if k in CREATE_KEYS}
     runtime = {k: v for k, v in options.items() if k not in CREATE_KEYS and k != "cache"}
     cache = options.get("cache", "writeback")
@@ -118,11 +135,13 @@ def split_options(options: dict[str, str]) -> tuple[dict[str, str], dict[str, st
 class QemuIoSession:
     """One interactive qemu-io process; `command()` returns once the command completed."""
 
-    def __init__(self, args: list[str], timeout: float = 120) -> None:
+    def __init__(self, args: list[str], timeout: float = 120,
+                 build: str | None = None) -> None:
         self.timeout = timeout
         self.proc = subprocess.Popen(
-            [qemu.require_tool("qemu-io"), *args], stdin=subprocess.PIPE,
+            [qemu.require_tool("qemu-io", build), *args], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+            env=qemu.tool_environment(build),
         )
         self._read_prompt("start")
 
@@ -166,13 +185,17 @@ class QemuIoSession:
 OP_ERRORS = ("error", "failed", "invalid", "cannot", "not supported", "Operation not")
 
 
-def _fix_superblock(log: str) -> None:
+def _fix_superblock(log: str, entries: int = 0) -> None:
+    """Make the superblock count at least `entries`: a session that appends to the log
+    (log-append=on) starts after the entries the superblock counts, and under
+    cache=unsafe no flush ever writes that count."""
     with open(log, "r+b") as stream:
         head = stream.read(SUPERBLOCK.size)
         if len(head) == SUPERBLOCK.size and struct.unpack_from("<Q", head)[0] == MAGIC:
-            return
+            if struct.unpack_from("<Q", head, 16)[0] >= entries:
+                return
         stream.seek(0)
-        stream.write(SUPERBLOCK.pack(MAGIC, VERSION, 0, LOG_SECTOR))
+        stream.write(SUPERBLOCK.pack(MAGIC, VERSION, entries, LOG_SECTOR))
 
 
 class EntryCounter:
@@ -211,8 +234,14 @@ class EntryCounter:
         return self.count
 
 
-def capture_qemu(workload: Workload, options: dict[str, str], workdir: str) -> Capture:
-    """Create the image (and backing file), copy it as the base, run the workload."""
+def capture_qemu(workload: Workload, options: dict[str, str], workdir: str,
+                 build: str | None = None) -> Capture:
+    """Create the image (and backing file), copy it as the base, run the workload, on
+    the default QEMU or on a variant of the series build (qemu.BUILDS)."""
+    from .zoned import ZonedRun, create_options, require_zoned_build
+
+    if workload.zoned is not None:
+        build = require_zoned_build(build, workload.name)
     os.makedirs(workdir, exist_ok=True)
     image = os.path.join(workdir, "image.qcow2")
     base = os.path.join(workdir, "base.qcow2")
@@ -223,17 +252,21 @@ def capture_qemu(workload: Workload, options: dict[str, str], workdir: str) -> C
     create_args = ["create", "-q", "-f", "qcow2"]
     if workload.backing is not None:
         backing = os.path.join(workdir, "backing.qcow2")
-        qemu.run("qemu-img", "create", "-q", "-f", "qcow2", backing, str(workload.size))
+        qemu.run("qemu-img", "create", "-q", "-f", "qcow2", backing, str(workload.size),
+                 build=build)
         commands = [f"write -P {fill:#04x} {offset} {length}"
                     for offset, length, fill in workload.backing]
         args = ["-f", "qcow2"]
         for command in commands:
             args += ["-c", command]
-        qemu.run("qemu-io", *args, backing)
+        qemu.run("qemu-io", *args, backing, build=build)
         create_args += ["-b", os.path.abspath(backing), "-F", "qcow2"]
-    if create:
+    zoned = ZonedRun(workload.zoned) if workload.zoned is not None else None
+    if zoned is not None:
+        create_args += ["-o", create_options(zoned.config, workload.cluster_size, create)]
+    elif create:
         create_args += ["-o", ",".join(f"{k}={v}" for k, v in create.items())]
-    qemu.run("qemu-img", *create_args, image, str(workload.size))
+    qemu.run("qemu-img", *create_args, image, str(workload.size), build=build)
     shutil.copyfile(image, base)
     with open(log, "wb"):
         pass
@@ -246,25 +279,39 @@ def capture_qemu(workload: Workload, options: dict[str, str], workdir: str) -> C
 
     def open_session() -> QemuIoSession:
         mode = "file.log-append=on" if appending else f"file.log-sector-size={LOG_SECTOR}"
-        return QemuIoSession(["-t", cache, "--image-opts", f"{stack},{mode}{extra}"])
+        return QemuIoSession(["-t", cache, "--image-opts", f"{stack},{mode}{extra}"],
+                             build=build)
 
     counter = EntryCounter(log)
 
     def close_session(session: QemuIoSession) -> None:
         session.quit()
-        _fix_superblock(log)
+        _fix_superblock(log, counter.advance())
         ops.append(Op("close"))
         boundaries.append(counter.advance())
 
     session = open_session()
     try:
-        for op in workload.ops:
+        for number, op in enumerate(workload.ops):
+            if zoned is not None and op.kind == "reopen":  # a clean power cycle (ZSM-17)
+                session.quit()
+                _fix_superblock(log, counter.advance())
+                appending = True
+                session = open_session()
+                ops.append(op)
+                boundaries.append(counter.advance())
+                zoned.reopened(number, op, session)
+                continue
+            if zoned is not None:  # the model judges the answer (zoned.py)
+                ops.append(zoned.run(number, op, session))
+                boundaries.append(counter.advance())
+                continue
             if op.kind in ("snapshot", "snapshot_delete"):
                 close_session(session)
                 appending = True
                 flag = "-c" if op.kind == "snapshot" else "-d"
                 qemu.run("qemu-img", "snapshot", "--image-opts",
-                         f"{stack},file.log-append=on{extra}", flag, op.name)
+                         f"{stack},file.log-append=on{extra}", flag, op.name, build=build)
                 ops.append(op)
                 boundaries.append(counter.advance())
                 session = open_session()
@@ -278,8 +325,11 @@ def capture_qemu(workload: Workload, options: dict[str, str], workdir: str) -> C
     finally:
         session.quit()
     _fix_superblock(log)
-    capture = Capture("qemu", qemu.qemu_version("qemu-io").text, base, log, ops, boundaries, 0,
-                      dict(merged), backing)
+    capture = Capture("qemu", qemu.qemu_version("qemu-io", build).text, base, log, ops,
+                      boundaries, 0, dict(merged), backing,
+                      zoned.disagreements if zoned is not None else [], build=build,
+                      append_fill=zoned.append_fill if zoned is not None else None,
+                      diverged_at=zoned.diverged_at if zoned is not None else None)
     capture.load()
     capture.save(os.path.join(workdir, CAPTURE_FILE))
     return capture

@@ -20,7 +20,8 @@
     are not read: QEMU's block status already says they read as zeros.
 (c) **zoned.** The reference model's CrashAnswer judges the recovered write pointers
     and the data below them (PERS-3, PERS-4, PERS-5). QEMU 7.2 refuses zoned images
-    (ZONE-2), so zoned guest bytes are read with the reference writer's reader.
+    (ZONE-2), so the reference writer's states are read with its own reader; the zoned
+    series' states are read back by the series itself (zoned.py).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Problem:
     prop: str  # a clause id, or "data" / "open" / "model"
     message: str
     steps: tuple[str, ...] = ()  # shell steps after rebuilding the state (see repair.py)
+    cause: str = ""  # what broke, not where: findings are deduplicated by (prop, cause)
+    show: tuple[str, ...] = ()  # qemu-io commands that show it on the rebuilt state
 
 
 def check_problems(path: str, base_clauses: set[str] | None = None) -> tuple[list[Problem],
@@ -106,8 +109,9 @@ PROCESS_THRESHOLD = 32  # pieces above which the first pass runs as its own qemu
 class QemuReader:
     """Reads crash states through one long-lived qemu-io process (data oracle)."""
 
-    def __init__(self) -> None:
-        self.session = QemuIoSession([])
+    def __init__(self, build: str | None = None) -> None:
+        self.build = build
+        self.session = QemuIoSession([], build=build)
         self.reads = 0
         self.fallbacks = 0
         self.processes = 0
@@ -184,7 +188,7 @@ class QemuReader:
         argv = ["-r", "-f", "qcow2"]
         for (lo, hi, _), value in zip(pieces, firsts, strict=True):
             argv += ["-c", f"read -q -P {value:#x} {lo} {hi - lo}"]
-        proc = qemu.run("qemu-io", *argv, path, check=False)
+        proc = qemu.run("qemu-io", *argv, path, check=False, build=self.build)
         failed: dict[int, str] = {}
         where = {lo: number for number, (lo, _, _) in enumerate(pieces)}
         for line in (proc.stdout + proc.stderr).splitlines():
@@ -232,7 +236,8 @@ class QemuReader:
         with tempfile.TemporaryDirectory(prefix="qcow2-crash-raw-") as tmp:
             raw = os.path.join(tmp, "state.raw")
             try:
-                qemu.run("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", path, raw)
+                qemu.run("qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", path, raw,
+                         build=self.build)
             except WriterError as error:
                 return [Problem("data", f"QEMU cannot read the guest data back: "
                                 f"{error.message[-300:]}")]

@@ -144,8 +144,9 @@ class RepairJudge:
     """Runs each recovery path on a copy of a state and judges the result."""
 
     def __init__(self, modes: Iterable[str], reader: QemuReader | None,
-                 base_clauses: set[str], has_backing: bool) -> None:
+                 base_clauses: set[str], has_backing: bool, build: str | None = None) -> None:
         self.modes = tuple(modes)
+        self.build = build
         self.reader = reader
         self.base_clauses = base_clauses
         self.has_backing = has_backing
@@ -157,7 +158,7 @@ class RepairJudge:
         if self.reader is not None:
             return self.reader.session
         if self._session is None:
-            self._session = QemuIoSession([])
+            self._session = QemuIoSession([], build=self.build)
         return self._session
 
     def close(self) -> None:
@@ -225,7 +226,8 @@ class RepairJudge:
                                 f"{_last_line(flushed)}", tuple(steps))]
             return []
         level = mode.removeprefix("check-r-")
-        proc = qemu.run("qemu-img", "check", "-r", level, "-f", "qcow2", copy, check=False)
+        proc = qemu.run("qemu-img", "check", "-r", level, "-f", "qcow2", copy, check=False,
+                        build=self.build)
         code = proc.returncode
         output = (proc.stdout + proc.stderr).strip()
         # -r leaks leaves refcount errors alone (exit 2), and stops (exit 1) when only a
@@ -321,7 +323,7 @@ class RepairJudge:
         argv = ["-f", "qcow2"]
         for command in commands:
             argv += ["-c", command]
-        proc = qemu.run("qemu-io", *argv, copy, check=False)
+        proc = qemu.run("qemu-io", *argv, copy, check=False, build=self.build)
         output = (proc.stdout + proc.stderr).strip()
         if not output and proc.returncode == 0:
             return ""

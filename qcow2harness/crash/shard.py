@@ -105,6 +105,7 @@ def _same_workload(kept: str, capture: Capture, spec: Any, workload: Workload) -
                     else capture.options)
     mutants = f"(mutants: {', '.join(spec.mutants) or 'none'})"
     if (capture.writer != spec.writer or capture.options != want_options
+            or capture.build != getattr(spec, "build", None)
             or shape(capture.ops) != shape(workload.ops)
             or spec.writer == "reference" and not capture.version.endswith(mutants)):
         raise UsageError(f"{kept} is not a capture of {spec.label()}: capture again with "

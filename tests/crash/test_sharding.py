@@ -30,6 +30,10 @@ NOT_COMPARED = {"seconds", "wall_seconds", "states_per_second", "qemu_reads", "r
 def canonical(result: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in result.items() if k not in NOT_COMPARED}
     out["violations"] = sorted(out["violations"], key=lambda v: json.dumps(v, sort_keys=True))
+    # Findings: when each was first found is time, and their order follows it.
+    out["findings"] = sorted(({k: v for k, v in f.items() if k != "first_seconds"}
+                              for f in out.get("findings", [])),
+                             key=lambda f: (f["property"], f["cause"]))
     return out
 
 
