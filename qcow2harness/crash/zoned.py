@@ -380,8 +380,11 @@ class ZonedJudge:
                 what = ("zeros" if fill == 0 else "append data"
                         if fill == self.capture.append_fill else "write data")
                 return f"flushed {what} read back otherwise, crash during {during}", show
+            listed = re.search(r"contents \[([0-9, ]*)\]", message)
+            contents = [int(c) for c in listed.group(1).split(",")] if listed else []
+            reads = [f"read -P {pattern_byte(c) or 0:#04x} {lo} {hi - lo}" for c in contents]
             return (f"unflushed bytes hold neither old nor new, crash during {during}",
-                    (f"zrp 0 {nr}", f"read -v {lo} {hi - lo}"))
+                    (f"zrp 0 {nr}", *reads))
         return f"{_generic(message)}, crash during {during}", show
 
 
