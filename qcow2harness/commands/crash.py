@@ -14,6 +14,7 @@ from qcow2harness.sharding import add_shard_argument
 
 if TYPE_CHECKING:
     from qcow2harness.crash.campaign import CampaignResult, Finding, Violation
+    from qcow2harness.crash.workload import Workload
     from qcow2harness.junit import Case, Suite
 
 NAME = "crash"
@@ -162,6 +163,12 @@ def junit_suite(result: CampaignResult, expected: str | None = None) -> Suite:
     return suite
 
 
+def named_or_file(name: str) -> Workload:
+    from qcow2harness.crash.workload import get_workload
+
+    return get_workload(name, "qemu")
+
+
 def print_findings(result: CampaignResult) -> None:
     """The distinct findings (one per cause), each with its smallest state: where it
     crashed, what it kept, and the lines that rebuild it."""
@@ -252,6 +259,10 @@ def run(args: argparse.Namespace) -> int:
     workload_name: str = args.workload or (
         "zones" if args.writer == "reference" or args.build in ("zoned", "zoned-asan")
         else "allocation")
+    if (args.writer == "qemu" and args.repair not in (None, "none")
+            and named_or_file(workload_name).zoned is not None):
+        raise UsageError("--repair is not judged for zoned workloads (its writes test "
+                         "ignores the write pointers): leave it out, or --repair none")
     spec = CampaignSpec(args.writer, workload_name, tuple(args.mutant), seed=args.seed,
                         max_states=args.max_states, torn=args.torn,
                         options=_options(args.qemu_opt), data=not args.no_data,

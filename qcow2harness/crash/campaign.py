@@ -244,9 +244,6 @@ def _capture(spec: CampaignSpec, workload: Workload, workdir: str) -> Capture:
     if spec.writer == "qemu":
         if spec.mutants:
             raise UsageError("--mutant applies to the reference writer only")
-        if workload.zoned is not None and spec.repair and spec.repair != DEFAULT_REPAIR:
-            raise UsageError("--repair is not judged for zoned workloads (its writes test "
-                             "ignores the write pointers): use --repair none")
         return capture_qemu(workload, spec.options, workdir, spec.build)
     if spec.writer == "reference":
         if spec.options:

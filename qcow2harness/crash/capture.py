@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import struct
@@ -183,6 +184,19 @@ class QemuIoSession:
 
 
 OP_ERRORS = ("error", "failed", "invalid", "cannot", "not supported", "Operation not")
+SANITIZER_LINE = re.compile(r"^(SUMMARY: \w+Sanitizer: .*|==\d+==ERROR: \w+Sanitizer: .*)$", re.M)
+
+
+def run_tool(tool: str, *args: str, build: str | None = None) -> None:
+    """qemu.run, but a failure names what matters first: a sanitizer's summary (the
+    ASan build prints warnings before it), else the tool's last lines."""
+    proc = qemu.run(tool, *args, check=False, build=build)
+    if proc.returncode == 0:
+        return
+    output = (proc.stderr + proc.stdout).strip()
+    found = SANITIZER_LINE.findall(output)
+    detail = found[-1] if found else " ".join(output.splitlines()[-3:])
+    raise WriterError(f"{tool} {' '.join(args)} failed (exit {proc.returncode}): {detail[:400]}")
 
 
 def _fix_superblock(log: str, entries: int = 0) -> None:
@@ -266,7 +280,7 @@ def capture_qemu(workload: Workload, options: dict[str, str], workdir: str,
         create_args += ["-o", create_options(zoned.config, workload.cluster_size, create)]
     elif create:
         create_args += ["-o", ",".join(f"{k}={v}" for k, v in create.items())]
-    qemu.run("qemu-img", *create_args, image, str(workload.size), build=build)
+    run_tool("qemu-img", *create_args, image, str(workload.size), build=build)
     shutil.copyfile(image, base)
     with open(log, "wb"):
         pass
