@@ -271,8 +271,7 @@ class Judge:
         self.deviations_seen = sorted({p.prop for p in self.base_problems}
                                       & set(self.deviations))
         if self.deviations_seen:
-            self.base_problems = check_state(capture.base, None, self.deviations,
-                                             self._scratch(capture.base))
+            self.base_problems = check_state(capture.base, None, self.deviations)
             self.base_clauses = {p.prop for p in self.base_problems} | set(self.deviations_seen)
         plain_qemu = capture.writer == "qemu" and workload.zoned is None
         self.guest = (GuestModel(workload.size, workload.backing or [], capture.ops)
@@ -287,11 +286,6 @@ class Judge:
         self.repair = (RepairJudge(spec.repair, qemu_reader, self.base_clauses,
                                    capture.backing is not None, capture.build)
                        if spec.repair and plain_qemu else None)
-
-    @staticmethod
-    def _scratch(path: str) -> str:
-        """Where a state's copy past the deviations goes (worker processes share the base)."""
-        return f"{path}.judged-{os.getpid()}"
 
     def _starts(self) -> list[int]:
         return [self.capture.first_entry, *self.capture.boundaries[:-1]]
@@ -344,8 +338,7 @@ class Judge:
         the prefix was read in full and found right (see delta.py). `repair=False` skips
         the recovery paths (a shard's warm-up state, judged only to seed the delta)."""
         if self.deviations_seen:
-            problems = check_state(path, self.base_clauses, self.deviations,
-                                   self._scratch(path))
+            problems = check_state(path, self.base_clauses, self.deviations)
         else:
             problems, _ = check_problems(path, self.base_clauses)
         expected = self.expectation(epoch)

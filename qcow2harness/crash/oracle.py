@@ -64,10 +64,11 @@ class Problem:
     show: tuple[str, ...] = ()  # qemu-io commands that show it on the rebuilt state
 
 
-def check_problems(path: str, base_clauses: set[str] | None = None) -> tuple[list[Problem],
-                                                                          Report]:
-    """(a): the checker's findings that a crash must not cause."""
-    report = check_path(path)
+def check_problems(path: str, base_clauses: set[str] | None = None,
+                   wp_byte_order: str = "big") -> tuple[list[Problem], Report]:
+    """(a): the checker's findings that a crash must not cause (wp_byte_order: see
+    check_path; "little" looks past the known WP-2 deviation)."""
+    report = check_path(path, wp_byte_order=wp_byte_order)
     lazy = _lazy_refcounts(path)
     dirty_lazy = lazy and _dirty(path)
     problems: list[Problem] = []

@@ -11,10 +11,10 @@ state, the persistence order its log shows, and shell reproducers.
   model's; each difference is a disagreement, reported once. From the first one on the
   model no longer speaks for the writer: crash states whose history reaches that op are
   judged by the checker and the log order only (`Capture.diverged_at`).
-- **Judging a crash state** (`ZonedJudge`): the checker (a declared deviation such as
-  WP-2 is looked past: `KNOWN_DEVIATIONS`), then the model's CrashAnswer on what the
-  series itself reads back: the write pointers of `zrp` and the guest bytes of
-  `qemu-img convert` (PERS-3, PERS-4, PERS-5).
+- **Judging a crash state** (`ZonedJudge`): the checker, which looks past a declared
+  deviation such as WP-2 (`KNOWN_DEVIATIONS`, `DEVIATION_READINGS`), then the model's
+  CrashAnswer on what the series itself reads back: the write pointers of `zrp` and the
+  guest bytes of `qemu-img convert` (PERS-3, PERS-4, PERS-5).
 - **Persistence order** (`order_problems`): every write-pointer update in the log is held
   to PERS-1 and PERS-2 (reference/persistence.py `stage_order_problems`): the data and
   the mapping metadata of the op that moved the wp must be issued and flushed first.
@@ -28,13 +28,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from qcow2harness import qemu
 from qcow2harness.errors import UsageError
@@ -221,43 +218,22 @@ def _size_option(value: str) -> int:
 # ----- judging ------------------------------------------------------------------------
 
 
-def swap_wp_table(path: str, out: str) -> str:
-    """A copy of `path` whose wp table is byte-swapped: the table as the series meant
-    it, in the byte order the format declares (undoes WP-2 so the rest is judged)."""
-    shutil.copyfile(path, out)
-    with Image.open(path) as image:
-        zoned = image.zoned
-        if zoned is None:
-            return out
-        offset, count = int(zoned.ofs_zonedmeta), int(zoned.num_zones)
-    with open(out, "r+b") as stream:
-        stream.seek(offset)
-        raw = stream.read(8 * count)
-        table = np.frombuffer(raw[: len(raw) // 8 * 8], dtype="<u8")
-        stream.seek(offset)
-        stream.write(table.astype(">u8").tobytes())
-    return out
+# How the checker looks past a declared deviation: the byte order it then reads the wp
+# table in (check_path's wp_byte_order).
+DEVIATION_READINGS: dict[str, str] = {"WP-2": "little"}
 
 
-# How a declared deviation is looked past: a function making the copy the checker judges.
-DEVIATION_UNDO: dict[str, Callable[[str, str], str]] = {"WP-2": swap_wp_table}
-
-
-def check_state(path: str, base_clauses: set[str] | None, deviations: Sequence[str],
-                scratch: str) -> list[Problem]:
+def check_state(path: str, base_clauses: set[str] | None,
+                deviations: Sequence[str]) -> list[Problem]:
     """The checker's problems with a crash state, past the declared deviations: a
-    deviation found is dropped and, when it has an undo, the undone copy is judged."""
+    deviation found is dropped and, when the checker can read past it, the state is
+    judged again that way (so the rest of the wp table is still judged)."""
     problems, _ = check_problems(path, base_clauses)
     found = {p.prop for p in problems} & set(deviations)
-    try:
-        for clause in sorted(found):
-            undo = DEVIATION_UNDO.get(clause)
-            if undo is not None:
-                path = undo(path, scratch)
-                problems, _ = check_problems(path, base_clauses)
-    finally:
-        if os.path.exists(scratch):
-            os.unlink(scratch)
+    for clause in sorted(found):
+        reading = DEVIATION_READINGS.get(clause)
+        if reading is not None:
+            problems, _ = check_problems(path, base_clauses, wp_byte_order=reading)
     return [p for p in problems if p.prop not in found]
 
 
@@ -595,7 +571,7 @@ def known_deviations(build: str | None, expect: Sequence[str] | None) -> tuple[s
     return tuple(expect) if expect is not None else KNOWN_DEVIATIONS.get(build or "", ())
 
 
-__all__ = ["DEVIATION_UNDO", "KNOWN_DEVIATIONS", "OrderProblem", "ZONED_BUILDS", "ZonedJudge",
+__all__ = ["DEVIATION_READINGS", "KNOWN_DEVIATIONS", "OrderProblem", "ZONED_BUILDS", "ZonedJudge",
            "ZonedReader", "ZonedRun", "check_state", "create_options", "known_deviations",
            "last_op_of", "model_trace", "order_problems", "require_zoned_build", "series_tools",
-           "shell_reproducer", "swap_wp_table"]
+           "shell_reproducer"]
