@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import struct
@@ -224,6 +225,7 @@ class OpenOutcome:
     message: str
     zone_aware: bool = False  # the QEMU knows zones (the series), so the spec is the judge
     signal: int | None = None
+    sanitizer: str = ""  # the first line of an AddressSanitizer report (build zoned-asan)
     zone_mismatches: list[str] = field(default_factory=list)
     broken_after: tuple[str, ...] = ()  # MUST clauses the copy breaks after the session
 
@@ -364,8 +366,14 @@ def _session(argv: list[str], build: str | None) -> subprocess.CompletedProcess[
         return subprocess.CompletedProcess(argv, 124, "", f"timed out after {error.timeout} s")
 
 
+# ASan's warnings and notes, printed before or beside what the program says.
+ASAN_NOTE = re.compile(r"^==\d+==WARNING: |^False positive error reports may follow|"
+                       r"^For details see https://github.com/google/sanitizers")
+
+
 def _first_line(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = (proc.stderr + proc.stdout).strip().splitlines()
+    lines = [line for line in (proc.stderr + proc.stdout).strip().splitlines()
+             if not ASAN_NOTE.search(line)]
     return lines[0] if lines else ""
 
 
@@ -387,6 +395,11 @@ def try_open(case: ZonedCase, build: str | None, scratch: str,
     outcome = OpenOutcome(case, build, info.returncode == 0, read_ok, _digest(copy) == before,
                           _first_line(failed) if not (read_ok and info.returncode == 0)
                           else "", zone_aware, signal)
+    if build == "zoned-asan":
+        outcome.sanitizer = next((line.strip() for p in (info, read)
+                                  if p.returncode == qemu.ASAN_EXIT_CODE
+                                  for line in p.stderr.splitlines()
+                                  if "ERROR: AddressSanitizer" in line), "")
     nr_zones = _zone_count(copy)
     if outcome.opened and case.conformant:
         if zone_aware and 0 < nr_zones <= MAX_COMPARED_ZONES:
@@ -457,6 +470,7 @@ def _zone_mismatches(path: str, report_text: str, byte_order: str) -> list[str]:
 ACCEPTS = "accepts an image it must refuse"
 REFUSES = "refuses an image it must accept"
 CRASHES = "dies of a signal"
+SANITIZER = "AddressSanitizer reports a memory error"
 MISREADS = "misreads the persisted zones"
 CHANGES_ON_REFUSAL = "changes the file it refused"
 BREAKS_ON_READ = "a read-only session leaves the image non-conformant"
@@ -484,7 +498,9 @@ def _series_problems(outcome: OpenOutcome, twin: OpenOutcome | None
     case = outcome.case
     clause = case.clause or "ZONE-2"
     if outcome.signal is not None:
-        return [(clause, CRASHES, f"signal {outcome.signal}")]
+        return [(clause, CRASHES, f"signal {outcome.signal}: {outcome.message}")]
+    if outcome.sanitizer:
+        return [(clause, SANITIZER, outcome.sanitizer)]
     problems = []
     if case.conformant and not outcome.opened:
         problems.append((clause, REFUSES, outcome.message))

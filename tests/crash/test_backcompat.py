@@ -13,7 +13,9 @@ from qcow2harness import qemu
 from qcow2harness.crash.backcompat import (
     ACCEPTS,
     BYTE_ORDER,
+    CRASHES,
     REFUSES,
+    SANITIZER,
     OpenCampaign,
     OpenOutcome,
     autoclear_simulation,
@@ -159,3 +161,13 @@ def test_judge_flags_a_reader_that_refuses_everything(campaign: OpenCampaign) ->
     broken = {c.clause for c in campaign.cases
               if not c.conformant and c.clause and c.byte_order == "big"}
     assert broken <= accepted | {"ZONE-2"}
+
+
+def test_a_signal_or_a_sanitizer_report_is_a_finding_of_its_own(campaign: OpenCampaign
+                                                                 ) -> None:
+    outcome = next(o for o in outcomes_of(campaign, "stock") if o.case.clause == "ZONE-5")
+    died = dataclasses.replace(outcome, zone_aware=True, signal=6, message="Assertion failed")
+    assert outcome_problems(died) == [("ZONE-5", CRASHES, "signal 6: Assertion failed")]
+    reported = dataclasses.replace(outcome, zone_aware=True, info_ok=True, read_ok=True,
+                                   sanitizer="ERROR: AddressSanitizer: heap-buffer-overflow")
+    assert [p[:2] for p in outcome_problems(reported)] == [("ZONE-5", SANITIZER)]
