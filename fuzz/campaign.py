@@ -41,6 +41,7 @@ ARTIFACT_PREFIXES = ("crash-", "oom-", "slow-", "diff-", "timeout-", "leak-")
 FUZZ_DIR = os.path.dirname(os.path.abspath(__file__))
 DICTIONARY = os.path.join(FUZZ_DIR, "qcow2.dict")
 MAX_WORKER_ERRORS = 3
+NARROW_TESTS = 150  # runs to narrow a finding to its fields before minimizing it
 
 _LIBFUZZER_LINE = re.compile(
     r"^#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)/(\d+)(b|Kb|Mb)")
@@ -246,29 +247,30 @@ class _Minimization:
                             config.reader_memory_mb, build=config.build)
         limit_address_space(target.bounds.address_space_mb)
         still = same_finding(target, finding)
-        start, seed = self.data, _seed_bytes(finding)
-        if seed is not None and finding.fields:
-            from qcow2harness.fuzz.cause import apply_units, units_named
+        start, seed, fields = self.data, _seed_bytes(finding), finding.fields
+        units: list[Any] = []
+        if seed is not None:  # narrowed again, with more runs than the worker spends
+            from qcow2harness.fuzz.cause import apply_units, changed_units, field_names, narrow
 
-            narrowed = apply_units(seed, self.data, units_named(seed, self.data,
-                                                                finding.fields))
-            if narrowed != self.data and still(narrowed):
-                start = narrowed
+            hints = [frozenset(fields.split(","))] if fields else []
+            units = narrow(seed, self.data, changed_units(seed, self.data), still,
+                           max_tests=NARROW_TESTS, hints=hints) or []
+            if units:
+                fields, start = field_names(units), apply_units(seed, self.data, units)
         small = minimize(start, still, seconds=config.minimize_seconds)
         again = execute(target, small)
         if again is None:  # does not fail on its own any more: keep the finding's input
             small, again = start, execute(target, start) or finding
-        again = replace(again, fields=finding.fields, seed=finding.seed)
+        again = replace(again, fields=fields, seed=finding.seed)
         result: dict[str, Any] = {"data": small, "finding": again}
         stem = f"{again.kind}-{_slug(again.summary.split(':')[0])}-from-{input_name(self.data)}"
         if small != self.data:
             result["minimized"] = _write(config, f"minimized-{stem}", small)
             result.update(_verdicts(config, result["minimized"]))
         if start != self.data and seed is not None:
-            from qcow2harness.fuzz.cause import clauses_broken, units_named
+            from qcow2harness.fuzz.cause import clauses_broken
 
-            result["clauses"] = clauses_broken(seed, start, units_named(seed, start,
-                                                                        finding.fields))
+            result["clauses"] = clauses_broken(seed, start, units)
             result["narrowed"] = _write(config, f"narrowed-{stem}", start)
             result["narrowed_stock"] = _verdicts(config, result["narrowed"]).get("stock", "")
         child.send(result)

@@ -6,10 +6,11 @@ units of the seed's parsed layout, and narrow that list to the units that alone 
 into the seed) still give the same finding:
 
     header.<field>        a header field          (fuzz/field_positions.py, the parser)
-    extension[i].<field>  a header extension record's magic / len_body / body
+    extension[i:kind].<field>  a header extension record's magic / len_body / body,
+                          e.g. extension[1:zoned].len_body
     zoned.<field>         a field of the zoned extension, e.g. zoned.num_zones
     zonedmeta[i]          write-pointer table entry i
-    bytes@0x<offset>      any other 8 bytes that differ (4 KiB blocks when many do)
+    bytes@0x<offset>      any other 8 bytes that differ (512-byte blocks when many do)
     file.length           the file was cut or grown
 
 The names are the generated parser's. The narrowed input (the seed with those units
@@ -36,7 +37,7 @@ from qcow2harness.errors import HarnessError
 from qcow2harness.image import ExtensionType, Image
 
 LOOSE_WORD = 8
-LOOSE_BLOCK = 4096
+LOOSE_BLOCK = 512
 MAX_LOOSE_WORDS = 64  # more differing words than this are grouped by block
 MAX_TABLE_UNITS = 4096  # write-pointer entries named at most
 MAX_NAMED = 6  # names listed in a finding's `fields` before "+N more"
@@ -77,7 +78,7 @@ def named_units(data: bytes) -> list[Unit]:
                           for field, (rel, w) in zoned_field_positions().items()
                           if rel + w <= width]
             else:
-                units.append(Unit(f"extension[{ext.index}].{name}", off, width))
+                units.append(Unit(f"extension[{ext.index}:{ext.name}].{name}", off, width))
     try:
         zoned = image.zoned
     except HarnessError:
@@ -91,21 +92,44 @@ def named_units(data: bytes) -> list[Unit]:
     return _without_overlaps(units)
 
 
+def _layout_units(seed: bytes, data: bytes) -> list[Unit]:
+    """The seed's units, and where the input's own parse names a zoned field, a table
+    entry or an extension record the seed does not have there (a mutant that turned
+    another extension into a zoned one), the input's names for those bytes."""
+    try:
+        theirs = [u for u in named_units(data)
+                  if u.name.startswith(("zoned.", "zonedmeta[", "extension["))]
+    except Exception:  # noqa: BLE001 - a mutant that does not parse names nothing
+        theirs = []
+    ours = named_units(seed)
+    mine = {(u.name, u.offset, u.width) for u in ours}
+    extra = [u for u in theirs if (u.name, u.offset, u.width) not in mine]
+    return _without_overlaps(sorted(extra, key=lambda u: u.priority) + ours)
+
+
 def _without_overlaps(units: list[Unit]) -> list[Unit]:
-    """By offset; a unit overlapping an earlier one is dropped (a table placed over the
-    header by a broken seed keeps the header's names)."""
+    """By offset, without overlaps: where two units overlap, the one that comes first
+    in `units` keeps its bytes (callers list what names a range best first)."""
+    starts: list[int] = []
     kept: list[Unit] = []
-    end = 0
-    for unit in sorted(units, key=lambda u: (u.offset, u.priority)):
-        if unit.offset >= end and unit.width > 0:
-            kept.append(unit)
-            end = unit.offset + unit.width
+    for unit in units:
+        if unit.width <= 0:
+            continue
+        at = bisect.bisect_right(starts, unit.offset)
+        before = kept[at - 1] if at else None
+        after = kept[at] if at < len(kept) else None
+        if before is not None and before.offset + before.width > unit.offset:
+            continue
+        if after is not None and unit.offset + unit.width > after.offset:
+            continue
+        starts.insert(at, unit.offset)
+        kept.insert(at, unit)
     return kept
 
 
 def changed_units(seed: bytes, data: bytes, units: Sequence[Unit] | None = None) -> list[Unit]:
     """The units where `data` differs from `seed`, plus loose bytes and the length."""
-    units = named_units(seed) if units is None else units
+    units = _layout_units(seed, data) if units is None else units
     common = min(len(seed), len(data))
     left = np.frombuffer(seed, dtype=np.uint8, count=common)
     right = np.frombuffer(data, dtype=np.uint8, count=common)
@@ -165,9 +189,13 @@ def nearest_seed(data: bytes, seeds: Sequence[tuple[str, bytes]]) -> tuple[str, 
 def narrow(seed: bytes, data: bytes, units: Sequence[Unit],
            reproduces: Callable[[bytes], bool], *, max_tests: int = 24,
            hints: Iterable[frozenset[str]] = ()) -> list[Unit] | None:
-    """The fewest units that, put into the seed, still reproduce (None: none do within
-    `max_tests` runs). `hints` are unit-name sets that explained the same finding
-    before: tried first, one run each."""
+    """The fewest units that, put into the seed, still reproduce (None: not even all of
+    them do, or the budget of `max_tests` runs is spent before that is known).
+
+    `hints` (unit-name sets that explained the same finding before) are tried first,
+    one run each; then each unit alone, in priority order (zoned fields first), for
+    half the budget; then delta debugging: drop chunks of the units while it still
+    reproduces, halving the chunk until single units."""
     tests = 0
 
     def attempt(chosen: Sequence[Unit]) -> bool:
@@ -180,20 +208,28 @@ def narrow(seed: bytes, data: bytes, units: Sequence[Unit],
         if tests < max_tests and hint <= by_name.keys() and attempt(
                 [by_name[n] for n in sorted(hint)]):
             return [by_name[n] for n in sorted(hint)]
-    for unit in units[:max_tests // 2]:
-        if tests >= max_tests:
+    for unit in units:
+        if tests >= max_tests // 2 or len(units) == 1:
             break
         if attempt([unit]):
             return [unit]
     current = list(units)
     if tests >= max_tests or not attempt(current):
         return None
-    for unit in list(current):  # one at a time: drop every unit not needed
-        if len(current) == 1 or tests >= max_tests:
-            break
-        trial = [u for u in current if u is not unit]
-        if attempt(trial):
-            current = trial
+    chunks = 2
+    while len(current) > 1 and tests < max_tests:
+        size = max(1, len(current) // chunks)
+        for start in range(0, len(current), size):
+            trial = current[:start] + current[start + size:]
+            if tests >= max_tests:
+                break
+            if trial and attempt(trial):
+                current, chunks = trial, max(chunks - 1, 2)
+                break
+        else:
+            if size == 1:
+                break
+            chunks = min(len(current), chunks * 2)
     return current
 
 

@@ -66,17 +66,23 @@ def is_asan(build: str | None) -> bool:
     return build is not None and build.endswith("-asan")
 
 
-def reader_environment(build: str | None, memory_mb: int) -> dict[str, str] | None:
+def reader_environment(build: str | None, memory_mb: int,
+                       debugger: bool = False) -> dict[str, str] | None:
     """The build's environment; for ASan also: SIGTRAP caught (GLib's g_error raises
-    it), and the memory bound given to ASan, since RLIMIT_AS would stop ASan itself."""
+    it), and the memory bound given to ASan, since RLIMIT_AS would stop ASan itself.
+    `debugger`: ASan leaves the fatal signals to gdb."""
     env = qemu.tool_environment(build)
     if not is_asan(build):
         return env
     env = dict(env or os.environ)
     options = env.get("ASAN_OPTIONS", "")
     have = {part.split("=", 1)[0] for part in options.split(":") if part}
-    extra = {"handle_sigtrap": "1", "handle_segv": "1", "handle_sigfpe": "1",
-             "handle_abort": "1", "allocator_may_return_null": "1",
+    handle = "0" if debugger else "1"
+    if debugger:  # ours win over the build's defaults
+        options = ":".join(p for p in options.split(":") if not p.startswith("handle_"))
+        have = {part.split("=", 1)[0] for part in options.split(":") if part}
+    extra = {"handle_sigtrap": handle, "handle_segv": handle, "handle_sigfpe": handle,
+             "handle_abort": handle, "allocator_may_return_null": "1",
              "max_allocation_size_mb": str(memory_mb), "hard_rss_limit_mb": str(memory_mb),
              "symbolize": "1", "fast_unwind_on_malloc": "0"}
     added = ":".join(f"{key}={value}" for key, value in extra.items() if key not in have)
@@ -209,7 +215,9 @@ def gdb_frames(text: str) -> list[Frame]:
 
 
 def crash_site(frames: Sequence[Frame]) -> str:
-    """`path:line in function` of the first meaningful frame, or ""."""
+    """`path:line in function` of the first meaningful frame, or "" (also when the
+    stack holds nothing but unknown frames: a smashed stack)."""
+    frames = [f for f in frames if f.function != "??"]
     own = [f for f in frames if f.location.startswith("../src/") and
            f.function not in _REPORTING]
     block = [f for f in own if f.location.startswith("../src/block/")]
@@ -251,7 +259,7 @@ def classify(ended: Ended, build: str | None, memory_mb: int,
         return ReaderFailure("crash", OTHER_CRASH_MARKERS[marker], f"{program}: {marker}",
                              f"{program} reported {marker!r} (exit {code})", text[-3000:])
     frames = asan_frames(text)
-    if not frames and stack is not None and killed:
+    if not frames and stack is not None and (killed or asan is not None):
         frames = stack()
     site = crash_site(frames) or f"{program}: {signal_name or f'exit {code}'}"
     buffer_site = crash_site(asan_frames(text, "allocated by thread"))
@@ -301,7 +309,8 @@ def gdb_stack(argv: Sequence[str], build: str | None, memory_mb: int,
         proc = subprocess.run(
             [gdb, "-batch", "-nx", "-ex", "run", "-ex", "bt", "--args", *argv],
             capture_output=True, text=True, timeout=GDB_SECONDS, check=False, cwd=cwd,
-            env=reader_environment(build, memory_mb), preexec_fn=limits(memory_mb, build),
+            env=reader_environment(build, memory_mb, debugger=True),
+            preexec_fn=limits(memory_mb, build),
             stdin=subprocess.DEVNULL)
     except (subprocess.TimeoutExpired, OSError):
         return []
@@ -311,12 +320,12 @@ def gdb_stack(argv: Sequence[str], build: str | None, memory_mb: int,
 
 def run_and_classify(argv: Sequence[str], build: str | None, *, seconds: float,
                      memory_mb: int, cwd: str | None = None) -> tuple[Ended, ReaderFailure | None]:
-    """One run, classified; gdb supplies the stack of a series build without ASan."""
+    """One run, classified; gdb supplies the stack of a series build when the run left
+    none (no ASan, or an ASan report cut short by a nested fault)."""
     ended = run_reader(argv, build, seconds=seconds, memory_mb=memory_mb, cwd=cwd)
     if ended.timed_out:
         return ended, None
-    use_gdb = build is not None and not is_asan(build)
-    stack = (lambda: gdb_stack(argv, build, memory_mb, cwd)) if use_gdb else None
+    stack = (lambda: gdb_stack(argv, build, memory_mb, cwd)) if build is not None else None
     return ended, classify(ended, build, memory_mb, stack)
 
 

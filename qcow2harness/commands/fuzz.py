@@ -295,6 +295,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  reproduce: {record.reproduce}")
         if record.stock:
             print(f"  stock: {record.stock}")
+        if record.narrowed:
+            print(f"  narrowed (seed + field): {record.narrowed}")
+            if record.narrowed_stock:
+                print(f"  stock on it: {record.narrowed_stock}")
         if record.regression:
             print(f"  regression test: {record.regression}")
     if result.duplicates:

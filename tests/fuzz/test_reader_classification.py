@@ -173,3 +173,31 @@ def test_two_causes_need_both(zoned_seed: bytes) -> None:
     assert narrowed is not None and {u.name for u in narrowed} == {
         "zoned.max_open_zones", "zoned.max_active_zones"}
     assert cause.narrow(zoned_seed, mutant, changed, lambda _: False) is None
+
+
+def test_a_report_cut_short_takes_its_stack_from_gdb() -> None:
+    text = ("==1==ERROR: AddressSanitizer: SEGV on unknown address 0x6570\n"
+            "AddressSanitizer: nested bug in the same thread, aborting.\n")
+    trace = "#0  0x55 in bdrv_wakeup (bs=0x1) at ../src/block/io.c:774\n"
+    failure = classify(ended(86, text), "zoned-asan", 4096, stack=lambda: gdb_frames(trace))
+    assert failure is not None and failure.category == "SIGSEGV"
+    assert failure.site == "block/io.c:774 in bdrv_wakeup"
+    smashed = "#0  0x0000000000000000 in ?? ()\n#1  0x0000000000000000 in ?? ()\n"
+    wild = classify(ended(-signal.SIGSEGV), "zoned", 4096, stack=lambda: gdb_frames(smashed))
+    assert wild is not None and wild.site == "qemu-img: SIGSEGV"
+
+
+def test_mutant_names_a_zoned_extension_the_seed_does_not_have(zoned_seed: bytes) -> None:
+    from qcow2harness.image import ExtensionType, Image
+
+    plain = Image.from_bytes(zoned_seed)
+    zoned_ext = plain.extension(ExtensionType.zoned)
+    assert zoned_ext is not None
+    # the same image with the zoned record's magic blanked is the "seed"; the input has it
+    record = next(u for u in cause.named_units(zoned_seed)
+                  if u.name == f"extension[{zoned_ext.index}:zoned].magic")
+    seed = bytearray(zoned_seed)
+    seed[record.offset:record.offset + record.width] = (0x7E57AB1E).to_bytes(4, "big")
+    mutant = _set(zoned_seed, "zoned.zone_size", 0)
+    names = [u.name for u in cause.changed_units(bytes(seed), mutant)]
+    assert names[0] == "zoned.zone_size" and f"extension[{zoned_ext.index}:zoned].magic" in names
