@@ -104,6 +104,7 @@ class Observation:
     repairs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # mode -> new MUSTs
     table_after_repair: dict[str, str] = field(default_factory=dict)  # mode -> what changed
     made_by: list[str] = field(default_factory=list)  # the commands that made it
+    sanitizer: dict[str, str] = field(default_factory=dict)  # step -> ASan SUMMARY line
     error: str = ""
 
 
@@ -156,30 +157,52 @@ def _run(argv: list[str], build: str, cwd: str | None = None) -> subprocess.Comp
         return subprocess.CompletedProcess(argv, 124, "", f"timed out after {error.timeout} s")
 
 
+ASAN_SUMMARY = re.compile(r"^SUMMARY: AddressSanitizer: .*$", re.MULTILINE)
+# The clause of each step a sanitizer report can come from.
+STEP_CLAUSES = {"create": "TOOL-12", "qemu-io": "ZSM-18", "map": "L2-6", "check": "TOOL-3",
+                "repair": "TOOL-4"}
+
+
+def sanitizer_report(proc: subprocess.CompletedProcess[str]) -> str:
+    """The SUMMARY line of an AddressSanitizer report (exit qemu.ASAN_EXIT_CODE), or ""."""
+    if proc.returncode != qemu.ASAN_EXIT_CODE:
+        return ""
+    found = ASAN_SUMMARY.search(proc.stderr)
+    return found.group(0) if found else f"exit {proc.returncode} (AddressSanitizer)"
+
+
 def make_series_image(scenario: Scenario, directory: str, build: str = SERIES_BUILD
-                      ) -> tuple[str, list[str]]:
-    """Create the scenario's image with the series and run its sessions; returns the path
-    and the command lines (for a reproducer). Raises WriterError when the series refuses."""
+                      ) -> tuple[str, list[str], dict[str, str]]:
+    """Create the scenario's image with the series and run its sessions; returns the path,
+    the command lines (for a reproducer) and the sanitizer reports by step. A step that
+    dies under AddressSanitizer (build zoned-asan) is run again by the plain series build,
+    so that the later steps are still judged. Raises WriterError when the series refuses."""
     from qcow2harness.properties.zoned_tools import zone_create_options
 
     path = os.path.join(directory, f"{scenario.name}.qcow2")
     options = zone_create_options(scenario.geometry, scenario.cluster_size)
-    create = [_tool("qemu-img", build), "create", "-q", "-f", "qcow2", "-o", options, path,
+    create = ["qemu-img", "create", "-q", "-f", "qcow2", "-o", options, path,
               str(scenario.geometry["size"])]
-    lines = [shlex.join(create)]
-    steps = [create] + [[_tool("qemu-io", build), "-f", "qcow2",
+    steps = [create] + [["qemu-io", "-f", "qcow2",
                          *[part for c in session for part in ("-c", c)], path]
                         for session in scenario.sessions]
-    for argv in steps:
+    lines: list[str] = []
+    reports: dict[str, str] = {}
+    for tool, *args in steps:
+        argv = [_tool(tool, build), *args]
         proc = _run(argv, build)
+        step = "create" if args[0] == "create" else tool
+        report = sanitizer_report(proc)
+        if report and step not in reports:
+            reports[step] = report
+            proc = _run([_tool(tool, SERIES_BUILD), *args], SERIES_BUILD)
         if proc.returncode != 0 or "failed" in proc.stdout + proc.stderr:
             from qcow2harness.errors import WriterError
 
             raise WriterError(f"{scenario.name}: {shlex.join(argv)}: exit {proc.returncode}: "
                               f"{(proc.stderr + proc.stdout).strip()[:300]}")
-        if argv is not create:
-            lines.append(shlex.join(argv))
-    return path, lines
+        lines.append(shlex.join(argv))
+    return path, lines, reports
 
 
 def _table_clusters(path: str) -> tuple[int, ...]:
@@ -229,6 +252,8 @@ def observe(image: str, path: str, byte_order: str, build: str, scratch: str) ->
     seen = Observation(image, path, byte_order)
     qemu_img = _tool("qemu-img", build)
     proc = _run([qemu_img, "map", "--output=json", "-f", "qcow2", path], build)
+    if sanitizer_report(proc):
+        seen.sanitizer["map"] = sanitizer_report(proc)
     if proc.returncode == 0:
         try:
             seen.map_difference = map_difference(map_json(path), json.loads(proc.stdout))
@@ -243,6 +268,8 @@ def observe(image: str, path: str, byte_order: str, build: str, scratch: str) ->
     except ValueError:
         seen.theirs = {}
     seen.theirs["exit"] = proc.returncode
+    if sanitizer_report(proc):
+        seen.sanitizer["check"] = sanitizer_report(proc)
     human = _run([qemu_img, "check", "-f", "qcow2", path], build)
     seen.leaked = tuple(int(n) for n in LEAKED_CLUSTER.findall(human.stdout + human.stderr))
     seen.table_clusters = _table_clusters(path)
@@ -250,7 +277,9 @@ def observe(image: str, path: str, byte_order: str, build: str, scratch: str) ->
     for mode in REPAIR_MODES:
         copy = os.path.join(scratch, f"repair-{mode}-{os.path.basename(path)}")
         shutil.copyfile(path, copy)
-        _run([qemu_img, "check", "-r", mode, "-f", "qcow2", copy], build)
+        repaired = _run([qemu_img, "check", "-r", mode, "-f", "qcow2", copy], build)
+        if sanitizer_report(repaired):
+            seen.sanitizer.setdefault("repair", sanitizer_report(repaired))
         _, _, must = _ours(copy, byte_order)
         seen.repairs[mode] = tuple(c for c in must if c not in seen.ours_must)
         after = _table_bytes(copy)
@@ -266,6 +295,9 @@ def _problems(seen: Observation) -> list[tuple[str, str, str]]:
     from qcow2harness.qemu_json import check_counts
 
     problems: list[tuple[str, str, str]] = []
+    for step, report in seen.sanitizer.items():
+        problems.append((STEP_CLAUSES[step],
+                         f"AddressSanitizer reports a memory error in the {step} step", report))
     if seen.map_difference:
         problems.append(("L2-6", "qemu-img map differs from the image's L2 tables",
                          seen.map_difference))
@@ -368,9 +400,10 @@ def run_differential(directory: str, build: str = SERIES_BUILD,
     observations = []
     declared_seen: dict[str, list[str]] = {clause: [] for clause in DECLARED}
     for scenario in scenarios:
-        path, lines = make_series_image(scenario, made, build)
+        path, lines, reports = make_series_image(scenario, made, build)
         seen = observe(f"series/{scenario.name}", path, "little", build, scratch)
         seen.made_by = lines
+        seen.sanitizer.update(reports)
         observations.append(seen)
         for clause in set(DECLARED) & set(_ours(path, "big")[2]):
             declared_seen[clause].append(seen.image)

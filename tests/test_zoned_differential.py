@@ -73,9 +73,10 @@ def test_judge_names_each_difference_by_clause() -> None:
     repaired = observation(image="d", repairs={"leaks": ("ZONE-21",), "all": ()})
     broken = observation(image="e", ours_must=("WP-6",), ours_exit=2)
     corrupt = observation(image="f", theirs={"exit": 2, "corruptions": 1})
+    asan = observation(image="h", sanitizer={"create": "SUMMARY: AddressSanitizer: x"})
     clean = observation(image="g")
     findings = {f.key: f.images for f in judge([table_leak, other_leak, map_diff, repaired,
-                                                broken, corrupt, clean, table_leak])}
+                                                broken, corrupt, asan, clean, table_leak])}
     assert findings == {
         ("TOOL-3", "qemu-img check reports the write-pointer table's clusters as leaked"): ["a"],
         ("TOOL-3", "qemu-img check reports leaks the image does not have"): ["b"],
@@ -83,6 +84,7 @@ def test_judge_names_each_difference_by_clause() -> None:
         ("TOOL-4", "qemu-img check -r frees the write-pointer table"): ["d"],
         ("WP-6", "the series writes an image that breaks it"): ["e"],
         ("TOOL-3", "qemu-img check reports corruption on a conformant image"): ["f"],
+        ("TOOL-12", "AddressSanitizer reports a memory error in the create step"): ["h"],
     }
 
 

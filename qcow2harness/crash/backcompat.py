@@ -396,10 +396,9 @@ def try_open(case: ZonedCase, build: str | None, scratch: str,
                           _first_line(failed) if not (read_ok and info.returncode == 0)
                           else "", zone_aware, signal)
     if build == "zoned-asan":
-        outcome.sanitizer = next((line.strip() for p in (info, read)
-                                  if p.returncode == qemu.ASAN_EXIT_CODE
-                                  for line in p.stderr.splitlines()
-                                  if "ERROR: AddressSanitizer" in line), "")
+        from qcow2harness.zoned_differential import sanitizer_report
+
+        outcome.sanitizer = next(filter(None, map(sanitizer_report, (info, read))), "")
     nr_zones = _zone_count(copy)
     if outcome.opened and case.conformant:
         if zone_aware and 0 < nr_zones <= MAX_COMPARED_ZONES:
