@@ -306,18 +306,21 @@ class ZoneGuestRules(RuleBasedStateMachine):
         self._apply({"op": "reopen"})
 
 
-def persisted_zone_mismatches(path: str, report: Iterable[ZoneInfo]) -> list[str]:
+def persisted_zone_mismatches(path: str, report: Iterable[ZoneInfo], *,
+                              wp_byte_order: str = "big") -> list[str]:
     """How the zones parsed from the file differ from a model report (WP-8: open states
-    are stored as closed or empty)."""
-    with Image.open(path) as image:
+    are stored as closed or empty; WP-9: a FULL zone's wp may be anything from its
+    writable end to its zone end)."""
+    with Image.open(path, wp_byte_order=wp_byte_order) as image:
         zones = describe_zones(image)
     if zones is None:
         return ["the image has no zoned extension"]
     mismatches = []
     for row, info in zip(zones["zones"], report, strict=True):
         persisted = PERSISTED_STATES.get(info.state, {info.state.value})
+        full = info.state is ZoneState.FULL and row["state"] == "full"
         if row["state"] not in persisted or (
-                info.type is ZoneType.SEQUENTIAL and row["wp"] != info.wp):
+                info.type is ZoneType.SEQUENTIAL and not full and row["wp"] != info.wp):
             mismatches.append(f"zone {info.number} on disk: {row['state']} wp {row['wp']:#x}; "
                               f"model: {info.state.value} wp {info.wp:#x}")
     return mismatches
@@ -525,14 +528,16 @@ def qemu_io_zone_script(ops: list[dict[str, Any]], zone_size: int | None = None)
 
 
 def zoned_qemu_unavailable() -> str | None:
-    """Why the model-vs-zoned-QEMU suite cannot run, or None when it can."""
-    if qemu.find_tool("qemu-img") is None or qemu.find_tool("qemu-io") is None:
+    """Why the model-vs-zoned-QEMU suite cannot run, or None when it can: the series
+    build (QCOW2_HARNESS_ZONED_QEMU) when there is one, else the default QEMU."""
+    build = "zoned" if qemu.build_unavailable("zoned") is None else None
+    if qemu.find_tool("qemu-img", build) is None or qemu.find_tool("qemu-io", build) is None:
         return "qemu-img/qemu-io not found"
     try:
-        if not qemu.supports_zoned_qcow2():
-            version = qemu.qemu_version()
+        if not qemu.supports_zoned_qcow2(build):
+            version = qemu.qemu_version("qemu-img", build)
             return (f"{version} has no zoned qcow2 (the series is not merged): its create "
-                    "options have no zone settings")
+                    f"options have no zone settings; {qemu.build_unavailable('zoned')}")
     except subprocess.SubprocessError as error:
         return f"cannot query qemu-img: {error}"
     return None

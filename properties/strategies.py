@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from typing import Any
 
 try:
+    from hypothesis import assume
     from hypothesis import strategies as st
 except ImportError as exc:  # an optional dependency of the package
     raise ImportError("qcow2harness.properties.strategies needs Hypothesis: "
@@ -143,7 +144,7 @@ def invalid_zone_geometries(draw: st.DrawFn, *, max_zones: int = 10) -> dict[str
               "max_active_zones": config.max_active_zones,
               "max_append_bytes": config.max_append_bytes}
     fields[field_name] = draw(GEOMETRY_BREAKS[field_name](config))
-    draw(st.just(fields).filter(lambda f: bool(config_problems(**f))))
+    assume(config_problems(**fields))
     return fields
 
 

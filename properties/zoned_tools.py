@@ -34,10 +34,11 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
+from hypothesis import reject
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 from qcow2harness.reference.persistence import PersistenceModel, pattern_byte
@@ -52,19 +53,30 @@ from qcow2harness.reference.tools import (
     ToolStep,
 )
 from qcow2harness.reference.writer import ReferenceWriter
-from qcow2harness.reference.zones import ZoneConfig, ZoneState, ZoneType
+from qcow2harness.reference.zones import (
+    OP_CLAUSES,
+    REFUSAL_CLAUSES,
+    ZoneConfig,
+    ZoneState,
+    ZoneType,
+    config_problems,
+)
 
 from qcow2harness import qemu
 from qcow2harness.checker import check_path
-from qcow2harness.errors import WriterError
+from qcow2harness.checker.report import Finding
+from qcow2harness.errors import ModelError, WriterError
 from qcow2harness.image import Image
 from qcow2harness.info import describe_zones
 
 from .qemu_io import QemuIO
 from .stateful import REGRESSION_TAG, SECTOR, ZoneGuestRules, persisted_zone_mismatches
-from .strategies import zone_configs
+from .strategies import invalid_zone_geometries, zone_configs
+from .verdicts import Judge, clause_of, observe
 
 BITMAP = "b0"
+# Steps that use a bitmap's contents, which a crash while it was open leaves untrusted.
+USES_BITMAP = {ToolStep.BITMAP_CLEAR, ToolStep.BITMAP_DISABLE, ToolStep.BITMAP_ENABLE}
 # After a crash and the writer's recovery, the SHOULD-level findings a power cut may
 # leave: dead data past a wp that did not survive (WP-10) and, when only a read-write
 # open recovered, leaks (RC-5).
@@ -76,7 +88,13 @@ class ZonedWriter(Protocol):
 
     name: str
 
-    def create(self, path: str, config: ZoneConfig, cluster_size: int) -> None: ...
+    def create(self, path: str, geometry: Mapping[str, int], cluster_size: int) -> ToolRun:
+        """Create a zoned image of `geometry` (ZoneConfig's fields); the image stays
+        closed. A refusal is a non-zero exit code."""
+        ...
+    def use(self, config: ZoneConfig, cluster_size: int) -> None:
+        """The geometry of the image the guest ops go to."""
+        ...
     # The byte an append writes when the writer cannot be told one (None: `fill`).
     append_fill: int | None
 
@@ -112,9 +130,17 @@ class ReferenceZonedWriter:
         self.writer: ReferenceWriter | None = None
         self.lines: list[str] = []
 
-    def create(self, path: str, config: ZoneConfig, cluster_size: int) -> None:
-        self.writer = ReferenceWriter.create(path, config.size, cluster_size=cluster_size,
-                                             zoned=config, fsync=False)
+    def use(self, config: ZoneConfig, cluster_size: int) -> None:
+        pass  # the reference writer reads its geometry from the file
+
+    def create(self, path: str, geometry: Mapping[str, int], cluster_size: int) -> ToolRun:
+        try:
+            config = ZoneConfig(**geometry)
+        except ModelError as error:
+            return ToolRun(1, str(error))
+        ReferenceWriter.create(path, config.size, cluster_size=cluster_size, zoned=config,
+                               fsync=False).close()
+        return ToolRun(0)
 
     def _writer(self) -> ReferenceWriter:
         assert self.writer is not None, "the image is closed"
@@ -179,16 +205,23 @@ def parse_zone_report(text: str) -> list[tuple[ZoneState, int]]:
             for m in ZONE_REPORT_LINE.finditer(text)]
 
 
-def zone_create_options(config: ZoneConfig, cluster_size: int) -> str:
-    """qemu-img create options of the v10 series for a zoned image."""
+def zone_create_options(geometry: Mapping[str, int] | ZoneConfig, cluster_size: int) -> str:
+    """qemu-img create options of the v10 series for a zoned image (ZoneConfig's fields)."""
+    fields = dataclasses.asdict(geometry) if isinstance(geometry, ZoneConfig) else geometry
     return ",".join([
         f"cluster_size={cluster_size}", "zone.mode=host-managed",
-        f"zone.size={config.zone_size}", f"zone.capacity={config.zone_capacity}",
-        f"zone.conventional_zones={config.conventional_zones}",
-        f"zone.max_open_zones={config.max_open_zones}",
-        f"zone.max_active_zones={config.max_active_zones}",
-        f"zone.max_append_bytes={config.max_append_bytes}",
+        f"zone.size={fields['zone_size']}", f"zone.capacity={fields['zone_capacity']}",
+        f"zone.conventional_zones={fields['conventional_zones']}",
+        f"zone.max_open_zones={fields['max_open_zones']}",
+        f"zone.max_active_zones={fields['max_active_zones']}",
+        f"zone.max_append_bytes={fields['max_append_bytes']}",
     ])
+
+
+def zoned_qemu_build() -> str | None:
+    """The QEMU build the zoned suites drive: the series build (qemu.BUILDS "zoned") when
+    QCOW2_HARNESS_ZONED_QEMU names one, else the default QEMU (None)."""
+    return "zoned" if qemu.build_unavailable("zoned") is None else None
 
 
 class QemuZonedWriter:
@@ -202,14 +235,20 @@ class QemuZonedWriter:
         self.config: ZoneConfig | None = None
         self.cluster_size = 65536
         self.lines: list[str] = []
+        self.build = zoned_qemu_build()
 
-    def create(self, path: str, config: ZoneConfig, cluster_size: int) -> None:
+    def use(self, config: ZoneConfig, cluster_size: int) -> None:
         self.config, self.cluster_size = config, cluster_size
-        options = zone_create_options(config, cluster_size)
-        qemu.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", options, path,
-                 str(config.size))
-        self.lines.append(f"# qemu-img create -f qcow2 -o {options} IMG {config.size}")
-        self.open(path)
+
+    def create(self, path: str, geometry: Mapping[str, int], cluster_size: int) -> ToolRun:
+        options = zone_create_options(geometry, cluster_size)
+        proc = qemu.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", options, path,
+                        str(geometry["size"]), check=False, build=self.build)
+        answer = (proc.stderr or proc.stdout).strip().replace("\n", " ")[:300]
+        shown = os.path.basename(path)
+        self.lines.append(f"# qemu-img create -f qcow2 -o {options} {shown} "
+                          f"{geometry['size']}  -> exit {proc.returncode} {answer}".rstrip())
+        return ToolRun(proc.returncode, answer)
 
     def _io(self) -> QemuIO:
         assert self.io is not None, "the image is closed"
@@ -256,7 +295,7 @@ class QemuZonedWriter:
 
     def open(self, path: str) -> None:
         if self.io is None:
-            self.io = QemuIO(path)
+            self.io = QemuIO(path, build=self.build)
             self.io.script = self.lines
         else:
             self.io.image = path
@@ -275,7 +314,7 @@ class QemuZonedWriter:
     def tool(self, step: ToolStep, image: str, target: str) -> ToolRun:
         for args in self._commands(step, image, target):
             shown = " ".join("IMG" if a == image else os.path.basename(a) or "''" for a in args)
-            proc = qemu.run("qemu-img", *args, check=False)
+            proc = qemu.run("qemu-img", *args, check=False, build=self.build)
             answer = (proc.stderr or proc.stdout).strip().replace("\n", " ")[:300]
             self.lines.append(f"# qemu-img {shown}  -> exit {proc.returncode} {answer}")
             if proc.returncode != 0:
@@ -328,7 +367,7 @@ class QemuZonedWriter:
     def guest_bytes(self, path: str, fmt: str) -> bytes:
         if fmt != "raw":
             raw = path + ".raw"
-            qemu.run("qemu-img", "convert", "-f", fmt, "-O", "raw", path, raw)
+            qemu.run("qemu-img", "convert", "-f", fmt, "-O", "raw", path, raw, build=self.build)
             path = raw
         with open(path, "rb") as f:
             return f.read()
@@ -340,8 +379,11 @@ class QemuZonedWriter:
 # ----- the suite ----------------------------------------------------------------------------
 
 
-class ZonedToolsMachine(ZoneGuestRules):
-    """The zone and persistence model beside a zoned writer and its tools."""
+class ZonedToolsMachine(ZoneGuestRules, Judge):
+    """The zone and persistence model beside a zoned writer and its tools.
+
+    Every verdict names its clause (verdicts.Judge): distinct bugs stay distinct, and a
+    declared deviation (EXPECTED) is counted once while the rest is still judged."""
 
     TOOL_MUTANTS: tuple[str, ...] = ()
     USE_QEMU = False
@@ -357,16 +399,19 @@ class ZonedToolsMachine(ZoneGuestRules):
         self.cluster_size = 4096
         self.files = 0
         self.has_bitmap = False
+        self.bitmap_in_use = False  # a crash while the writer had it open
         self.steps: list[dict[str, Any]] = []
+        self.last_op = "create"
+        # Big-endian as WP-1 says, until the writer shows the expected WP-2 deviation.
+        self.wp_byte_order = "big"
 
     def _record(self, rule_name: str, **args: Any) -> None:
         self.steps.append({"rule": rule_name, "args": args})
 
-    def _fail(self, message: str) -> None:
+    def context(self) -> str:
         run = {"config": None if self.config is None else dataclasses.asdict(self.config),
                "cluster_size": self.cluster_size, "steps": self.steps}
-        raise AssertionError(f"{message}\n{self.writer.name}: {self.writer.script()}"
-                             f"{REGRESSION_TAG}{json.dumps(run)}\n")
+        return f"{self.writer.name}: {self.writer.script()}{REGRESSION_TAG}{json.dumps(run)}\n"
 
     def _model(self) -> PersistenceModel:
         assert self.model is not None
@@ -380,7 +425,25 @@ class ZonedToolsMachine(ZoneGuestRules):
     def create(self, config: ZoneConfig, cluster_size: int) -> None:
         self.config, self.cluster_size = config, cluster_size
         self.model = PersistenceModel(config)
-        self.writer.create(self.image, config, cluster_size)
+        run = self.writer.create(self.image, dataclasses.asdict(config), cluster_size)
+        if run.exit_code != 0:
+            self.verdict("TOOL-12", f"create refused {config}, a geometry the spec allows: "
+                         f"{run.message}")
+            reject()
+        self.writer.use(config, cluster_size)
+        self.writer.open(self.image)
+        self._close_and_judge("after create")
+        self.writer.open(self.image)
+
+    @rule(fields=invalid_zone_geometries(max_zones=8))
+    def create_invalid(self, fields: dict[str, int]) -> None:
+        """A geometry that breaks a MUST rule must be refused, leaving no zoned image."""
+        self._record("create_invalid", fields=fields)
+        clause, _, broken = config_problems(**fields)[0]
+        path = self._new_file("qcow2")
+        run = self.writer.create(path, fields, self.cluster_size)
+        if run.exit_code == 0:
+            self.verdict("TOOL-12", f"create accepted {fields}, which breaks {clause}: {broken}")
 
     # -- guest rules ---------------------------------------------------------------------
 
@@ -390,18 +453,58 @@ class ZonedToolsMachine(ZoneGuestRules):
             # Content id b reads as byte b (pattern_byte), so the model expects that byte.
             op = {**op, "content": self.writer.append_fill}
         self._record("guest", op=op)
+        self.last_op = str(op["op"])
         expected = model.apply(op)
         fill = pattern_byte(model.last_content) or 0
         accepted, landed = self.writer.guest(op, fill)
         if accepted != expected.ok:
+            clause = (OP_CLAUSES[self.last_op] if expected.error is None
+                      else REFUSAL_CLAUSES[expected.error])
             verb = "accepted" if accepted else "refused"
-            self._fail(f"{op}: the writer {verb} it; the model says "
-                       f"{'ok' if expected.ok else expected.error} (ZSM-*)")
+            self.verdict(clause, f"{op}: the writer {verb} it; the model says "
+                         f"{'ok' if expected.ok else expected.error}", diverged=True)
         if accepted and landed is not None and landed != expected.offset:
-            self._fail(f"ZSM-11: {op} landed at {landed:#x}; the model says "
-                       f"{expected.offset:#x}")
+            self.verdict("ZSM-11", f"{op} landed at {landed:#x}; the model says "
+                         f"{expected.offset:#x}", diverged=True)
 
+    # -- judging a closed file ---------------------------------------------------------
 
+    def _findings(self, path: str) -> list[Finding]:
+        """check's violations of a closed file. The WP-2 deviation, when expected, is
+        counted once and the table is then read as the writer writes it."""
+        found = check_path(path, wp_byte_order=self.wp_byte_order).violations
+        if self.wp_byte_order == "big" and "WP-2" in self.EXPECTED and any(
+                f.clause == "WP-2" for f in found):
+            observe("WP-2", next(f.one_line() for f in found if f.clause == "WP-2"))
+            self.wp_byte_order = "little"
+            found = check_path(path, wp_byte_order="little").violations
+        return found
+
+    def _judge_findings(self, findings: Iterable[Finding], where: str) -> None:
+        for finding in findings:
+            self.verdict(finding.clause, f"check {where}: {finding.one_line()}")
+
+    def _close_and_judge(self, where: str) -> tuple[set[str], list[tuple[str, int]]]:
+        """Close the writer (a clean power cycle for the model, ZSM-17) and judge what it
+        persisted: check clean, zones as the model says (WP-8). Returns the clauses check
+        found and the persisted zones, for judging a tool step against them."""
+        self.writer.close()
+        self._model().reopen()
+        findings = self._findings(self.image)
+        self._judge_findings(findings, where)
+        mismatches = persisted_zone_mismatches(self.image, self._model().zones.report(),
+                                               wp_byte_order=self.wp_byte_order)
+        if mismatches:
+            self.verdict("WP-8", f"{where}: {mismatches[0]}", diverged=True)
+        return {f.clause for f in findings}, persisted_zones(self.image, self.wp_byte_order)
+
+    @rule()
+    def close_and_judge_file(self) -> None:
+        """Close the writer and judge what it persisted."""
+        self._record("close_and_judge_file")
+        self.last_op = "reopen"
+        self._close_and_judge("after a clean close")
+        self.writer.open(self.image)
 
     # -- tool rules ----------------------------------------------------------------------
 
@@ -409,56 +512,81 @@ class ZonedToolsMachine(ZoneGuestRules):
     def tool(self, step: ToolStep) -> None:
         if step in NEEDS_BITMAP and not self.has_bitmap:
             return  # a step on a bitmap it does not have is no zone matter
+        if step in USES_BITMAP and self.bitmap_in_use:
+            return  # a crash left the bitmap marked in use: only removing it is defined
+        if step is ToolStep.BITMAP_ADD and self.has_bitmap:
+            # Adding a name twice is refused, and QEMU (7.2 and stock 10.2, plain images
+            # too) rewrites the file while refusing: no zone matter.
+            return
         self._record("tool", step=step.value)
+        self.last_op = "reopen"
         rule = TOOL_RULES[step]
-        model = self._model()
-        self.writer.close()
-        model.reopen()  # closing the image is a clean power cycle (ZSM-17)
+        # What the writer left is judged before the tool runs: the tool answers only for
+        # what changes after (TOOL-1).
+        findings_before, zones_before = self._close_and_judge(f"before {step}")
         target = self._new_file("raw" if step is ToolStep.CONVERT_RAW else "qcow2")
         before = digest(self.image)
         run = self.writer.tool(step, self.image, target)
         accepted = run.exit_code == 0
         if rule.outcome is Outcome.ACCEPT and not accepted:
-            self._fail(f"{rule.clause}: {step} must be accepted on a zoned image; refused: "
-                       f"{run.message}")
+            self.verdict(rule.clause, f"{step} must be accepted on a zoned image; refused: "
+                         f"{run.message}")
         if rule.outcome is Outcome.REFUSE and accepted:
-            self._fail(f"{rule.clause}: {step} must be refused on a zoned image; accepted")
+            self.verdict(rule.clause, f"{step} must be refused on a zoned image; accepted",
+                         diverged=True)
         unchanged_required = not accepted or rule.effect in (Effect.UNCHANGED, Effect.OVERLAY)
         if unchanged_required and digest(self.image) != before:
             clause = "TOOL-2" if not accepted else rule.clause
-            self._fail(f"{clause}: {step} {'refused' if not accepted else 'accepted'}, and the "
-                       f"zoned file changed")
+            self.verdict(clause, f"{step} {'refused' if not accepted else 'accepted'}, and the "
+                         "zoned file changed", diverged=True)
         if accepted:
             self._took(step, rule.effect, target)
-        self._closed_checks(f"after {step}")
+        where = f"after {step}"
+        if step is not ToolStep.CONVERT_ZONED or not accepted:
+            new = [f for f in self._findings(self.image) if f.clause not in findings_before]
+            for finding in new:  # what the step broke, under the step's own clause
+                self.verdict(rule.clause, f"{where}: check finds {finding.one_line()}")
+            zones_after = persisted_zones(self.image, self.wp_byte_order)
+            if zones_after != zones_before:
+                changed = next(i for i, (a, b) in enumerate(zip(zones_before, zones_after,
+                                                               strict=False)) if a != b) \
+                    if zones_after and zones_before else 0
+                self.verdict(rule.clause, f"{where}: persisted zones changed (first zone "
+                             f"{changed}): {zones_before[changed:changed + 1]} -> "
+                             f"{zones_after[changed:changed + 1]}", diverged=True)
         self.writer.open(self.image)
 
     def _took(self, step: ToolStep, effect: Effect, target: str) -> None:
+        clause = TOOL_RULES[step].clause
         if step is ToolStep.BITMAP_ADD:
             self.has_bitmap = True
         elif step is ToolStep.BITMAP_REMOVE:
-            self.has_bitmap = False
-        if effect is Effect.ZONED_COPY:  # TOOL-9: continue on the copy (checked next)
+            self.has_bitmap = self.bitmap_in_use = False
+        if effect is Effect.ZONED_COPY:  # TOOL-9: the copy becomes the image
             os.unlink(self.image)
             self.image = target
-            self.has_bitmap = False
+            self.has_bitmap = self.bitmap_in_use = False
+            self._judge_findings(self._findings(target), f"of the {step} result")
+            mismatches = persisted_zone_mismatches(target, self._model().zones.report(),
+                                                   wp_byte_order=self.wp_byte_order)
+            if mismatches:
+                self.verdict(clause, f"the {step} result: {mismatches[0]}", diverged=True)
         elif effect in (Effect.PLAIN_COPY, Effect.OVERLAY):
             fmt = "raw" if step is ToolStep.CONVERT_RAW else "qcow2"
             if fmt == "qcow2":
-                problems = [f.one_line() for f in check_path(target).violations]
-                if problems:
-                    self._fail(f"{TOOL_RULES[step].clause}: check of the {step} result: "
-                               + "; ".join(problems))
-            self._compare_guest_view(self.writer.guest_bytes(target, fmt),
-                                     f"{TOOL_RULES[step].clause}: the {step} result")
+                for finding in check_path(target).violations:
+                    self.verdict(clause, f"check of the {step} result: {finding.one_line()}")
+            self._compare_guest_view(self.writer.guest_bytes(target, fmt), clause,
+                                     f"the {step} result")
 
-    def _compare_guest_view(self, data: bytes, what: str) -> None:
+    def _compare_guest_view(self, data: bytes, clause: str, what: str) -> None:
         """`data` must be the model's guest bytes (ZSM-16: zeros at and past each wp)."""
         config = self.config
         assert config is not None
         got = np.frombuffer(data, dtype=np.uint8)
         if got.size != config.size:
-            self._fail(f"{what} has {got.size} guest bytes, not {config.size}")
+            self.verdict(clause, f"{what} has {got.size} guest bytes, not {config.size}")
+            return
         want = np.zeros(config.size, dtype=np.int16)
         for extent in self._model().content():
             byte = pattern_byte(extent.content)
@@ -466,18 +594,8 @@ class ZonedToolsMachine(ZoneGuestRules):
         wrong = np.flatnonzero((want >= 0) & (got != want))
         if wrong.size:
             first = int(wrong[0])
-            self._fail(f"{what}: guest byte {first:#x} is {int(got[first]):#x}, the model "
-                       f"says {int(want[first]):#x}")
-
-    def _closed_checks(self, where: str) -> None:
-        """With the writer closed: `check` clean, and the zones parsed from the file are
-        the model's (TOOL-1)."""
-        problems = [f.one_line() for f in check_path(self.image).violations]
-        if problems:
-            self._fail(f"TOOL-1: check {where}: " + "; ".join(problems))
-        mismatches = persisted_zone_mismatches(self.image, self._model().zones.report())
-        if mismatches:
-            self._fail(f"TOOL-1: {where}: {mismatches[0]}")
+            self.verdict(clause, f"{what}: guest byte {first:#x} is {int(got[first]):#x}, "
+                         f"the model says {int(want[first]):#x}")
 
     # -- crash and the writer's recovery ------------------------------------------------------
 
@@ -485,29 +603,38 @@ class ZonedToolsMachine(ZoneGuestRules):
     def crash(self, recovery: str) -> None:
         """Kill the writer, recover (TOOL-4), and judge with the crash model (PERS-*)."""
         self._record("crash", recovery=recovery)
+        self.last_op = "reopen"
         model = self._model()
         answer = model.crash()
         self.writer.kill()
+        self.bitmap_in_use = self.has_bitmap
         if recovery == "repair-all":
             run = self.writer.tool(ToolStep.REPAIR_ALL, self.image, "")
             if run.exit_code != 0:
-                self._fail(f"TOOL-4: check -r all after a crash failed: {run.message}")
+                self.verdict("TOOL-4", f"check -r all after a crash failed: {run.message}",
+                             diverged=True)
         else:
             self.writer.open(self.image)
             self.writer.close()
-        allowed = CRASH_ALLOWED[recovery]
-        problems = [f.one_line() for f in check_path(self.image).violations
-                    if f.clause not in allowed]
-        with Image.open(self.image) as parsed:
-            zones = describe_zones(parsed)
-        if zones is None:
-            self._fail("TOOL-4: the recovered image lost its zoned extension")
+        # What check -r all leaves is the repair's doing (TOOL-4); after a plain open,
+        # each finding is the writer's, under its own clause.
+        for finding in self._findings(self.image):
+            if finding.clause not in CRASH_ALLOWED[recovery]:
+                self.verdict("TOOL-4" if recovery == "repair-all" else finding.clause,
+                             f"check after a crash and {recovery}: {finding.one_line()}",
+                             diverged=True)
+        zones = persisted_zones(self.image, self.wp_byte_order)
+        if not zones:
+            self.verdict("TOOL-4", "the recovered image lost its zoned extension",
+                         diverged=True)
             return
-        wps = [int(row["wp"]) for row in zones["zones"]]
+        wps = [wp for _, wp in zones]
         data = self.writer.guest_bytes(self.image, "qcow2")
-        problems += answer.violations(wps, lambda offset, length: data[offset:offset + length])
-        if problems:
-            self._fail(f"after a crash and recovery by {recovery}: " + "; ".join(problems))
+        problems = answer.violations(wps, lambda offset, length: data[offset:offset + length])
+        for problem in problems:
+            self.verdict(clause_of(problem, "PERS-4"),
+                         f"after a crash and recovery by {recovery}: {problem}",
+                         diverged=True)
         model.recover(wps)
         self.writer.open(self.image)
 
@@ -517,11 +644,15 @@ class ZonedToolsMachine(ZoneGuestRules):
     def live_zones_match_model(self) -> None:
         if self.model is None:
             return
+        clause = OP_CLAUSES.get(self.last_op, "ZSM-17")
         for (state, wp), info in zip(self.writer.live_report(), self.model.zones.report(),
                                      strict=True):
-            if state is not info.state or (info.type is ZoneType.SEQUENTIAL and wp != info.wp):
-                self._fail(f"zone {info.number}: the writer reports {state.value} wp {wp:#x}; "
-                           f"the model: {info.state.value} wp {info.wp:#x}")
+            full = state is ZoneState.FULL and info.state is ZoneState.FULL  # WP-9
+            if state is not info.state or (info.type is ZoneType.SEQUENTIAL and not full
+                                           and wp != info.wp):
+                self.verdict(clause, f"after {self.last_op}: zone {info.number}: the writer "
+                             f"reports {state.value} wp {wp:#x}; the model: "
+                             f"{info.state.value} wp {info.wp:#x}", diverged=True)
 
     @invariant()
     def guest_data_reads_back(self) -> None:
@@ -530,21 +661,31 @@ class ZonedToolsMachine(ZoneGuestRules):
         for extent in self.model.content():
             byte = pattern_byte(extent.content)
             if byte is not None and not self.writer.verify(extent.offset, extent.length, byte):
-                self._fail(f"guest bytes {extent.offset:#x}+{extent.length:#x} do not read "
-                           f"back as {byte:#x}")
+                self.verdict("ZSM-16" if byte == 0 else "ZSM-18",
+                             f"guest bytes {extent.offset:#x}+{extent.length:#x} do not read "
+                             f"back as {byte:#x}", diverged=True)
 
     def teardown(self) -> None:
         self.writer.kill()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def zoned_tools_machine(*, qemu_writer: bool = False,
-                        tool_mutants: Iterable[str] = ()) -> type[ZonedToolsMachine]:
-    """The suite against QEMU, or against the reference tools with these mutants."""
+def persisted_zones(path: str, wp_byte_order: str = "big") -> list[tuple[str, int]]:
+    """(persisted state, wp) of each zone parsed from the file; [] without the extension."""
+    with Image.open(path, wp_byte_order=wp_byte_order) as parsed:
+        zones = describe_zones(parsed)
+    return [] if zones is None else [(row["state"], int(row["wp"])) for row in zones["zones"]]
+
+
+def zoned_tools_machine(*, qemu_writer: bool = False, tool_mutants: Iterable[str] = (),
+                        expected: Iterable[str] = ()) -> type[ZonedToolsMachine]:
+    """The suite against QEMU, or against the reference tools with these mutants; the
+    `expected` clauses are the writer's declared deviations (verdicts.Judge)."""
     chosen = tuple(tool_mutants)
     name = ("ZonedQemuToolsMachine" if qemu_writer else "ZonedReferenceToolsMachine"
             + "".join(f"_{m.replace('-', '_')}" for m in chosen))
-    return type(name, (ZonedToolsMachine,), {"USE_QEMU": qemu_writer, "TOOL_MUTANTS": chosen})
+    return type(name, (ZonedToolsMachine,), {"USE_QEMU": qemu_writer, "TOOL_MUTANTS": chosen,
+                                             "EXPECTED": frozenset(expected)})
 
 
 def replay_zoned_tools(run: dict[str, Any], machine_class: type[ZonedToolsMachine]) -> None:
@@ -556,6 +697,8 @@ def replay_zoned_tools(run: dict[str, Any], machine_class: type[ZonedToolsMachin
         "tool": lambda step: machine.tool(ToolStep(step)),
         "crash": lambda recovery: machine.crash(recovery),
     }
+    steps["create_invalid"] = lambda fields: machine.create_invalid(fields)
+    steps["close_and_judge_file"] = lambda: machine.close_and_judge_file()
     try:
         machine.create(ZoneConfig(**run["config"]), run["cluster_size"])
         for step in run["steps"]:

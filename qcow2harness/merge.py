@@ -327,7 +327,7 @@ def merge_fuzz(results: list[tuple[str, Result]]) -> Merged:
 # --- properties (nightly) -------------------------------------------------------------
 
 PROPERTIES_SAME = ("suites", "examples_per_round", "steps", "mutants", "seed", "rounds_wanted",
-                   "shrink")
+                   "shrink", "expect")
 
 
 def merge_properties(results: list[tuple[str, Result]]) -> Merged:
@@ -357,13 +357,29 @@ def merge_properties(results: list[tuple[str, Result]]) -> Merged:
     for result in ordered:
         for suite, number in result["examples"].items():
             examples[suite] = examples.get(suite, 0) + number
-    failures = sorted((f for r in ordered for f in r["failures"]),
-                      key=lambda f: (f["round"], f["suite"]))
+    # One failure per finding (suite, identity) across the shards: the first found,
+    # with every round that saw it.
+    findings: dict[tuple[str, str], dict[str, Any]] = {}
+    for failure in sorted((f for r in ordered for f in r["failures"]),
+                          key=lambda f: (f["round"], f["suite"])):
+        key = (failure["suite"], failure.get("identity") or failure["error"].split("\n")[0])
+        kept = findings.setdefault(key, dict(failure))
+        kept["rounds_seen"] = sorted(set(kept.get("rounds_seen", [kept["round"]]))
+                                     | set(failure.get("rounds_seen", [failure["round"]])))
+    failures = list(findings.values())
+    expected_seen: dict[str, dict[str, dict[str, Any]]] = {}
+    for result in ordered:
+        for suite, clauses in result.get("expected_seen", {}).items():
+            for clause, seen in clauses.items():
+                entry = expected_seen.setdefault(suite, {}).setdefault(
+                    clause, {"count": 0, "first": seen["first"]})
+                entry["count"] += seen["count"]
     report = {key: ordered[0].get(key) for key in PROPERTIES_SAME}
     report |= {
         "shard": {"index": 0, "count": 1,
                   "merged_from": [f"{i}/{count}" for i in sorted(by_index)]},
         "rounds": sorted(rounds), "examples": examples, "failures": failures,
+        "expected_seen": expected_seen,
         "not_run": sorted({n for r in ordered for n in r.get("not_run", [])}),
         "seconds": round(sum(r["seconds"] for r in ordered), 3),
         "wall_seconds": round(max(r["seconds"] for r in ordered), 3),
@@ -371,7 +387,7 @@ def merge_properties(results: list[tuple[str, Result]]) -> Merged:
     code = EXIT_INVALID if failures else EXIT_OK
     report["exit_code"] = code
     summary = (f"{what}: {len(rounds)} round(s) from {len(ordered)} of {count} shard(s), "
-               f"{sum(examples.values())} examples, {len(failures)} failure(s)"
+               f"{sum(examples.values())} examples, {len(failures)} distinct failure(s)"
                + (f" in rounds {sorted({f['round'] for f in failures})}" if failures else "")
                + (f"; MISSING {len(missing)} part(s)" if missing else "") + f"; exit {code}")
     return Merged("properties", code, summary, {"result": report}, missing)

@@ -20,9 +20,10 @@ ROUNDS = 7
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     calls: list[tuple[str, int]] = []
 
-    def fake_suite(plan: Plan, suite: str, number: int) -> tuple[int, dict[str, Any] | None]:
+    def fake_suite(plan: Plan, suite: str, number: int, known: frozenset[str] = frozenset(),
+                   ) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
         calls.append((suite, number))
-        return 1, None
+        return 1, [], {}
 
     monkeypatch.setattr(nightly, "run_suite", fake_suite)
     return calls

@@ -12,19 +12,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 from qcow2harness.properties.regressions import load_counterexample
+from qcow2harness.properties.series_findings import SERIES_EXPECTED
 from qcow2harness.properties.stateful import zoned_qemu_unavailable
 from qcow2harness.properties.tools import (
     ZONED_STEPS_ACCEPTED,
     ZONED_TOOL_STEPS,
     zoned_tool_outcomes,
 )
+from qcow2harness.properties.verdicts import OBSERVED
 from qcow2harness.properties.zoned_tools import (
     QemuZonedWriter,
     ReferenceZonedWriter,
@@ -39,7 +42,6 @@ from qcow2harness.reference.zones import ZoneConfig, ZoneState
 from qcow2harness.spec.registry import load
 
 from qcow2harness import qemu
-from qcow2harness.errors import WriterError
 
 CONFIG = ZoneConfig(size=16 * 65536, zone_size=65536, zone_capacity=49152, conventional_zones=1,
                     max_open_zones=2, max_active_zones=3, max_append_bytes=4096)
@@ -72,21 +74,28 @@ def test_every_tool_refuses_a_zoned_image_and_leaves_it_unchanged(
 
 
 def test_tool_rules_on_zoned_images_through_a_zoned_qemu(qemu_tools: None) -> None:
+    """The series' known deviations (docs/series-review.md) are counted, not raised:
+    anything else it does wrong fails here."""
     reason = zoned_qemu_unavailable()
     if reason is not None:
         pytest.skip(f"not run: {reason}")
+    OBSERVED.clear()
     run_state_machine_as_test(
-        zoned_tools_machine(qemu_writer=True),
-        settings=settings(settings.default, stateful_step_count=25,
-                          max_examples=min(settings.default.max_examples, 25)))
+        zoned_tools_machine(qemu_writer=True, expected=SERIES_EXPECTED),
+        settings=settings(settings.default, stateful_step_count=15, derandomize=True,
+                          database=None, max_examples=min(settings.default.max_examples, 12),
+                          suppress_health_check=list(HealthCheck)))
+    # The run met the series at least as far as its first known deviation (WP-2).
+    assert "WP-2" in OBSERVED, sorted(OBSERVED)
 
 
 def test_a_qemu_without_zones_refuses_the_suites_create_options(
         qemu_tools: None, tmp_path: pathlib.Path) -> None:
     if zoned_qemu_unavailable() is None:
         pytest.skip("not run: this QEMU knows zoned qcow2")
-    with pytest.raises(WriterError, match="zone"):
-        QemuZonedWriter().create(str(tmp_path / "zoned.qcow2"), CONFIG, 4096)
+    run = QemuZonedWriter().create(str(tmp_path / "zoned.qcow2"), dataclasses.asdict(CONFIG),
+                                   4096)
+    assert run.exit_code != 0 and "zone" in run.message, run
 
 
 def test_zone_report_lines_parse_into_states_and_write_pointers() -> None:
@@ -109,7 +118,8 @@ def test_every_tool_rule_names_a_tool_clause() -> None:
     cited = {rule.clause for rule in TOOL_RULES.values()}
     assert all(spec[clause].family == "TOOL" for clause in cited)
     # TOOL-2 (every refusal leaves the file as it was) is judged by the suite itself.
-    assert {c.id for c in spec.family("TOOL")} - cited == {"TOOL-2"}
+    # TOOL-12 (create takes exactly the allowed geometries) too.
+    assert {c.id for c in spec.family("TOOL")} - cited == {"TOOL-2", "TOOL-12"}
 
 
 def kept(mutant: str) -> dict[str, Any]:
