@@ -186,6 +186,13 @@ class WpWindow:
     durable: int
     volatile: int
     allowed: tuple[int, ...]
+    writable_end: int = 0  # start + capacity, within the virtual size (ZSM-4)
+    zone_end: int = 0  # start + zone_size
+
+    def canonical(self, wp: int) -> int:
+        """A recovered wp as the model names it: anything from the writable end to the
+        zone end is the FULL wp (WP-9)."""
+        return self.writable_end if self.writable_end <= wp <= self.zone_end else wp
 
     @property
     def lowest(self) -> int:
@@ -226,7 +233,7 @@ class CrashAnswer:
         """Each way a recovered image (its wps and its guest bytes) breaks the model."""
         problems: list[str] = []
         for window in self.windows:
-            wp = recovered_wps[window.zone]
+            wp = window.canonical(recovered_wps[window.zone])
             if wp not in window.allowed:
                 problems.append(
                     f"PERS-3: zone {window.zone} recovered wp {wp:#x}, allowed "
@@ -245,7 +252,7 @@ class CrashAnswer:
                     f"contents {sorted(uncertain.candidates)}"
                 )
         for window in self.windows:
-            wp = recovered_wps[window.zone]
+            wp = window.canonical(recovered_wps[window.zone])
             points = [p for p in self.wp_points[window.zone] if p.wp == wp]
             if points and not any(self._data_matches(p, read) for p in points):
                 problems.append(
@@ -402,7 +409,8 @@ class PersistenceModel:
             points[zone] = zone_points
             allowed = tuple(sorted({p.wp for p in zone_points}))
             windows.append(
-                WpWindow(zone, info.start, self._durable_wps[zone], volatile[zone], allowed)
+                WpWindow(zone, info.start, self._durable_wps[zone], volatile[zone], allowed,
+                         info.start + info.capacity, info.start + self.config.zone_size)
             )
         exact, uncertain = self._classify()
         return CrashAnswer(tuple(windows), exact, uncertain, points, tuple(self._touches))
@@ -417,6 +425,8 @@ class PersistenceModel:
         chosen = list(self._durable_wps if wps is None else wps)
         if len(chosen) != self.zones.nr_zones:
             raise ModelError(f"expected {self.zones.nr_zones} write pointers, got {len(chosen)}")
+        for window in answer.windows:
+            chosen[window.zone] = window.canonical(chosen[window.zone])
         for window in answer.windows:
             if chosen[window.zone] not in window.allowed:
                 raise ModelError(
