@@ -7,9 +7,12 @@ Our own check must report it, and not crash."""
 from __future__ import annotations
 
 import base64
+import shlex
 
 import pytest
 from qcow2harness.fuzz.targets import TARGETS, execute, get_target
+
+from qcow2harness import qemu
 
 INPUT = base64.b64decode(
     "UUZJ+wAAAAMAAAAAAAAAAAAAAAAAAAAJAAAAAAAAAAAAAAACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB"
@@ -23,8 +26,13 @@ def test_our_check_survives_it() -> None:
 
 
 @pytest.mark.qemu
-@pytest.mark.xfail(reason="qemu-img 7.2 info: SIGSEGV on crypt_method 2 without the "
-                          "encryption header extension", strict=False)
 def test_qemu_img_info_survives_it(qemu_tools: None) -> None:
-    finding = execute(get_target("external", reader="qemu-img info {}"), INPUT)
+    # The qemu-img under test (QEMU_IMG), not whichever is first on PATH.
+    tool = qemu.require_tool("qemu-img")
+    finding = execute(get_target("external", reader=f"{shlex.quote(tool)} info {{}}"), INPUT)
+    if finding is not None and qemu.qemu_version().major < 8:
+        # 7.2 dies of SIGSEGV here; 10.2 refuses the image (seen on builds without a
+        # crypto library), so only 7.x is expected to fail.
+        pytest.xfail(f"qemu-img 7.2 info: SIGSEGV on crypt_method 2 without the encryption "
+                     f"header extension ({finding.summary})")
     assert finding is None, finding.summary if finding else ""
