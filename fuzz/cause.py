@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -240,6 +241,22 @@ def field_names(units: Sequence[Unit]) -> str:
     return shown + (f",+{len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
 
 
+def field_key(fields: str) -> str:
+    """What a finding's fields say about its cause, for deduplication: the names of the
+    first class present, in priority order (zoned fields, then write-pointer entries,
+    extension records, header fields, other bytes), without table or extension indices
+    ("zonedmeta[*]", "extension[zoned].len_body"). Changes that only made the extension
+    appear (a magic, a length) do not split one zoned cause into several."""
+    names = [n for n in fields.split(",") if n and not n.startswith("+")]
+    if not names:
+        return ""
+    units = [Unit(n, 0, 0) for n in names]
+    first = min(u.priority for u in units)
+    keys = {re.sub(r"@0x[0-9a-f]+$", "", re.sub(r"\[\d+\]", "[*]", re.sub(
+        r"\[\d+:", "[", u.name))) for u in units if u.priority == first}
+    return ",".join(sorted(keys))
+
+
 def units_named(seed: bytes, data: bytes, fields: str) -> list[Unit]:
     """The units a finding's `fields` names, found again in seed vs data."""
     wanted = set(fields.split(","))
@@ -329,5 +346,5 @@ def clauses_broken(seed: bytes, data: bytes, units: Sequence[Unit]) -> list[str]
 
 
 __all__ = ["LENGTH", "Unit", "apply_units", "attribute", "changed_units", "clauses_broken",
-           "field_names", "known_fields", "load_seeds", "named_units", "narrow", "nearest_seed",
-           "units_named"]
+           "field_key", "field_names", "known_fields", "load_seeds", "named_units", "narrow",
+           "nearest_seed", "units_named"]

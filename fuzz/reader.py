@@ -261,7 +261,8 @@ def classify(ended: Ended, build: str | None, memory_mb: int,
     frames = asan_frames(text)
     if not frames and stack is not None and (killed or asan is not None):
         frames = stack()
-    site = crash_site(frames) or f"{program}: {signal_name or f'exit {code}'}"
+    site = crash_site(frames) or f"{program}: " + (
+        signal_name or _ASAN_SIGNALS.get(asan.group(1) if asan else "", "") or f"exit {code}")
     buffer_site = crash_site(asan_frames(text, "allocated by thread"))
     if buffer_site and buffer_site != site:  # a heap error: the buffer's origin too
         site = f"{site} (buffer from {buffer_site})"

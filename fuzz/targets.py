@@ -82,8 +82,13 @@ class Finding:
 
     @property
     def signature(self) -> str:
-        """Findings with one signature are one bug: the site plus the field."""
-        return self.site_signature + (f"/{self.fields}" if self.fields else "")
+        """Findings with one signature are one bug: the site plus the field
+        (fuzz/cause.field_key: the zoned field, without table indices)."""
+        if not self.fields:
+            return self.site_signature
+        from qcow2harness.fuzz.cause import field_key
+
+        return f"{self.site_signature}/{field_key(self.fields)}"
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "kind": self.kind, "summary": self.summary,

@@ -201,3 +201,20 @@ def test_mutant_names_a_zoned_extension_the_seed_does_not_have(zoned_seed: bytes
     mutant = _set(zoned_seed, "zoned.zone_size", 0)
     names = [u.name for u in cause.changed_units(bytes(seed), mutant)]
     assert names[0] == "zoned.zone_size" and f"extension[{zoned_ext.index}:zoned].magic" in names
+
+
+def test_dedup_key_is_the_zoned_field_without_enablers_or_indices() -> None:
+    from qcow2harness.fuzz.targets import Finding
+
+    made_zoned = ("zoned.num_zones,extension[0:zoned].magic,extension[0:zoned].len_body,"
+                  "header.len_header")
+    assert cause.field_key(made_zoned) == cause.field_key("zoned.num_zones")
+    assert cause.field_key("zonedmeta[3]") == cause.field_key("zonedmeta[5]") == "zonedmeta[*]"
+    assert cause.field_key("extension[1:zoned].len_body,header.ofs_refcount_table") == \
+        "extension[zoned].len_body"
+    one = Finding("external", "crash", "SIGFPE: x", "block/qcow2.c:836 in f", fields=made_zoned)
+    two = Finding("external", "crash", "SIGFPE: y", "block/qcow2.c:836 in f",
+                  fields="zoned.num_zones")
+    other = Finding("external", "crash", "SIGFPE: y", "block/qcow2.c:836 in f",
+                    fields="zoned.zone_size")
+    assert one.signature == two.signature != other.signature
