@@ -20,6 +20,7 @@ import datetime
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from qcow2harness.spec.registry import load
 
 from qcow2harness import qemu
 from qcow2harness.checker import check_path
+from qcow2harness.checker.zoned import ZONED_FIELD_OFFSET
 from qcow2harness.dmlog import read_log
 from qcow2harness.errors import HarnessError
 from qcow2harness.image import Image
@@ -44,6 +46,20 @@ BASE_OPTIONS = {"cluster_size": "4096", "zone.mode": "host-managed", "zone.size"
                 "zone.capacity": str(ZONE), "zone.conventional_zones": "1",
                 "zone.max_open_zones": "2", "zone.max_active_zones": "3",
                 "zone.max_append_bytes": "4096"}
+
+
+# A 4-zone image whose zoned extension data starts at ZONED_DATA in the file (after the
+# feature name table; tests/test_series_findings.py checks it with the parser): the
+# crafted-header reproducers poke its fields there.
+HEADER_SIZE = 4 * ZONE
+HEADER_GEOMETRY = {"zone_max_open_zones": 0, "zone_max_active_zones": 0,
+                   "zone_max_append_bytes": 8192}
+ZONED_DATA = 120
+
+
+def field_at(name: str) -> int:
+    """File offset of a zoned extension field in the HEADER_GEOMETRY image."""
+    return ZONED_DATA + ZONED_FIELD_OFFSET[name]
 
 
 def create(size: int = SIZE, image: str = "IMG", **changes: str | int) -> str:
@@ -72,8 +88,10 @@ class StepResult:
 
     @property
     def signalled(self) -> bool:
-        return self.code is not None and (self.code < 0 or self.code in (134, 139,
-                                                                          qemu.ASAN_EXIT_CODE))
+        """Died of a signal (negative: subprocess's way; 128 + n: a shell's) or of an
+        AddressSanitizer report."""
+        return self.code is not None and (self.code < 0 or 128 < self.code < 160
+                                          or self.code == qemu.ASAN_EXIT_CODE)
 
 
 @dataclass
@@ -112,7 +130,6 @@ class SeriesFinding:
     shows: Evidence
     # Steps may fail on the way to the evidence (a refusal is sometimes the point).
     keep_going: bool = False
-    build: str = "zoned"  # the series variant that shows it (zoned-asan: ASan's report)
 
 
 # ----- running a reproducer ---------------------------------------------------------------
@@ -122,7 +139,6 @@ def run_steps(finding: SeriesFinding, build: str, workdir: str,
     """Run the steps (default: all of the finding's) with `build`'s qemu-img/qemu-io in
     `workdir` (IMG, BASE... there)."""
     result = Run(build, workdir)
-    env = qemu.tool_environment(build)
     failed = False
     going = finding.keep_going if keep_going is None else keep_going
     for line in finding.steps if lines is None else lines:
@@ -131,10 +147,13 @@ def run_steps(finding: SeriesFinding, build: str, workdir: str,
             continue
         words = shlex.split(line)  # file names are relative to workdir, the cwd
         tool = words[0]
+        variant = build
+        if tool.startswith("zoned-asan/"):  # this step on the series' ASan build
+            variant, tool = "zoned-asan" if build == "zoned" else build, tool.split("/")[1]
         if tool in ("qemu-img", "qemu-io"):
-            proc = subprocess.run([qemu.require_tool(tool, build), *words[1:]],
+            proc = subprocess.run([qemu.require_tool(tool, variant), *words[1:]],
                                   capture_output=True, text=True, check=False, timeout=120,
-                                  env=env, cwd=workdir)
+                                  env=qemu.tool_environment(variant), cwd=workdir)
             code, output = proc.returncode, proc.stdout + proc.stderr
         elif tool in FILE_STEPS:
             try:
@@ -172,10 +191,19 @@ def _touch(path: str) -> tuple[int, str]:
     return 0, ""
 
 
+def _poke(path: str, offset: str, data: str) -> tuple[int, str]:
+    """Write bytes (hex) at a byte offset: a crafted header field."""
+    with open(path, "r+b") as image:
+        image.seek(int(os.path.basename(offset), 0))
+        image.write(bytes.fromhex(os.path.basename(data)))
+    return 0, ""
+
+
 # Steps that are file operations (paths relative to the run's folder):
-# crash-state BASE LOG N OUT (BASE plus the first N logged writes), cp, touch.
+# crash-state BASE LOG N OUT (BASE plus the first N logged writes), cp, touch,
+# poke FILE OFFSET HEX (write those bytes at that offset).
 FILE_STEPS: dict[str, Callable[..., tuple[int, str]]] = {
-    "crash-state": crash_state, "cp": _copy, "touch": _touch}
+    "crash-state": crash_state, "cp": _copy, "touch": _touch, "poke": _poke}
 
 
 def check_clauses(path: str, wp_byte_order: str = "little") -> list[str]:
@@ -247,8 +275,10 @@ def _zone_state_after(zone: int, state: str) -> Evidence:
 
 def _aborts(run: Run) -> str | None:
     last = run.last()
-    return f"`{last.line}` dies (exit {last.code}): {last.last_line}" \
-        if last.signalled else None
+    if not last.signalled or last.code is None:
+        return None
+    how = signal.Signals(-last.code).name if last.code < 0 else f"exit {last.code}"
+    return f"`{last.line}` dies ({how})" + (f": {last.last_line}" if last.output else "")
 
 
 def _reads_other_data(run: Run) -> str | None:
@@ -263,6 +293,16 @@ def _too_many_active(run: Run) -> str | None:
               if state in ("implicit_open", "explicit_open", "closed")]
     return f"{len(active)} zones are active ({active}) with max_active_zones=3" \
         if len(active) > 3 else None
+
+
+def _too_many_open(limit: int) -> Evidence:
+    def shows(run: Run) -> str | None:
+        zones = zones_of(run)
+        opened = [z for z, (state, _) in enumerate(zones)
+                  if state in ("implicit_open", "explicit_open")]
+        return f"{len(opened)} zones are open ({opened}) with max_open_zones={limit}" \
+            if len(opened) > limit else None
+    return shows
 
 
 def _wp_before_data(run: Run) -> str | None:
@@ -287,12 +327,14 @@ def _wp_before_data(run: Run) -> str | None:
 
 
 def _asan_report(run: Run) -> str | None:
-    report = [line.strip() for line in run.last().output.splitlines()
-              if "ERROR: AddressSanitizer" in line or line.strip().startswith("#0 ")]
-    if run.last().code == qemu.ASAN_EXIT_CODE and report:
-        where = report[1].split(" in ", 1)[-1] if len(report) > 1 else ""
-        return f"{report[0].split('ERROR: ')[-1].split(' on address')[0]} in {where}"
-    return None
+    """ASan's error line and the first stack frame in QEMU's own source."""
+    lines = [line.strip() for line in run.last().output.splitlines()]
+    error = next((line for line in lines if "ERROR: AddressSanitizer" in line), None)
+    if run.last().code != qemu.ASAN_EXIT_CODE or error is None:
+        return None
+    frame = next((line.split(" in ", 1)[1] for line in lines
+                  if line.startswith("#") and " in " in line and " ../src/" in line), "")
+    return f"{error.split('ERROR: ')[-1].split(' on address')[0]} in {frame}"
 
 
 def _empty_zone_reads_old_data(run: Run) -> str | None:
@@ -386,6 +428,29 @@ FINDINGS: tuple[SeriesFinding, ...] = (
          "-c 'write -P 8 262144 512' -c 'zrp 0 8' IMG"),
         _too_many_active),
     SeriesFinding(
+        "explicit-open-past-the-open-limit", ("ZSM-6", "ZSM-12", "ZSM-2"),
+        "Explicit open ignores the open limit",
+        "With max_open_zones = 1, a second zone opens explicitly while the first is "
+        "explicitly open: two zones are open.",
+        "bug: an explicitly open zone is never closed to make room, so with no implicitly "
+        "open zone to close, the open must fail.",
+        "stateful zoned-qemu suite (second run, round 1)",
+        (create(zone_max_open_zones=1, zone_max_active_zones=2),
+         "qemu-io -c 'zo 65536 65536' -c 'zo 131072 65536' -c 'zrp 0 3' IMG"),
+        _too_many_open(1)),
+    SeriesFinding(
+        "write-at-the-open-limit-crashes", ("ZSM-6",),
+        "A write at the open limit with only explicitly open zones crashes QEMU",
+        "With max_open_zones = 1 and zone 1 explicitly open, a write to zone 2 looks for "
+        "an implicitly open zone to close, finds none and dereferences NULL "
+        "(qcow2_rm_imp_open_zone, from qcow2_can_open_zone): SIGSEGV. The same with an "
+        "append.",
+        "bug: the write must fail (no implicitly open zone can be closed).",
+        "stateful zoned-qemu suite (second run, round 14; an append)",
+        (create(zone_max_open_zones=1, zone_max_active_zones=2),
+         "qemu-io -c 'zo 65536 65536' -c 'write -P 1 131072 4096' IMG"),
+        _aborts),
+    SeriesFinding(
         "second-append-lands-at-zone-start", ("ZSM-11", "ZSM-18"),
         "A zone append to a non-empty zone writes at the zone start",
         "The append reports the right landing sector (the wp) but writes its data at the "
@@ -438,8 +503,63 @@ FINDINGS: tuple[SeriesFinding, ...] = (
         "pre-zoned metadata kinds.",
         "stateful zoned-qemu suite, round 1 (convert abort, first minute); crash engine "
         "with the zoned-asan build (every create)",
-        (create(),),
-        _asan_report, build="zoned-asan"),
+        ("zoned-asan/" + create(),),
+        _asan_report),
+    SeriesFinding(
+        "open-trusts-the-zoned-header", ("ZONE-4", "ZONE-3", "ZONE-5", "ZONE-6", "ZONE-7",
+                                         "ZONE-16", "ZONE-19", "ZONE-20", "ZONE-21",
+                                         "ZONE-22", "WP-3", "WP-6"),
+        "Open does not validate the zoned extension",
+        "The series opens, and writes to, images whose zoned extension breaks the v10 "
+        "rules: a zone model other than host-managed, a wrong extension length, "
+        "non-zero reserved bytes, a zone size that is not a power of two, an unaligned "
+        "capacity or append limit, a table at offset 0, unaligned, past the end of the "
+        "file, unrefcounted or inside a data cluster, and table entries with reserved "
+        "bits or a wp outside its zone (which it reports as FULL). Here: zone model 2.",
+        "bug: a reader must refuse what it cannot interpret (the text's 'any other value: "
+        "refuse'); the back-compat open campaign offers every zoned corruption of "
+        "properties/corruptions.py (`python -m qcow2harness.crash.backcompat DIR`).",
+        "back-compat open campaign (69 images in 4.4 s)",
+        (create(HEADER_SIZE, **HEADER_GEOMETRY), f"poke IMG {field_at('zoned_model')} 02",
+         "qemu-io -c 'write -P 0x44 65536 4096' -c 'zrp 0 4' IMG"),
+        _accepted("an image with zone model 2 opens and takes a write")),
+    SeriesFinding(
+        "zone-limits-abort-on-open", ("ZONE-12",),
+        "An open limit above the sequential zone count aborts QEMU",
+        "With max_open_zones = 4 and 3 sequential zones, `qemu-img info` dies on an "
+        "assertion in error_setv (`*errp == NULL`): the option check sets an error twice "
+        "instead of refusing the image once.",
+        "bug.",
+        "back-compat open campaign (first pass, under 5 s)",
+        (create(HEADER_SIZE, **HEADER_GEOMETRY), f"poke IMG {field_at('max_open_zones')} 00000004",
+         "qemu-img info IMG"),
+        _aborts),
+    SeriesFinding(
+        "zone-count-allocates-unbounded", ("ZONE-9", "ZONE-10"),
+        "A huge zone count from the file is allocated before it is checked",
+        "With nr_zones = 2^29 in the header (the virtual size needs 4), `qemu-img info` "
+        "dies in g_malloc ('failed to allocate 25769803776 bytes') instead of refusing the "
+        "image: per-zone state is sized by a number taken from the file, unchecked against "
+        "the virtual size.",
+        "bug: nr_zones must equal ceil(size / zone_size) (ZONE-9), and a reader must "
+        "refuse a header before it sizes anything by it.",
+        "back-compat open campaign (first pass, under 5 s)",
+        (create(HEADER_SIZE, **HEADER_GEOMETRY), f"poke IMG {field_at('nr_zones')} 20000000",
+         "qemu-img info IMG"),
+        _aborts),
+    SeriesFinding(
+        "table-size-overflows-its-buffer", ("ZONE-18",),
+        "A zonedmeta_size larger than 8 x nr_zones overflows a heap buffer",
+        "The table is read with zonedmeta_size bytes into a buffer sized for nr_zones "
+        "entries: AddressSanitizer reports a heap-buffer-overflow WRITE; the plain build "
+        "opens the image silently.",
+        "bug: zonedmeta_size must be 8 * nr_zones (ZONE-18); a reader must refuse "
+        "anything else, and never read more than it allocated.",
+        "back-compat open campaign with the zoned-asan build (9 s)",
+        (create(HEADER_SIZE, **HEADER_GEOMETRY),
+         f"poke IMG {field_at('zonedmeta_size')} 0000000000000028",
+         "zoned-asan/qemu-img info IMG"),
+        _asan_report),
     SeriesFinding(
         "reset-rewinds-wp-before-unmapping", ("PERS-7", "ZSM-16"),
         "A reset rewinds the write pointer before it drops the data",
@@ -498,7 +618,7 @@ class Verified:
 def verify(finding: SeriesFinding, workdir: str) -> Verified:
     series_dir = os.path.join(workdir, finding.slug, "series")
     os.makedirs(series_dir)
-    series = run_steps(finding, finding.build, series_dir)
+    series = run_steps(finding, "zoned", series_dir)
     stock = None
     if qemu.build_unavailable("stock") is None:
         # Stock 10.2 is offered the create, then every later step on the image the series

@@ -400,6 +400,7 @@ class ZonedToolsMachine(ZoneGuestRules, Judge):
         self.files = 0
         self.has_bitmap = False
         self.bitmap_in_use = False  # a crash while the writer had it open
+        self.lazy_refcounts = False  # then a read-write open after a crash repairs
         self.steps: list[dict[str, Any]] = []
         self.last_op = "create"
         # Big-endian as WP-1 says, until the writer shows the expected WP-2 deviation.
@@ -456,7 +457,12 @@ class ZonedToolsMachine(ZoneGuestRules, Judge):
         self.last_op = str(op["op"])
         expected = model.apply(op)
         fill = pattern_byte(model.last_content) or 0
-        accepted, landed = self.writer.guest(op, fill)
+        try:
+            accepted, landed = self.writer.guest(op, fill)
+        except WriterError as error:  # the writer died on the op: a finding of that op
+            self.verdict(OP_CLAUSES[self.last_op], f"{op}: the writer died: {error}",
+                         diverged=True)
+            raise
         if accepted != expected.ok:
             clause = (OP_CLAUSES[self.last_op] if expected.error is None
                       else REFUSAL_CLAUSES[expected.error])
@@ -537,8 +543,14 @@ class ZonedToolsMachine(ZoneGuestRules, Judge):
         unchanged_required = not accepted or rule.effect in (Effect.UNCHANGED, Effect.OVERLAY)
         if unchanged_required and digest(self.image) != before:
             clause = "TOOL-2" if not accepted else rule.clause
-            self.verdict(clause, f"{step} {'refused' if not accepted else 'accepted'}, and the "
-                         "zoned file changed", diverged=True)
+            message = (f"{step} {'refused' if not accepted else 'accepted'}, and the zoned "
+                       "file changed")
+            if not accepted and self.has_bitmap and self.USE_QEMU:
+                # QEMU's own finding (README, Findings: refused steps rewrite the bitmaps
+                # of any image, 7.2 and stock 10.2 alike): counted, not the series'.
+                observe("TOOL-2", f"{message} (it has a bitmap: QEMU's own behaviour)")
+            else:
+                self.verdict(clause, message, diverged=True)
         if accepted:
             self._took(step, rule.effect, target)
         where = f"after {step}"
@@ -558,6 +570,8 @@ class ZonedToolsMachine(ZoneGuestRules, Judge):
 
     def _took(self, step: ToolStep, effect: Effect, target: str) -> None:
         clause = TOOL_RULES[step].clause
+        if step is ToolStep.AMEND_LAZY_REFCOUNTS:
+            self.lazy_refcounts = True
         if step is ToolStep.BITMAP_ADD:
             self.has_bitmap = True
         elif step is ToolStep.BITMAP_REMOVE:
@@ -565,7 +579,7 @@ class ZonedToolsMachine(ZoneGuestRules, Judge):
         if effect is Effect.ZONED_COPY:  # TOOL-9: the copy becomes the image
             os.unlink(self.image)
             self.image = target
-            self.has_bitmap = self.bitmap_in_use = False
+            self.has_bitmap = self.bitmap_in_use = self.lazy_refcounts = False
             self._judge_findings(self._findings(target), f"of the {step} result")
             mismatches = persisted_zone_mismatches(target, self._model().zones.report(),
                                                    wp_byte_order=self.wp_byte_order)
@@ -616,11 +630,13 @@ class ZonedToolsMachine(ZoneGuestRules, Judge):
         else:
             self.writer.open(self.image)
             self.writer.close()
-        # What check -r all leaves is the repair's doing (TOOL-4); after a plain open,
-        # each finding is the writer's, under its own clause.
+        # What a repair leaves (check -r all, or the open of a dirty lazy-refcounts
+        # image) is the repair's doing (TOOL-4); otherwise each finding is the writer's,
+        # under its own clause.
+        repaired = recovery == "repair-all" or self.lazy_refcounts
         for finding in self._findings(self.image):
             if finding.clause not in CRASH_ALLOWED[recovery]:
-                self.verdict("TOOL-4" if recovery == "repair-all" else finding.clause,
+                self.verdict("TOOL-4" if repaired else finding.clause,
                              f"check after a crash and {recovery}: {finding.one_line()}",
                              diverged=True)
         zones = persisted_zones(self.image, self.wp_byte_order)

@@ -47,3 +47,21 @@ def test_the_review_lists_every_finding() -> None:
     text = review.read_text()
     missing = [f.slug for f in FINDINGS if f'<a id="{f.slug}"></a>' not in text]
     assert not missing, f"{review} lacks {missing}: regenerate it (see its first line)"
+
+
+def test_crafted_headers_poke_where_the_parser_finds_the_zoned_fields(
+        series_build: None, tmp_path: pathlib.Path) -> None:
+    from qcow2harness.properties.series_findings import (
+        HEADER_GEOMETRY,
+        HEADER_SIZE,
+        ZONED_DATA,
+        create,
+    )
+
+    from qcow2harness.image import ExtensionType, Image
+
+    words = create(HEADER_SIZE, **HEADER_GEOMETRY).split()
+    qemu.run("qemu-img", *words[1:-2], str(tmp_path / "img"), words[-1], build="zoned")
+    with Image.open(tmp_path / "img") as image:
+        zoned = image.extension(ExtensionType.zoned)
+        assert zoned is not None and zoned.offset + 8 == ZONED_DATA
