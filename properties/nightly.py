@@ -204,7 +204,8 @@ def run_rounds(plan: Plan, shard: Shard,
     found once is a known deviation for the later rounds of its suite, which go on
     looking for others; a round that finds it again adds to its `rounds_seen`."""
     outcome = Outcome(examples={suite: 0 for suite in plan.suites})
-    deadline = time.monotonic() + plan.minutes * 60 if plan.minutes is not None else math.inf
+    begun = time.monotonic()
+    deadline = begun + plan.minutes * 60 if plan.minutes is not None else math.inf
     number = shard.index
     while time.monotonic() < deadline and (plan.rounds is None or number < plan.rounds):
         for suite in plan.suites:
@@ -215,6 +216,8 @@ def run_rounds(plan: Plan, shard: Shard,
             outcome.add_expected(suite, seen)
             name = SUITE_NAMES[suite]
             for failure in failures:
+                # Time to this finding: from the start of this process's run.
+                failure["found_after_seconds"] = round(time.monotonic() - begun, 1)
                 if outcome.add_failure(failure):
                     say(f"nightly: round {number} (seed {failure['seed']}): FAILED against "
                         f"{name}: {failure['identity']}\n{failure['output'] or failure['error']}")
