@@ -35,8 +35,7 @@ from qcow2harness.checker.zoned import ZONED_FIELD_OFFSET
 from qcow2harness.dmlog import read_log
 from qcow2harness.errors import HarnessError
 from qcow2harness.image import Image
-
-from .zoned_tools import parse_zone_report
+from qcow2harness.qemu_zoned import parse_zone_report
 
 KIB = 1024
 # The geometry most reproducers use: 64 KiB zones, zone 0 conventional, 8 zones.

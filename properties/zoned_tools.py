@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -68,6 +67,14 @@ from qcow2harness.checker.report import Finding
 from qcow2harness.errors import ModelError, WriterError
 from qcow2harness.image import Image
 from qcow2harness.info import describe_zones
+from qcow2harness.qemu_zoned import (
+    APPEND_SECTOR,
+    ZAP_FILL,
+    ZONE_COMMANDS,
+    parse_zone_report,
+    zone_create_options,
+    zoned_qemu_build,
+)
 
 from .qemu_io import QemuIO
 from .stateful import REGRESSION_TAG, SECTOR, ZoneGuestRules, persisted_zone_mismatches
@@ -188,47 +195,11 @@ class ReferenceZonedWriter:
 
 # ----- QEMU -----------------------------------------------------------------------------
 
-# qemu-io `zrp` prints each zone's condition as its ZBC code, and sizes in sectors.
-ZBC_CONDITIONS = {0x0: ZoneState.NOT_WRITE_POINTER, 0x1: ZoneState.EMPTY,
-                  0x2: ZoneState.IMPLICIT_OPEN, 0x3: ZoneState.EXPLICIT_OPEN,
-                  0x4: ZoneState.CLOSED, 0xD: ZoneState.READ_ONLY, 0xE: ZoneState.FULL,
-                  0xF: ZoneState.OFFLINE}
-ZONE_REPORT_LINE = re.compile(r"start: 0x([0-9a-f]+), len 0x([0-9a-f]+), cap 0x([0-9a-f]+),"
-                              r"\s*wptr 0x([0-9a-f]+), zcond:(\d+)")
-APPEND_SECTOR = re.compile(r"append sector is 0x([0-9a-f]+)")  # zap -p
-ZONE_COMMANDS = {"open": "zo", "close": "zc", "finish": "zf", "reset": "zrs"}
-
-
-def parse_zone_report(text: str) -> list[tuple[ZoneState, int]]:
-    """(state, wp in bytes) of each zone in qemu-io `zrp` output."""
-    return [(ZBC_CONDITIONS.get(int(m.group(5)), ZoneState.OFFLINE), int(m.group(4), 16) * SECTOR)
-            for m in ZONE_REPORT_LINE.finditer(text)]
-
-
-def zone_create_options(geometry: Mapping[str, int] | ZoneConfig, cluster_size: int) -> str:
-    """qemu-img create options of the v10 series for a zoned image (ZoneConfig's fields)."""
-    fields = dataclasses.asdict(geometry) if isinstance(geometry, ZoneConfig) else geometry
-    return ",".join([
-        f"cluster_size={cluster_size}", "zone.mode=host-managed",
-        f"zone.size={fields['zone_size']}", f"zone.capacity={fields['zone_capacity']}",
-        f"zone.conventional_zones={fields['conventional_zones']}",
-        f"zone.max_open_zones={fields['max_open_zones']}",
-        f"zone.max_active_zones={fields['max_active_zones']}",
-        f"zone.max_append_bytes={fields['max_append_bytes']}",
-    ])
-
-
-def zoned_qemu_build() -> str | None:
-    """The QEMU build the zoned suites drive: the series build (qemu.BUILDS "zoned") when
-    QCOW2_HARNESS_ZONED_QEMU names one, else the default QEMU (None)."""
-    return "zoned" if qemu.build_unavailable("zoned") is None else None
-
-
 class QemuZonedWriter:
     """A zoned-capable QEMU: qemu-io for the guest, qemu-img for the tools."""
 
     name = "QEMU"
-    append_fill = 0xCD  # qemu-io's zap takes no pattern
+    append_fill = ZAP_FILL
 
     def __init__(self) -> None:
         self.io: QemuIO | None = None

@@ -177,7 +177,7 @@ def make_series_image(scenario: Scenario, directory: str, build: str = SERIES_BU
     the command lines (for a reproducer) and the sanitizer reports by step. A step that
     dies under AddressSanitizer (build zoned-asan) is run again by the plain series build,
     so that the later steps are still judged. Raises WriterError when the series refuses."""
-    from qcow2harness.properties.zoned_tools import zone_create_options
+    from qcow2harness.qemu_zoned import zone_create_options
 
     path = os.path.join(directory, f"{scenario.name}.qcow2")
     options = zone_create_options(scenario.geometry, scenario.cluster_size)

@@ -446,7 +446,7 @@ def _zone_mismatches(path: str, report_text: str, byte_order: str) -> list[str]:
     (properties.stateful.persisted_zone_mismatches: WP-8, WP-9)."""
     from qcow2harness.image import Image
     from qcow2harness.properties.stateful import persisted_zone_mismatches
-    from qcow2harness.properties.zoned_tools import parse_zone_report
+    from qcow2harness.qemu_zoned import parse_zone_report
     from qcow2harness.reference.zones import ZoneInfo, ZoneState, ZoneType
 
     reported = parse_zone_report(report_text)

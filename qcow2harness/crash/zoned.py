@@ -2,10 +2,10 @@
 state, the persistence order its log shows, and shell reproducers.
 
 - **Capture** (capture.capture_qemu with a zoned workload): the image is created with
-  the workload's zone geometry (`qemu-img create -o`, properties/zoned_tools.py
+  the workload's zone geometry (`qemu-img create -o`, qcow2harness/qemu_zoned.py
   `zone_create_options`) and every op runs on the build's qemu-io beside the
   PersistenceModel, which gives each write its fill byte. An append is `zap -p`, which
-  writes 0xcd whatever is asked (`QemuZonedWriter.append_fill`), so the model stores
+  writes 0xcd whatever is asked (`qemu_zoned.ZAP_FILL`), so the model stores
   that content for it. The writer's answer (accepted or refused, where an append landed,
   the zone report's write pointers, the bytes of the zones the op touched) must be the
   model's; each difference is a disagreement, reported once. From the first one on the
@@ -56,14 +56,10 @@ LOG_SECTOR = 512
 
 
 def series_tools() -> Any:
-    """properties/zoned_tools.py, where the series' create options and qemu-io zone
-    commands are defined once (it needs Hypothesis, the `properties` extra)."""
-    try:
-        from qcow2harness.properties import zoned_tools
-    except ImportError as error:
-        raise UsageError(f"the zoned QEMU writer needs the properties extra "
-                         f"(pip install 'qcow2-harness[properties]'): {error}") from None
-    return zoned_tools
+    """qcow2harness/qemu_zoned.py: the series' create options and qemu-io zone commands."""
+    from qcow2harness import qemu_zoned
+
+    return qemu_zoned
 
 
 def require_zoned_build(build: str | None, workload: str) -> str:
@@ -89,7 +85,7 @@ class ZonedRun:
         self.tools = series_tools()
         self.config = config
         self.model: PersistenceModel = PersistenceModel(config)
-        self.append_fill: int = self.tools.QemuZonedWriter.append_fill
+        self.append_fill: int = self.tools.ZAP_FILL
         self.disagreements: list[str] = []
         self.diverged_at: int | None = None  # the first op the writer and model disagree on
 
