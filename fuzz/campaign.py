@@ -267,7 +267,7 @@ class _Minimization:
         if small != self.data:
             result["minimized"] = _write(config, f"minimized-{stem}", small)
             result.update(_verdicts(config, result["minimized"]))
-        if start != self.data and seed is not None:
+        if units and seed is not None:
             from qcow2harness.fuzz.cause import clauses_broken
 
             result["clauses"] = clauses_broken(seed, start, units)

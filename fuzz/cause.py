@@ -167,10 +167,32 @@ def apply_units(seed: bytes, data: bytes, units: Iterable[Unit]) -> bytes:
     return bytes(out)
 
 
+_ZONED_SEEDS: dict[tuple[str, int], bool] = {}
+
+
+def _seed_is_zoned(name: str, seed: bytes) -> bool:
+    key = (name, hash(seed))
+    if key not in _ZONED_SEEDS:
+        _ZONED_SEEDS[key] = has_zoned_extension(seed)
+    return _ZONED_SEEDS[key]
+
+
+def has_zoned_extension(data: bytes) -> bool:
+    try:
+        return Image.from_bytes(data).zoned is not None
+    except HarnessError:
+        return False
+
+
 def nearest_seed(data: bytes, seeds: Sequence[tuple[str, bytes]]) -> tuple[str, bytes] | None:
     """The seed with the fewest differing bytes (a length difference counts per byte).
-    A seed equal to the input is passed over: a seed that fails by itself is compared
-    with the seed nearest to it."""
+    An input with a zoned extension is compared with the zoned seeds only (when there
+    are any): against a seed without one, every zoned field would differ. A seed equal
+    to the input is passed over: a seed that fails by itself is compared with the seed
+    nearest to it."""
+    if has_zoned_extension(data):
+        zoned = [(name, seed) for name, seed in seeds if _seed_is_zoned(name, seed)]
+        seeds = zoned or seeds
     best: tuple[int, str, bytes] | None = None
     mine = np.frombuffer(data, dtype=np.uint8)
     for name, seed in seeds:

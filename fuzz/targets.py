@@ -391,7 +391,9 @@ def _compare_verdicts(ours: Any, path: str, build: str | None = None) -> None:
     if missed:
         clauses = ", ".join(sorted(ours.clauses())) or "none"
         raise DifferentialMismatch(
-            f"check exit {ours.exit_code} (clauses {clauses}), qemu-img check exit {theirs}\n"
+            # The first line is the signature: the two exit codes, not our clause list.
+            f"check exit {ours.exit_code}, qemu-img check exit {theirs}\n"
+            f"our clauses: {clauses}\n"
             f"qemu-img: {proc.text.strip()[-2000:]}")
 
 

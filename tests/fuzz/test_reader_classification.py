@@ -218,3 +218,20 @@ def test_dedup_key_is_the_zoned_field_without_enablers_or_indices() -> None:
     other = Finding("external", "crash", "SIGFPE: y", "block/qcow2.c:836 in f",
                     fields="zoned.zone_size")
     assert one.signature == two.signature != other.signature
+
+
+def test_a_zoned_input_is_compared_with_zoned_seeds(zoned_seed: bytes) -> None:
+    from qcow2harness.image import ExtensionType, Image
+
+    mutant = _set(zoned_seed, "zoned.num_zones", 0xFFFFFFFF)
+    # "plain": the mutant with its zoned record's magic blanked, 4 bytes away from it;
+    # "zoned": a zoned seed 12 bytes away. The zoned one is the seed to compare with.
+    index = Image.from_bytes(zoned_seed).extension(ExtensionType.zoned).index  # type: ignore[union-attr]
+    plain = _set(mutant, f"extension[{index}:zoned].magic", 0x7E57AB1E)
+    assert not cause.has_zoned_extension(plain)
+    zoned = _set(zoned_seed, "zonedmeta[0]", 0x0102030405060708)
+    chosen = cause.nearest_seed(mutant, [("plain", plain), ("zoned", zoned)])
+    assert chosen is not None and chosen[0] == "zoned"
+    unzoned = plain[:-1] + b"x"  # an input without a zoned extension: nearest in bytes
+    chosen = cause.nearest_seed(unzoned, [("plain", plain), ("zoned", zoned)])
+    assert chosen is not None and chosen[0] == "plain"
