@@ -95,8 +95,10 @@ def named_units(data: bytes) -> list[Unit]:
 
 def _layout_units(seed: bytes, data: bytes) -> list[Unit]:
     """The seed's units, and where the input's own parse names a zoned field, a table
-    entry or an extension record the seed does not have there (a mutant that turned
-    another extension into a zoned one), the input's names for those bytes."""
+    entry or an extension record over bytes the seed has no zoned name for (a mutant
+    that turned another extension into a zoned one), the input's names for those
+    bytes. The seed's zoned names come first: a mutant whose extensions moved would
+    otherwise name the seed's zone_size bytes after its own layout."""
     try:
         theirs = [u for u in named_units(data)
                   if u.name.startswith(("zoned.", "zonedmeta[", "extension["))]
@@ -105,7 +107,9 @@ def _layout_units(seed: bytes, data: bytes) -> list[Unit]:
     ours = named_units(seed)
     mine = {(u.name, u.offset, u.width) for u in ours}
     extra = [u for u in theirs if (u.name, u.offset, u.width) not in mine]
-    return _without_overlaps(sorted(extra, key=lambda u: u.priority) + ours)
+    zoned = [u for u in ours if u.priority <= 1]
+    rest = [u for u in ours if u.priority > 1]
+    return _without_overlaps(zoned + sorted(extra, key=lambda u: u.priority) + rest)
 
 
 def _without_overlaps(units: list[Unit]) -> list[Unit]:

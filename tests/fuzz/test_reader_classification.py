@@ -235,3 +235,19 @@ def test_a_zoned_input_is_compared_with_zoned_seeds(zoned_seed: bytes) -> None:
     unzoned = plain[:-1] + b"x"  # an input without a zoned extension: nearest in bytes
     chosen = cause.nearest_seed(unzoned, [("plain", plain), ("zoned", zoned)])
     assert chosen is not None and chosen[0] == "plain"
+
+
+def test_the_seeds_zoned_names_win_over_a_moved_mutant_layout(zoned_seed: bytes) -> None:
+    units = {u.name: u for u in cause.named_units(zoned_seed)}
+    header_end = units["header.len_header"]
+    length = int.from_bytes(zoned_seed[header_end.offset:header_end.offset + 4], "big")
+    # The mutant's header is 8 bytes longer: its extensions (the zoned one too) sit 8
+    # bytes later, so its own parse names the seed's zone_size bytes otherwise.
+    mutant = bytearray(zoned_seed[:length] + bytes(8) + zoned_seed[length:])
+    mutant[header_end.offset:header_end.offset + 4] = (length + 8).to_bytes(4, "big")
+    moved = {u.name: u for u in cause.named_units(bytes(mutant))}
+    assert moved["zoned.zone_size"].offset == units["zoned.zone_size"].offset + 8
+    size = units["zoned.zone_size"]
+    named = [u for u in cause.changed_units(zoned_seed, bytes(mutant))
+             if u.offset <= size.offset < u.offset + u.width]
+    assert [u.name for u in named] == ["zoned.zone_size"]
