@@ -32,6 +32,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -365,14 +366,25 @@ class Verdict:
 
 def verdict(commands: Sequence[str], path: str, build: str | None, *, memory_mb: int,
             seconds: float) -> Verdict:
-    """Run the reader commands ({} = path) under one build until one fails."""
+    """Run the reader commands ({} = path) under one build until one fails. Each runs on
+    a fresh copy of the file (a reader such as qemu-io writes to the image it opens,
+    and a reproducer must stay as it was); the command shown names `path`."""
     shown = ""
     outcome = "no reader command"
+    directory = os.path.dirname(os.path.abspath(path))
     for command in commands:
-        argv = reader_argv(command, path, build)
-        ended, failure = run_and_classify(argv, build, seconds=seconds, memory_mb=memory_mb)
-        shown = shell_command(argv, build, memory_mb)
-        outcome = describe_outcome(ended, failure)
+        handle, scratch = tempfile.mkstemp(prefix=".verdict-", suffix=".qcow2",
+                                           dir=directory)
+        os.close(handle)
+        try:
+            shutil.copyfile(path, scratch)
+            argv = reader_argv(command, scratch, build)
+            ended, failure = run_and_classify(argv, build, seconds=seconds,
+                                              memory_mb=memory_mb)
+        finally:
+            os.unlink(scratch)
+        shown = shell_command(reader_argv(command, path, build), build, memory_mb)
+        outcome = describe_outcome(ended, failure).replace(scratch, path)
         if failure is not None or ended.timed_out:
             return Verdict(build, shown, outcome, True)
     return Verdict(build, shown, outcome, False)

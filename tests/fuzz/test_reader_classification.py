@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import signal
 import sys
 from io import BytesIO
@@ -251,3 +252,14 @@ def test_the_seeds_zoned_names_win_over_a_moved_mutant_layout(zoned_seed: bytes)
     named = [u for u in cause.changed_units(zoned_seed, bytes(mutant))
              if u.offset <= size.offset < u.offset + u.width]
     assert [u.name for u in named] == ["zoned.zone_size"]
+
+
+def test_a_verdict_leaves_the_reproducer_as_it_was(tmp_path: pathlib.Path) -> None:
+    from qcow2harness.fuzz.reader import verdict
+
+    path = tmp_path / "kept.qcow2"
+    path.write_bytes(b"before")
+    writer = f"{sys.executable} -c \"import sys; open(sys.argv[1], 'wb').write(b'after')\" {{}}"
+    result = verdict([writer], str(path), None, memory_mb=1024, seconds=10)
+    assert not result.failed and str(path) in result.command
+    assert path.read_bytes() == b"before"
