@@ -156,7 +156,9 @@ def run_steps(finding: SeriesFinding, build: str, workdir: str,
             code, output = proc.returncode, proc.stdout + proc.stderr
         elif tool in FILE_STEPS:
             try:
-                code, output = FILE_STEPS[tool](*(os.path.join(workdir, w) for w in words[1:]))
+                code, output = FILE_STEPS[tool](*(kept_input(w) if w.startswith(KEPT)
+                                                  else os.path.join(workdir, w)
+                                                  for w in words[1:]))
             except OSError as error:
                 code, output = 1, f"{tool}: {error.strerror}: {os.path.basename(error.filename)}"
             except HarnessError as error:  # an empty or broken log
@@ -166,6 +168,16 @@ def run_steps(finding: SeriesFinding, build: str, workdir: str,
         result.steps.append(StepResult(line, code, output.strip()))
         failed = failed or code != 0
     return result
+
+
+# Inputs the fuzz campaigns kept (fuzz/findings/): a step names them by this prefix.
+KEPT = "fuzz/findings/"
+
+
+def kept_input(name: str) -> str:
+    from qcow2harness import fuzz
+
+    return os.path.join(os.path.dirname(fuzz.__file__), "findings", name[len(KEPT):])
 
 
 def crash_state(base: str, log: str, count: str, out: str) -> tuple[int, str]:
@@ -523,26 +535,33 @@ FINDINGS: tuple[SeriesFinding, ...] = (
          "qemu-io -c 'write -P 0x44 65536 4096' -c 'zrp 0 4' IMG"),
         _accepted("an image with zone model 2 opens and takes a write")),
     SeriesFinding(
-        "zone-limits-abort-on-open", ("ZONE-12",),
+        "zone-limits-abort-on-open", ("ZONE-12", "ZONE-13", "ZONE-14"),
         "An open limit above the sequential zone count aborts QEMU",
         "With max_open_zones = 4 and 3 sequential zones, `qemu-img info` dies on an "
         "assertion in error_setv (`*errp == NULL`): the option check sets an error twice "
-        "instead of refusing the image once.",
+        "instead of refusing the image once. The fuzz campaigns reach the same assertion "
+        "from max_open_zones > max_active_zones (block/qcow2.c:540, ZONE-13) and from "
+        "both limits past the sequential zones (qcow2.c:534, ZONE-14).",
         "bug.",
-        "back-compat open campaign (first pass, under 5 s)",
+        "back-compat open campaign (first pass, under 5 s); fuzz external 'qemu-img info' "
+        "(first at 2 s)",
         (create(HEADER_SIZE, **HEADER_GEOMETRY), f"poke IMG {field_at('max_open_zones')} 00000004",
          "qemu-img info IMG"),
         _aborts),
     SeriesFinding(
-        "zone-count-allocates-unbounded", ("ZONE-9", "ZONE-10"),
+        "zone-count-allocates-unbounded", ("ZONE-9", "ZONE-10", "ZONE-18"),
         "A huge zone count from the file is allocated before it is checked",
         "With nr_zones = 2^29 in the header (the virtual size needs 4), `qemu-img info` "
         "dies in g_malloc ('failed to allocate 25769803776 bytes') instead of refusing the "
         "image: per-zone state is sized by a number taken from the file, unchecked against "
-        "the virtual size.",
+        "the virtual size. The fuzz campaigns reach three such sites: nr_zones in "
+        "qcow2_refresh_zonedmeta (block/qcow2.c:473) and in qcow2_read_extensions "
+        "(qcow2.c:828), and zonedmeta_size (qcow2.c:821); fuzz/findings/ keeps one input "
+        "each.",
         "bug: nr_zones must equal ceil(size / zone_size) (ZONE-9), and a reader must "
         "refuse a header before it sizes anything by it.",
-        "back-compat open campaign (first pass, under 5 s)",
+        "back-compat open campaign (first pass, under 5 s); fuzz external 'qemu-img info' "
+        "(first at 4 s)",
         (create(HEADER_SIZE, **HEADER_GEOMETRY), f"poke IMG {field_at('nr_zones')} 20000000",
          "qemu-img info IMG"),
         _aborts),
@@ -559,6 +578,41 @@ FINDINGS: tuple[SeriesFinding, ...] = (
          f"poke IMG {field_at('zonedmeta_size')} 0000000000000028",
          "zoned-asan/qemu-img info IMG"),
         _asan_report),
+    SeriesFinding(
+        "zone-size-zero-divides-by-zero", ("ZONE-6",),
+        "A zone size of 0 kills QEMU with SIGFPE",
+        "Open divides by zone_size before checking it: `qemu-img info` on an image whose "
+        "zone_size is 0 dies of SIGFPE in qcow2_read_extensions (block/qcow2.c:836).",
+        "bug: zone_size must be a non-zero power of two; a reader refuses anything else.",
+        "fuzz external 'qemu-img info' with the zoned-asan build (first at 329 s; 28 s in "
+        "the differential campaign)",
+        (f"cp {KEPT}series-qemu-img-info-sigfpe-zone-size-zero.qcow2 IMG",
+         "qemu-img info IMG"),
+        _aborts),
+    SeriesFinding(
+        "zone-report-reads-past-the-table", ("ZONE-18",),
+        "A zone report reads past a table smaller than the zone count",
+        "With zonedmeta_size = 56 for 8 zones, `zone_report` reads the eighth entry past "
+        "the table's buffer: AddressSanitizer heap-buffer-overflow READ in "
+        "qcow2_co_zone_report (block/qcow2.c:4979).",
+        "bug: zonedmeta_size must be 8 * nr_zones (ZONE-18), checked at open.",
+        "fuzz external with qemu-io zone commands, zoned-asan build (first at 5 s)",
+        (f"cp {KEPT}series-qemu-io-zone-report-heap-overflow-zonedmeta-size.qcow2 IMG",
+         "zoned-asan/qemu-io -c 'zrp 0 64' IMG"),
+        _asan_report),
+    SeriesFinding(
+        "extension-length-overwrites-the-stack", ("ZONE-3",),
+        "A zoned extension longer than 56 bytes overwrites the stack",
+        "The extension body is read with its stored length into a 56-byte structure on "
+        "the stack: a length of 200 kills `qemu-img info` (SIGSEGV, no usable stack; "
+        "AddressSanitizer reports a stack-buffer-overflow for some lengths and misses "
+        "64-96, where the read lands on a coroutine stack).",
+        "bug, and a memory-safety one: the extension length must be exactly 56 (ZONE-3), "
+        "and a reader never copies more than its structure holds.",
+        "fuzz external 'qemu-img info' with the zoned-asan build (first at 54 s)",
+        (f"cp {KEPT}series-qemu-img-info-stack-overwrite-extension-length.qcow2 IMG",
+         "qemu-img info IMG"),
+        _aborts),
     SeriesFinding(
         "reset-rewinds-wp-before-unmapping", ("PERS-7", "ZSM-16"),
         "A reset rewinds the write pointer before it drops the data",
