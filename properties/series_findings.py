@@ -5,7 +5,7 @@ Every `SeriesFinding` is a few qemu-img/qemu-io steps and a test of their outcom
 (`shows`). The same steps run against the series build and against stock 10.2 from the
 same source (QCOW2_HARNESS_ZONED_QEMU, see qcow2harness/qemu.py): a finding stands
 when the series shows it and stock 10.2 refuses the steps cleanly (a non-zero exit, no
-signal) or behaves. tests/test_series_findings.py runs them all; the zoned suites take
+signal) or behaves. tests/test_series_review.py runs them all; the zoned suites take
 their clauses as the series' known deviations (EXPECTED), so CI fails on anything new;
 
     python -m qcow2harness.properties.series_findings --write docs/series-review.md
@@ -48,7 +48,7 @@ BASE_OPTIONS = {"cluster_size": "4096", "zone.mode": "host-managed", "zone.size"
 
 
 # A 4-zone image whose zoned extension data starts at ZONED_DATA in the file (after the
-# feature name table; tests/test_series_findings.py checks it with the parser): the
+# feature name table; tests/test_series_review.py checks it with the parser): the
 # crafted-header reproducers poke its fields there.
 HEADER_SIZE = 4 * ZONE
 HEADER_GEOMETRY = {"zone_max_open_zones": 0, "zone_max_active_zones": 0,
