@@ -80,7 +80,7 @@ def tool_environment(build: str | None) -> dict[str, str] | None:
         return None
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", f"detect_leaks=0:exitcode={ASAN_EXIT_CODE}:"
-                                   "allocator_may_return_null=1:handle_abort=1")
+                                   "allocator_may_return_null=1:handle_abort=1:handle_sigtrap=1")
     return env
 
 
