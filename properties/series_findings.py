@@ -20,7 +20,6 @@ import datetime
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,12 @@ from qcow2harness.errors import HarnessError
 from qcow2harness.image import Image
 from qcow2harness.qemu_zoned import parse_zone_report
 
+from ..fuzz.reader import Ended, ReaderFailure, classify
+
 KIB = 1024
+# The memory bound a death is judged against (a larger failed request is an unbounded
+# allocation from the file, fuzz/reader.py), as the fuzz campaigns' readers use.
+MEMORY_MB = 4096
 # The geometry most reproducers use: 64 KiB zones, zone 0 conventional, 8 zones.
 ZONE = 64 * KIB
 SIZE = 8 * ZONE
@@ -76,6 +80,9 @@ class StepResult:
     line: str
     code: int | None  # None: not run (an earlier step failed)
     output: str = ""
+    # How the tool died (a signal, an ASan report), as the fuzz campaigns classify it;
+    # None when it exited on its own (success or a refusal).
+    death: ReaderFailure | None = None
 
     @property
     def first_line(self) -> str:
@@ -85,12 +92,6 @@ class StepResult:
     def last_line(self) -> str:
         return self.output.splitlines()[-1] if self.output else ""
 
-    @property
-    def signalled(self) -> bool:
-        """Died of a signal (negative: subprocess's way; 128 + n: a shell's) or of an
-        AddressSanitizer report."""
-        return self.code is not None and (self.code < 0 or 128 < self.code < 160
-                                          or self.code == qemu.ASAN_EXIT_CODE)
 
 
 @dataclass
@@ -108,9 +109,9 @@ class Run:
         return [s for s in self.steps if s.code is not None][-1]
 
     def refused_cleanly(self) -> bool:
-        """The first failing step exited non-zero without a signal, or none failed."""
+        """The first failing step exited non-zero without dying, or none failed."""
         failed = [s for s in self.steps if s.code not in (None, 0)]
-        return not failed or not failed[0].signalled
+        return not failed or failed[0].death is None
 
 
 # Evidence: a sentence naming what the run shows, or None when it does not show it.
@@ -147,13 +148,15 @@ def run_steps(finding: SeriesFinding, build: str, workdir: str,
         words = shlex.split(line)  # file names are relative to workdir, the cwd
         tool = words[0]
         variant = build
+        death = None
         if tool.startswith("zoned-asan/"):  # this step on the series' ASan build
             variant, tool = "zoned-asan" if build == "zoned" else build, tool.split("/")[1]
         if tool in ("qemu-img", "qemu-io"):
-            proc = subprocess.run([qemu.require_tool(tool, variant), *words[1:]],
-                                  capture_output=True, text=True, check=False, timeout=120,
-                                  env=qemu.tool_environment(variant), cwd=workdir)
+            argv = [qemu.require_tool(tool, variant), *words[1:]]
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False,
+                                  timeout=120, env=qemu.tool_environment(variant), cwd=workdir)
             code, output = proc.returncode, proc.stdout + proc.stderr
+            death = classify(Ended(tuple(argv), code, output), variant, MEMORY_MB)
         elif tool in FILE_STEPS:
             try:
                 code, output = FILE_STEPS[tool](*(kept_input(w) if w.startswith(KEPT)
@@ -165,7 +168,7 @@ def run_steps(finding: SeriesFinding, build: str, workdir: str,
                 code, output = 1, f"{tool}: {error}"
         else:
             raise ValueError(f"{finding.slug}: unknown step {line!r}")
-        result.steps.append(StepResult(line, code, output.strip()))
+        result.steps.append(StepResult(line, code, output.strip(), death))
         failed = failed or code != 0
     return result
 
@@ -285,11 +288,9 @@ def _zone_state_after(zone: int, state: str) -> Evidence:
 
 
 def _aborts(run: Run) -> str | None:
-    last = run.last()
-    if not last.signalled or last.code is None:
-        return None
-    how = signal.Signals(-last.code).name if last.code < 0 else f"exit {last.code}"
-    return f"`{last.line}` dies ({how})" + (f": {last.last_line}" if last.output else "")
+    death = run.last().death
+    return None if death is None else (f"`{run.last().line}` dies ({death.category}): "
+                                       f"{death.detail}")
 
 
 def _reads_other_data(run: Run) -> str | None:
@@ -338,14 +339,11 @@ def _wp_before_data(run: Run) -> str | None:
 
 
 def _asan_report(run: Run) -> str | None:
-    """ASan's error line and the first stack frame in QEMU's own source."""
-    lines = [line.strip() for line in run.last().output.splitlines()]
-    error = next((line for line in lines if "ERROR: AddressSanitizer" in line), None)
-    if run.last().code != qemu.ASAN_EXIT_CODE or error is None:
+    """ASan's report: what it found and where (the first frame in QEMU's block code)."""
+    death = run.last().death
+    if death is None or not death.category.startswith("ASan"):
         return None
-    frame = next((line.split(" in ", 1)[1] for line in lines
-                  if line.startswith("#") and " in " in line and " ../src/" in line), "")
-    return f"{error.split('ERROR: ')[-1].split(' on address')[0]} in {frame}"
+    return f"AddressSanitizer {death.detail.split(': ', 1)[-1]} at {death.site}"
 
 
 def _empty_zone_reads_old_data(run: Run) -> str | None:
