@@ -36,7 +36,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_CANNOT_RUN, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if it is one of COMMANDS: only its
+    module is imported (start-up cost is part of a small check's time). Help, a usage
+    error or an unknown name builds the whole parser."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: with `only`, the top level plus that subcommand alone."""
     parser = _Parser(
         prog="qcow2-harness",
         description="Conformance checker, reference model and fuzzing harness for qcow2 "
@@ -46,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in COMMANDS:
+    for name in [only] if only else COMMANDS:
         module = importlib.import_module(f"qcow2harness.commands.{name}")
         command = sub.add_parser(module.NAME, help=module.HELP)
         module.add_arguments(command)
@@ -55,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(_chosen_command(argv)).parse_args(argv)
     try:
         code: int = args.func(args)
         return code
@@ -84,3 +97,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main() -> NoReturn:
     sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -82,40 +84,80 @@ def _result(case_element: ET.Element, tag: str, result: Failure) -> None:
         element.text = xml_safe(result.text)
 
 
+def suite_element(suite: Suite) -> ET.Element:
+    """One `<testsuite>` element with its cases."""
+    seconds = suite.seconds if suite.seconds is not None else sum(
+        c.seconds for c in suite.cases)
+    suite_element = ET.Element(
+        "testsuite", name=xml_safe(suite.name, MAX_MESSAGE),
+        tests=str(len(suite.cases)), failures=str(suite.count("failure")),
+        errors=str(suite.count("error")), skipped=str(suite.count("skipped")),
+        time=f"{seconds:.3f}")
+    if suite.properties:
+        properties = ET.SubElement(suite_element, "properties")
+        for key, value in suite.properties.items():
+            ET.SubElement(properties, "property", name=xml_safe(key, MAX_MESSAGE),
+                          value=xml_safe(value, MAX_MESSAGE))
+    for case in suite.cases:
+        case_element = ET.SubElement(
+            suite_element, "testcase", name=xml_safe(case.name, MAX_MESSAGE),
+            classname=xml_safe(case.classname, MAX_MESSAGE), time=f"{case.seconds:.3f}")
+        if case.failure is not None:
+            _result(case_element, "failure", case.failure)
+        elif case.error is not None:
+            _result(case_element, "error", case.error)
+        elif case.skipped is not None:
+            ET.SubElement(case_element, "skipped",
+                          message=xml_safe(case.skipped, MAX_MESSAGE))
+        if case.system_out:
+            ET.SubElement(case_element, "system-out").text = xml_safe(case.system_out)
+    return suite_element
+
+
+def _totals(suites: Sequence[Suite]) -> dict[str, str]:
+    return {"tests": str(sum(len(s.cases) for s in suites)),
+            **{f"{outcome}s" if outcome != "skipped" else outcome:
+               str(sum(s.count(outcome) for s in suites))
+               for outcome in ("failure", "error", "skipped")}}
+
+
 def junit_tree(suites: Sequence[Suite]) -> ET.ElementTree:
-    totals = {outcome: sum(s.count(outcome) for s in suites)
-              for outcome in ("failure", "error", "skipped")}
-    root = ET.Element("testsuites", tests=str(sum(len(s.cases) for s in suites)),
-                      failures=str(totals["failure"]), errors=str(totals["error"]),
-                      skipped=str(totals["skipped"]))
-    for suite in suites:
-        seconds = suite.seconds if suite.seconds is not None else sum(
-            c.seconds for c in suite.cases)
-        suite_element = ET.SubElement(
-            root, "testsuite", name=xml_safe(suite.name, MAX_MESSAGE),
-            tests=str(len(suite.cases)), failures=str(suite.count("failure")),
-            errors=str(suite.count("error")), skipped=str(suite.count("skipped")),
-            time=f"{seconds:.3f}")
-        if suite.properties:
-            properties = ET.SubElement(suite_element, "properties")
-            for key, value in suite.properties.items():
-                ET.SubElement(properties, "property", name=xml_safe(key, MAX_MESSAGE),
-                              value=xml_safe(value, MAX_MESSAGE))
-        for case in suite.cases:
-            case_element = ET.SubElement(
-                suite_element, "testcase", name=xml_safe(case.name, MAX_MESSAGE),
-                classname=xml_safe(case.classname, MAX_MESSAGE), time=f"{case.seconds:.3f}")
-            if case.failure is not None:
-                _result(case_element, "failure", case.failure)
-            elif case.error is not None:
-                _result(case_element, "error", case.error)
-            elif case.skipped is not None:
-                ET.SubElement(case_element, "skipped",
-                              message=xml_safe(case.skipped, MAX_MESSAGE))
-            if case.system_out:
-                ET.SubElement(case_element, "system-out").text = xml_safe(case.system_out)
+    root = ET.Element("testsuites", _totals(suites))
+    root.extend(suite_element(suite) for suite in suites)
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+class JUnitWriter:
+    """Writes suites one at a time, for a run of any length in bounded memory: each
+    suite goes to a spool file as it comes, and close() writes `<testsuites>` with the
+    totals around them, atomically, as write_junit does."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self._counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+
+    def add(self, suite: Suite) -> None:
+        for key, value in _totals([suite]).items():
+            self._counts[key] += int(value)
+        element = suite_element(suite)
+        ET.indent(element, level=1)
+        self._spool.write("  " + ET.tostring(element, encoding="unicode").rstrip() + "\n")
+
+    def close(self) -> None:
+        tmp = f"{self.path}.tmp"
+        root = ET.tostring(ET.Element("testsuites", {k: str(v) for k, v in
+                                                    self._counts.items()}),
+                           encoding="unicode")
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write("<?xml version='1.0' encoding='utf-8'?>\n")
+            out.write(root.replace(" />", ">") + "\n")
+            self._spool.seek(0)
+            shutil.copyfileobj(self._spool, out)
+            out.write("</testsuites>\n")
+        self._spool.close()
+        os.replace(tmp, self.path)
 
 
 def write_junit(path: str | os.PathLike[str], suites: Sequence[Suite]) -> None:
@@ -125,4 +167,5 @@ def write_junit(path: str | os.PathLike[str], suites: Sequence[Suite]) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["Case", "Failure", "Suite", "junit_tree", "write_junit", "xml_safe"]
+__all__ = ["Case", "Failure", "JUnitWriter", "Suite", "junit_tree", "suite_element",
+           "write_junit", "xml_safe"]

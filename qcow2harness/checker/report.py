@@ -6,11 +6,14 @@ never from the check that found it.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qcow2harness.spec.registry import Registry, load
+
+if TYPE_CHECKING:
+    from qcow2harness.junit import Suite
 
 # Individual findings kept per clause; the rest are counted (bounded output on hostile input).
 FINDINGS_PER_CLAUSE = 32
@@ -114,3 +117,48 @@ class Findings:
         self._per_clause[clause] = self._per_clause.get(clause, 0) + count
         self.report.level_counts[level] += count
         self.report.suppressed[clause] += count
+
+
+def junit_suite(report: Report) -> Suite:
+    """One testcase per image-checker clause of the registry (a stable list a CI UI can
+    track): a failure of type "must" or "should" when check reported the clause, with
+    every finding (clause, level, offset, message) in its text; MAY notes go to the
+    case's system-out and never fail it. When the check stopped before the metadata walk
+    (a header too broken to go on), the clauses it did not report are skipped."""
+    from qcow2harness.junit import Case, Failure, Suite
+    from qcow2harness.spec.registry import MODEL_ENFORCERS, load
+
+    registry = load()
+    found: dict[str, list[Finding]] = defaultdict(list)
+    for finding in report.findings:
+        found[finding.clause].append(finding)
+    clauses = [c for c in registry if c.family not in MODEL_ENFORCERS]
+    clauses += [registry[c] for c in sorted(report.clauses() - {c.id for c in clauses})]
+    walked = "clusters_in_file" in report.stats
+    cases = []
+    for clause in clauses:
+        case = Case(f"{clause.id} {clause.title}", f"check.{clause.family}")
+        findings = found.get(clause.id, [])
+        more = report.suppressed.get(clause.id, 0)
+        lines = [f.one_line() for f in findings]
+        if more:
+            lines.append(f"... and {more} more {clause.id} finding(s) not listed")
+        if findings or more:
+            if clause.level == "MAY":
+                case.system_out = "\n".join(lines)
+            else:
+                first = findings[0] if findings else None
+                where = (f" (offset {first.offset:#x})"
+                         if first is not None and first.offset is not None else "")
+                head = f"; first: {first.message}{where}" if first is not None else ""
+                case.failure = Failure(
+                    f"{clause.id} {clause.level}: {len(findings) + more} finding(s){head}",
+                    clause.level.lower(), "\n".join(lines))
+        elif not walked:
+            case.skipped = "not evaluated: the check stopped before the metadata walk"
+        cases.append(case)
+    counts = report.level_counts
+    return Suite(f"check {report.path}", cases, seconds=report.stats.get("seconds", 0.0),
+                 properties={"image": report.path, "exit_code": str(report.exit_code),
+                             "must": str(counts["MUST"]), "should": str(counts["SHOULD"]),
+                             "may": str(counts["MAY"])})

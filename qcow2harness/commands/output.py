@@ -15,7 +15,8 @@ from typing import Any
 
 # schema name (docs/schema/NAME.schema.json) -> the version its documents carry
 SCHEMA_VERSIONS = {
-    "check": "1.0",
+    # 1.1: exit_code 1 and error, for an image of a collection that could not be read
+    "check": "1.1",
     # 1.1: shard fields; 1.2: build, findings, causes. A campaign, the --matrix list, or
     # one --state rebuild
     "crash": "1.2",
