@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qcow2harness.exitcodes import EXIT_CANNOT_RUN, EXIT_INVALID
 from qcow2harness.reference.writer import ReferenceWriter
+
+from qcow2harness.exitcodes import EXIT_CANNOT_RUN, EXIT_INVALID
 
 CLI = [sys.executable, "-m", "qcow2harness.cli"]
 

@@ -20,8 +20,9 @@ page, with that finding.
 
 Exit codes mirror `check`, so the command can gate CI: 0 conformant, 2 a MUST clause
 is violated (or the image is not readable as qcow2), 3 SHOULD-level findings only;
-for a collection the worst image's (1 if one could not be read); 1 could not run (I/O error, or --png without a working headless Chromium; the HTML is
-written first). --png runs Chromium (set CHROMIUM to choose the binary).
+for a collection the worst image's (1 if one could not be read); 1 could not run
+(I/O error, or --png without a working headless Chromium; the HTML is written first).
+--png runs Chromium (set CHROMIUM to choose the binary).
 """
 
 
