@@ -24,6 +24,7 @@ from kaitaistruct import KaitaiStream, KaitaiStructError
 
 from qcow2harness.errors import ParseError
 from qcow2harness.filestream import FileStream
+from qcow2harness.inputfile import open_image
 from qcow2harness.parser import qcow2 as generated_qcow2
 from qcow2harness.parser import qcow2_bitmaps as generated_bitmaps
 from qcow2harness.parser.qcow2 import Qcow2
@@ -187,7 +188,7 @@ class Image:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, wp_byte_order: str = "big") -> Image:
         # Read-only: the checker and info never change an image.
-        stream = open(path, "rb")  # noqa: SIM115 - closed by Image.close
+        stream = open_image(path)  # closed by Image.close; refuses FIFOs, devices
         try:
             return cls(stream, os.fspath(path), wp_byte_order=wp_byte_order)
         except BaseException:

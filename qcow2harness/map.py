@@ -50,6 +50,7 @@ from qcow2harness.image import (
     l2_descriptors,
     l2_subcluster_bitmaps,
 )
+from qcow2harness.inputfile import open_image, open_image_fd
 
 # Backing chains deeper than this are refused (a loop is refused as soon as it closes).
 MAX_CHAIN_LENGTH = 64
@@ -157,7 +158,7 @@ class RawLayer:
     def __init__(self, path: str, name: str) -> None:
         self.name = name
         self.offset_file = name
-        self._fd = os.open(path, os.O_RDONLY)
+        self._fd = open_image_fd(path)
         length = os.fstat(self._fd).st_size
         self.size = -(-length // SECTOR) * SECTOR
 
@@ -202,7 +203,7 @@ class Qcow2Layer:
         self._wanted: np.ndarray = np.zeros((0, 0), dtype=bool)  # entries being read
         self._refine: tuple[int, int] | None = None  # (fd, length) when preallocated
         if data_file is not None:
-            self._data_fd = os.open(data_file, os.O_RDONLY)
+            self._data_fd = open_image_fd(data_file)
         if metadata_preallocated(image):
             fd = self._data_fd if self._data_fd is not None else image.fileno()
             length = -(-os.fstat(fd).st_size // SECTOR) * SECTOR
@@ -437,7 +438,7 @@ def combine(parent: str, name: str) -> str:
 
 
 def probe_format(path: str) -> str:
-    with open(path, "rb") as f:
+    with open_image(path) as f:
         return "qcow2" if f.read(4) == QCOW2_MAGIC else "raw"
 
 
