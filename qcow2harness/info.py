@@ -9,10 +9,12 @@ table or a refcount block, so the cost does not grow with the guest size.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from qcow2harness.errors import ParseError
 from qcow2harness.image import ExtensionType, Image, decode_name
 
 # Bit numbers of the named feature flags, from the ksy `is_*` / `has_*` instances.
@@ -222,27 +224,84 @@ def describe_clusters(image: Image) -> dict[str, int]:
     }
 
 
-def describe_zones(image: Image) -> dict[str, Any] | None:
-    """The zone configuration and a report of every zone's persisted state."""
+# How many zones info lists unless told (`--zones N|all`): every zone is counted by
+# state whatever the table's length, streamed in batches.
+ZONES_LISTED_TEXT = 32
+ZONES_LISTED_JSON = 1024
+
+
+class StreamedZoneRows(list):  # type: ignore[type-arg]
+    """Every zone's row, made a batch at a time while it is iterated (json.dump and the
+    text renderer iterate it), so that `info --zones all` never holds the table. The
+    image must stay open until then."""
+
+    def __init__(self, image: Image, geometry: tuple[int, int, int, int], offset: int,
+                 count: int) -> None:
+        super().__init__()
+        self._image, self._geometry = image, geometry
+        self._offset, self._count = offset, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __iter__(self) -> Iterator[dict[str, int | str]]:  # type: ignore[override]
+        from qcow2harness.checker.zoned import table_batches
+        from qcow2harness.reference.zones import PERSISTED_STATES, persisted_zone_batch
+
+        for first, entries in table_batches(self._image, self._offset, self._count,
+                                            self._image.wp_byte_order):
+            batch = persisted_zone_batch(*self._geometry, first, entries)
+            for index, start, capacity, conventional, state, wp in zip(
+                    batch["index"].tolist(), batch["start"].tolist(),
+                    batch["capacity"].tolist(), batch["conventional"].tolist(),
+                    batch["state"].tolist(), batch["wp"].tolist(), strict=True):
+                yield {"index": index, "start": start, "capacity": capacity,
+                       "type": "conventional" if conventional else "sequential",
+                       "state": PERSISTED_STATES[state], "wp": wp}
+
+
+def describe_zones(image: Image, limit: int | None = None) -> dict[str, Any] | None:
+    """The zone configuration, every zone counted by persisted state, and the rows of
+    the first `limit` zones (None: every zone, as a list: for small images; the CLI
+    passes a limit or streams with zone_rows())."""
     zoned = image.zoned
     if zoned is None:
         return None
-    from qcow2harness.reference.zones import persisted_zone_report
+    from qcow2harness.checker.zoned import plain_entries, table_batches
+    from qcow2harness.reference.zones import count_persisted_states, persisted_zone_report
 
     config = {name: _plain(getattr(zoned, name)) for name in ZONED_FIELDS}
-    entries = image.zonedmeta_entries()
-    assert entries is not None
-    zones = persisted_zone_report(
-        zone_size=int(zoned.zone_size),
-        zone_capacity=int(zoned.zone_capacity),
-        num_conventional_zones=int(zoned.num_conventional_zones),
-        virtual_size=int(image.header.virtual_size),
-        zonedmeta=[int(raw) for raw in entries],
-    )
-    return {"config": config, "zones": zones}
+    offset, count = int(zoned.ofs_zonedmeta), int(zoned.num_zones)
+    if offset + 8 * count > image.file_size:
+        raise ParseError(f"zonedmeta table at {offset:#x}, {8 * count} bytes, runs past the "
+                         f"end of the {image.file_size}-byte file", structure="zonedmeta table",
+                         offset=offset, clause="ZONE-20")
+    geometry = (int(zoned.zone_size), int(zoned.zone_capacity),
+                int(zoned.num_conventional_zones), int(image.header.virtual_size))
+    listed = count if limit is None else min(limit, count)
+    rows = persisted_zone_report(*geometry, plain_entries(image, offset, listed,
+                                                          image.wp_byte_order))
+    states = count_persisted_states(*geometry, table_batches(image, offset, count,
+                                                             image.wp_byte_order))
+    return {"config": config, "nr_zones": count, "states": states, "zones_listed": listed,
+            "zones": rows}
 
 
-def describe(image: Image) -> dict[str, Any]:
+def zone_rows(image: Image) -> StreamedZoneRows | None:
+    """Every zone's row, streamed (`info --zones all`); describe_zones() checked the
+    table lies in the file."""
+    zoned = image.zoned
+    if zoned is None:
+        return None
+    geometry = (int(zoned.zone_size), int(zoned.zone_capacity),
+                int(zoned.num_conventional_zones), int(image.header.virtual_size))
+    return StreamedZoneRows(image, geometry, int(zoned.ofs_zonedmeta), int(zoned.num_zones))
+
+
+def describe(image: Image, zones: int | None = ZONES_LISTED_JSON) -> dict[str, Any]:
     header = describe_header(image)
     return {
         "format": "qcow2",
@@ -262,16 +321,14 @@ def describe(image: Image) -> dict[str, Any]:
         "snapshots": describe_snapshots(image),
         "bitmaps": describe_bitmaps(image),
         "clusters": describe_clusters(image),
-        "zoned": describe_zones(image),
+        "zoned": describe_zones(image, zones),
     }
 
 
 # -- text rendering ----------------------------------------------------------
 
-ZONES_SHOWN = 32
-
-
-def render(info: dict[str, Any]) -> str:
+def render_lines(info: dict[str, Any]) -> Iterator[str]:
+    """The text report line by line (a zone list from zone_rows() is streamed)."""
     out: list[str] = []
     add = out.append
     add(f"image: {info['path']}")
@@ -316,13 +373,25 @@ def render(info: dict[str, Any]) -> str:
         add("zoned:")
         for key, value in zoned["config"].items():
             add(f"    {key:<24} {value}")
-        zones = zoned["zones"]
-        add(f"zone report ({len(zones)} zones):")
-        add(f"    {'zone':>6} {'start':>14} {'capacity':>12} {'type':<12} {'state':<18} wp")
-        for zone in zones[:ZONES_SHOWN]:
-            add(f"    {zone['index']:>6} {zone['start']:>#14x} {zone['capacity']:>12}"
-                f" {zone['type']:<12} {zone['state']:<18} {zone['wp']:#x}")
-        if len(zones) > ZONES_SHOWN:
-            add(f"    ... {len(zones) - ZONES_SHOWN} more (use --json for all)")
-    return "\n".join(out)
+    yield from out
+    if zoned is not None:
+        yield from _render_zones(zoned)
 
+
+def _render_zones(zoned: dict[str, Any]) -> Iterator[str]:
+    zones = zoned["zones"]
+    yield f"zone report ({zoned['nr_zones']} zones):"
+    if zoned["nr_zones"] > len(zones):
+        yield ("    by state: " + ", ".join(f"{state} {count}"
+                                          for state, count in zoned["states"].items()))
+    yield f"    {'zone':>6} {'start':>14} {'capacity':>12} {'type':<12} {'state':<18} wp"
+    for zone in zones:
+        yield (f"    {zone['index']:>6} {zone['start']:>#14x} {zone['capacity']:>12}"
+               f" {zone['type']:<12} {zone['state']:<18} {zone['wp']:#x}")
+    if zoned["nr_zones"] > len(zones):
+        yield (f"    ... {zoned['nr_zones'] - len(zones)} more (--zones N or --zones all "
+               "to list them)")
+
+
+def render(info: dict[str, Any]) -> str:
+    return "\n".join(render_lines(info))

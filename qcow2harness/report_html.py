@@ -146,6 +146,8 @@ class ZoneView:
     rows: list[dict[str, int | str]]  # persisted_zone_report(), the first MAX_ZONE_CELLS
     nr_zones: int
     unreadable: bool = False  # the table's geometry is broken (see the findings)
+    # Every zone of the table by stored state (count_persisted_states), streamed.
+    state_counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,20 +184,17 @@ def gather(path: str | os.PathLike[str]) -> PageData:
 
 
 def _zone_view(zones: Zones) -> ZoneView:
-    from qcow2harness.reference.zones import persisted_zone_report
+    from qcow2harness.reference.zones import count_persisted_states, persisted_zone_report
 
     config = {key: int(value) for key, value in zones.fields.items()
               if isinstance(value, int)}
-    if zones.entries is None:
+    if not zones.table_readable:
         return ZoneView(config, [], config["nr_zones"], unreadable=True)
-    rows = persisted_zone_report(
-        zone_size=config["zone_size"],
-        zone_capacity=config["zone_capacity"],
-        num_conventional_zones=config["conventional_zones"],
-        virtual_size=config["virtual_size"],
-        zonedmeta=zones.entries[:MAX_ZONE_CELLS],
-    )
-    return ZoneView(config, rows, len(zones.entries))
+    geometry = (config["zone_size"], config["zone_capacity"], config["conventional_zones"],
+                config["virtual_size"])
+    rows = persisted_zone_report(*geometry, zones.first_entries(MAX_ZONE_CELLS))
+    states = count_persisted_states(*geometry, zones.batches())
+    return ZoneView(config, rows, zones.nr_zones, state_counts=states)
 
 
 def _bytes(value: int) -> str:
@@ -460,7 +459,10 @@ def _zones_section(view: ZoneView) -> str:
                "along its bottom is its state)</div>")
     shown = "" if count == view.nr_zones else (
         f'<p class="note">The first {count:,} of {view.nr_zones:,} zones are shown; the '
-        "state counts are of those.</p>")
+        "state counts beside the colours are of those. All zones by stored state: "
+        + _esc(", ".join(f"{state.replace('_', ' ')} {number:,}"
+                         for state, number in view.state_counts.items()))
+        + ".</p>")
     table_rows = []
     for row in rows[:MAX_ZONE_ROWS]:
         start, wp, capacity = int(row["start"]), int(row["wp"]), int(row["capacity"])

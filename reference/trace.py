@@ -25,7 +25,7 @@ the wps actually recovered; without it the model continues from the durable wps.
 Error names: the zone refusals (zones.Refusal), plus "malformed" (not a JSON object,
 unknown op, missing or ill-typed field), "not-created" (an op before create),
 "already-created" (a second create) and "bad-config" (create with a configuration
-that breaks a ZONE-6..ZONE-16 rule).
+that breaks a ZONE-6..ZONE-16 rule, or has more than zones.MODEL_MAX_ZONES zones).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 from qcow2harness.errors import ModelError
 
 from .persistence import PersistenceModel
-from .zones import OpResult, ZoneConfig
+from .zones import MAX_NR_ZONES, MODEL_MAX_ZONES, OpResult, ZoneConfig
 
 MALFORMED = "malformed"
 NOT_CREATED = "not-created"
@@ -114,6 +114,12 @@ class Session:
         close_at_start = request.get("close_at_start", "empty")
         try:
             config = ZoneConfig(**values)
+            if config.nr_zones > MODEL_MAX_ZONES:
+                raise ModelError(
+                    f"{config.nr_zones} zones is more than the {MODEL_MAX_ZONES} the model "
+                    "service takes (an object per zone, every zone in each report and crash "
+                    f"answer); the format allows {MAX_NR_ZONES} (ZONE-10), and check, info "
+                    "and report take any such table")
             self.model = PersistenceModel(config, policy, close_at_start)
         except ModelError as error:
             return _failure(BAD_CONFIG, error.one_line())

@@ -34,16 +34,21 @@ Decisions the facts leave open, made here and cited as clauses:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from qcow2harness.errors import ModelError
 
 SECTOR = 512
 CONVENTIONAL_FLAG = 1 << 59  # WP-1: zonedmeta marks conventional zones with bit 59
 MAX_NR_ZONES = (2**32 - 1) // 8  # ZONE-10
+# The model keeps one object per zone, and the `model` service answers `report` and
+# `crash` with every zone in one line, so the service refuses a geometry of more zones
+# than this (a bound of the model, not of the format: check, info and report stream
+# tables of any length).
+MODEL_MAX_ZONES = 1 << 16
 
 
 class ZoneState(Enum):
@@ -363,53 +368,68 @@ def zonedmeta_problems(fields: dict[str, int | bytes], entries: Sequence[int]) -
 
 def _entry_problems(fields: dict[str, int | bytes], entries: Sequence[int]) -> list[
         TableProblem]:
-    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
-    conventional = int(fields["conventional_zones"])  # type: ignore[arg-type]
-    size = int(fields["virtual_size"])  # type: ignore[arg-type]
     problems: list[TableProblem] = []
     for index, entry in enumerate(entries):
-        start = index * zone_size
-        if entry & RESERVED_ENTRY_BITS:
-            problems.append(("WP-3", index, f"zone {index}: reserved bits 60-63 set "
-                             f"({entry:#x})"))
-        is_conventional = bool(entry & CONVENTIONAL_FLAG)
-        if is_conventional != (index < conventional):
-            problems.append(("WP-4", index, f"zone {index}: conventional bit "
-                             f"{'set' if is_conventional else 'clear'}, but the zone is "
-                             f"{'conventional' if index < conventional else 'sequential'}"))
-            continue
-        wp = entry & WP_BITS
-        if is_conventional:
-            if wp != start:
-                problems.append(("WP-5", index, f"zone {index}: conventional entry holds "
-                                 f"{wp:#x}, not its start {start:#x}"))
-            continue
-        end = min(start + zone_size, size) if size > start else start + zone_size
-        if not start <= wp <= max(end, start + zone_size):
-            problems.append(("WP-6", index, f"zone {index}: write pointer {wp:#x} is outside "
-                             f"the zone [{start:#x}, {start + zone_size:#x}]"))
-        elif (wp - start) % SECTOR:
-            problems.append(("WP-7", index, f"zone {index}: write pointer {wp:#x} is not "
-                             f"512-byte aligned within the zone"))
+        problems.extend((clause, index, message)
+                        for clause, message in entry_problems(fields, index, entry))
     return problems
 
 
-def _sound_sequential_wps(fields: dict[str, int | bytes], entries: Sequence[int]) -> Iterator[
-        tuple[int, int, int, int]]:
-    """(zone, start, writable end, wp) of each sequential zone whose entry breaks no WP
-    rule; entries that do are left to zonedmeta_problems()."""
+def entry_problems(fields: dict[str, int | bytes], index: int, entry: int) -> list[
+        tuple[str, str]]:
+    """(clause, message) for each WP-3..WP-7 rule zone `index`'s table entry breaks."""
+    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
+    conventional = int(fields["conventional_zones"])  # type: ignore[arg-type]
+    size = int(fields["virtual_size"])  # type: ignore[arg-type]
+    problems: list[tuple[str, str]] = []
+    start = index * zone_size
+    if entry & RESERVED_ENTRY_BITS:
+        problems.append(("WP-3", f"zone {index}: reserved bits 60-63 set ({entry:#x})"))
+    is_conventional = bool(entry & CONVENTIONAL_FLAG)
+    if is_conventional != (index < conventional):
+        problems.append(("WP-4", f"zone {index}: conventional bit "
+                         f"{'set' if is_conventional else 'clear'}, but the zone is "
+                         f"{'conventional' if index < conventional else 'sequential'}"))
+        return problems
+    wp = entry & WP_BITS
+    if is_conventional:
+        if wp != start:
+            problems.append(("WP-5", f"zone {index}: conventional entry holds "
+                             f"{wp:#x}, not its start {start:#x}"))
+        return problems
+    end = min(start + zone_size, size) if size > start else start + zone_size
+    if not start <= wp <= max(end, start + zone_size):
+        problems.append(("WP-6", f"zone {index}: write pointer {wp:#x} is outside "
+                         f"the zone [{start:#x}, {start + zone_size:#x}]"))
+    elif (wp - start) % SECTOR:
+        problems.append(("WP-7", f"zone {index}: write pointer {wp:#x} is not "
+                         f"512-byte aligned within the zone"))
+    return problems
+
+
+def _sound_wp(fields: dict[str, int | bytes], index: int, entry: int) -> tuple[int, int] | None:
+    """(writable end, wp) of a sequential zone whose entry breaks no WP rule; None for
+    other entries, which are left to zonedmeta_problems()."""
     zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
     capacity = int(fields["zone_capacity"])  # type: ignore[arg-type]
     conventional = int(fields["conventional_zones"])  # type: ignore[arg-type]
     size = int(fields["virtual_size"])  # type: ignore[arg-type]
-    for index in range(conventional, len(entries)):
-        entry = entries[index]
-        start = index * zone_size
-        wp = entry & WP_BITS
-        if (entry & (RESERVED_ENTRY_BITS | CONVENTIONAL_FLAG)
-                or not start <= wp <= start + zone_size or (wp - start) % SECTOR):
-            continue
-        yield index, start, min(start + capacity, max(size, start)), wp
+    start = index * zone_size
+    wp = entry & WP_BITS
+    if (index < conventional or entry & (RESERVED_ENTRY_BITS | CONVENTIONAL_FLAG)
+            or not start <= wp <= start + zone_size or (wp - start) % SECTOR):
+        return None
+    return min(start + capacity, max(size, start)), wp
+
+
+def entry_note(fields: dict[str, int | bytes], index: int, entry: int) -> str | None:
+    """WP-9 for one entry: a FULL zone whose wp is stored past its writable end."""
+    sound = _sound_wp(fields, index, entry)
+    if sound is None or sound[1] <= sound[0]:
+        return None
+    writable_end, wp = sound
+    return (f"zone {index}: FULL, write pointer stored as {wp:#x}, past its writable end "
+            f"{writable_end:#x}")
 
 
 def zonedmeta_notes(fields: dict[str, int | bytes], entries: Sequence[int]) -> list[
@@ -417,10 +437,10 @@ def zonedmeta_notes(fields: dict[str, int | bytes], entries: Sequence[int]) -> l
     """The MAY permissions the write-pointer table exercises (WP-9): a FULL zone whose wp
     is stored past its writable end, up to zone start + zone_size."""
     notes: list[TableProblem] = []
-    for index, _start, writable_end, wp in _sound_sequential_wps(fields, entries):
-        if wp > writable_end:
-            notes.append(("WP-9", index, f"zone {index}: FULL, write pointer stored as "
-                          f"{wp:#x}, past its writable end {writable_end:#x}"))
+    for index, entry in enumerate(entries):
+        note = entry_note(fields, index, entry)
+        if note is not None:
+            notes.append(("WP-9", index, note))
     return notes
 
 
@@ -432,9 +452,10 @@ def dead_data_starts(fields: dict[str, int | bytes], entries: Sequence[int]) -> 
     entry breaks a WP rule, get their zone end: nothing in them is judged dead.
     """
     zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
-    starts = [(index + 1) * zone_size for index in range(len(entries))]
-    for index, _start, writable_end, wp in _sound_sequential_wps(fields, entries):
-        starts[index] = min(wp, writable_end)
+    starts = []
+    for index, entry in enumerate(entries):
+        sound = _sound_wp(fields, index, entry)
+        starts.append((index + 1) * zone_size if sound is None else min(sound[1], sound[0]))
     return starts
 
 
@@ -486,6 +507,241 @@ def persisted_zone_report(
             "wp": wp,
         })
     return rows
+
+
+# ----- the same rules over numpy batches ---------------------------------------------
+#
+# A write-pointer table may hold up to MAX_NR_ZONES entries (4 GiB). The functions
+# below judge one batch of it, the zones first_index .. first_index + len(entries) - 1,
+# as the scalar rule named in each docstring does; tests/reference/test_zone_batches.py
+# holds each pair to the same answers. numpy is imported inside them, so that importing
+# this module stays cheap.
+
+ZONE_BATCH = 1 << 16  # zones per batch: a few MiB of temporaries whatever the table
+# Stand-in start for zones whose start is 2^63 or more: no wp (< 2^59) reaches either,
+# so every rule answers the same. Only a capacity shown for such a zone differs, and only
+# when the virtual size passes 2^63.
+START_CAP = 1 << 63
+INT64_MAX = (1 << 63) - 1
+# persisted_zone_batch()'s state codes, as persisted_zone_report() names them.
+PERSISTED_STATES = ("empty", "closed", "full", "not_write_pointer", "invalid")
+
+
+def _numpy() -> Any:
+    import numpy
+
+    return numpy
+
+
+def _zone_starts(np: Any, zone_size: int, first_index: int, count: int) -> tuple[Any, Any]:
+    """(zone index, zone start as uint64, START_CAP where the start reaches it)."""
+    index = np.arange(first_index, first_index + count, dtype=np.uint64)
+    if zone_size == 0:
+        return index, np.zeros(count, dtype=np.uint64)
+    exact = (START_CAP - 1) // zone_size  # the last index whose start is below 2^63
+    starts = np.where(index <= np.uint64(exact), index * np.uint64(zone_size % 2**64),
+                      np.uint64(START_CAP))
+    return index, starts
+
+
+def entry_problem_masks(fields: dict[str, int | bytes], first_index: int,
+                        entries: Any) -> dict[str, Any]:
+    """entry_problems() over a batch: clause -> bool mask of the entries breaking it."""
+    np = _numpy()
+    entries = np.asarray(entries, dtype=np.uint64)
+    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
+    conventional = int(fields["conventional_zones"])  # type: ignore[arg-type]
+    index, starts = _zone_starts(np, zone_size, first_index, entries.size)
+    is_conventional = (entries & np.uint64(CONVENTIONAL_FLAG)) != 0
+    wrong_kind = is_conventional != (index < np.uint64(min(conventional, 2**64 - 1)))
+    wp = entries & np.uint64(WP_BITS)
+    offset = wp - starts  # wraps below the start; in_zone masks that out
+    in_zone = (wp >= starts) & (offset <= np.uint64(min(zone_size, 2**64 - 1)))
+    sequential = ~is_conventional & ~wrong_kind
+    return {
+        "WP-3": (entries & np.uint64(RESERVED_ENTRY_BITS)) != 0,
+        "WP-4": wrong_kind,
+        "WP-5": is_conventional & ~wrong_kind & (wp != starts),
+        "WP-6": sequential & ~in_zone,
+        "WP-7": sequential & in_zone & ((offset & np.uint64(SECTOR - 1)) != 0),
+    }
+
+
+def _sound_wp_batch(np: Any, fields: dict[str, int | bytes], first_index: int,
+                    entries: Any) -> tuple[Any, Any, Any, Any]:
+    """_sound_wp() over a batch: (sound mask, writable end, wp, zone index)."""
+    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
+    capacity = int(fields["zone_capacity"])  # type: ignore[arg-type]
+    conventional = int(fields["conventional_zones"])  # type: ignore[arg-type]
+    size = int(fields["virtual_size"])  # type: ignore[arg-type]
+    index, starts = _zone_starts(np, zone_size, first_index, entries.size)
+    wp = entries & np.uint64(WP_BITS)
+    offset = wp - starts
+    sound = ((index >= np.uint64(min(conventional, 2**64 - 1)))
+             & ((entries & np.uint64(RESERVED_ENTRY_BITS | CONVENTIONAL_FLAG)) == 0)
+             & (wp >= starts) & (offset <= np.uint64(min(zone_size, 2**64 - 1)))
+             & ((offset & np.uint64(SECTOR - 1)) == 0))
+    # A sound wp lies below 2^60, so its start does too and start + capacity (<= 2^64 - 1
+    # once ZONE-7 holds) is exact where it matters; elsewhere it is masked out.
+    with np.errstate(over="ignore"):
+        limit = starts + np.uint64(min(capacity, 2**64 - 1))
+    writable_end = np.minimum(limit, np.maximum(np.uint64(min(size, 2**64 - 1)), starts))
+    return sound, writable_end, wp, index
+
+
+def entry_note_mask(fields: dict[str, int | bytes], first_index: int, entries: Any) -> Any:
+    """entry_note() over a batch: the entries that exercise WP-9."""
+    np = _numpy()
+    entries = np.asarray(entries, dtype=np.uint64)
+    sound, writable_end, wp, _index = _sound_wp_batch(np, fields, first_index, entries)
+    return sound & (wp > writable_end)
+
+
+def dead_data_starts_batch(fields: dict[str, int | bytes], first_index: int,
+                           entries: Any) -> Any:
+    """dead_data_starts() over a batch, as int64 clamped to INT64_MAX (no guest offset
+    lies past it)."""
+    np = _numpy()
+    entries = np.asarray(entries, dtype=np.uint64)
+    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
+    sound, writable_end, wp, index = _sound_wp_batch(np, fields, first_index, entries)
+    ends_exact = index + np.uint64(1) <= np.uint64(INT64_MAX // max(zone_size, 1))
+    with np.errstate(over="ignore"):
+        ends = np.where(ends_exact, (index + np.uint64(1)) * np.uint64(zone_size % 2**64),
+                        np.uint64(INT64_MAX))
+    return np.where(sound, np.minimum(wp, writable_end), ends).astype(np.int64)
+
+
+def persisted_zone_batch(zone_size: int, zone_capacity: int, num_conventional_zones: int,
+                         virtual_size: int, first_index: int, entries: Any) -> dict[str, Any]:
+    """persisted_zone_report() over a batch, as arrays: index, start, capacity,
+    conventional (bool), state (an index into PERSISTED_STATES) and wp."""
+    np = _numpy()
+    entries = np.asarray(entries, dtype=np.uint64)
+    index, starts = _zone_starts(np, zone_size, first_index, entries.size)
+    size = np.uint64(min(virtual_size, 2**64 - 1))
+    conventional = (entries & np.uint64(CONVENTIONAL_FLAG)) != 0
+    wp = entries & np.uint64(WP_BITS)
+    length = np.where(size > starts, np.minimum(np.uint64(zone_size % 2**64), size - starts),
+                      np.uint64(0))
+    capacity = np.where(conventional, length, np.minimum(np.uint64(zone_capacity % 2**64),
+                                                         length))
+    offset = wp - starts
+    in_zone = (wp >= starts) & (offset <= np.uint64(zone_size % 2**64))
+    state = np.where(offset >= capacity, 2, 1)  # FULL at capacity (persisted_state)
+    state = np.where(offset == 0, 0, state)
+    state = np.where(conventional, 3, state)
+    state = np.where(in_zone, state, 4).astype(np.uint8)
+    return {"index": index, "start": starts, "capacity": capacity,
+            "conventional": conventional, "state": state, "wp": wp}
+
+
+def count_persisted_states(zone_size: int, zone_capacity: int, num_conventional_zones: int,
+                           virtual_size: int, batches: Iterable[tuple[int, Any]]) -> dict[
+                               str, int]:
+    """How many zones of a whole table persisted_zone_report() gives each state, batch by
+    batch (PERSISTED_STATES order; states no zone has are left out)."""
+    np = _numpy()
+    totals = np.zeros(len(PERSISTED_STATES), dtype=np.int64)
+    for first_index, entries in batches:
+        states = persisted_zone_batch(zone_size, zone_capacity, num_conventional_zones,
+                                      virtual_size, first_index, entries)["state"]
+        totals += np.bincount(states, minlength=len(PERSISTED_STATES))
+    return {name: int(count) for name, count in zip(PERSISTED_STATES, totals, strict=True)
+            if count}
+
+
+@dataclass
+class ClauseTally:
+    """One clause over a whole table: how many zones break it, the first of them, and the
+    scalar rule's message for that first zone."""
+
+    clause: str
+    count: int
+    first: int
+    message: str
+
+
+@dataclass
+class TableVerdict:
+    """The write-pointer table judged whole: WP-2 (the table reads right only
+    byte-swapped, which replaces every other finding), else the problems and the WP-9
+    notes, each tallied per clause in order of the first zone."""
+
+    little_endian: bool
+    problems: list[ClauseTally]
+    notes: list[ClauseTally]
+
+
+def _tallies(found: Iterable[TableProblem]) -> list[ClauseTally]:
+    tallies: dict[str, ClauseTally] = {}
+    for clause, index, message in found:
+        assert index is not None
+        tally = tallies.get(clause)
+        if tally is None:
+            tallies[clause] = ClauseTally(clause, 1, index, message)
+        else:
+            tally.count += 1
+    return sorted(tallies.values(), key=lambda t: (t.first, t.clause))
+
+
+def judge_zonedmeta_plain(fields: dict[str, int | bytes], entries: Sequence[int]) -> TableVerdict:
+    """The table verdict entry by entry (zonedmeta_problems, zonedmeta_notes): for small
+    tables, without numpy."""
+    problems = zonedmeta_problems(fields, entries)
+    if [clause for clause, _, _ in problems] == ["WP-2"]:
+        return TableVerdict(True, [], [])
+    return TableVerdict(False, _tallies(problems), _tallies(zonedmeta_notes(fields, entries)))
+
+
+def judge_zonedmeta(fields: dict[str, int | bytes],
+                    batches: Iterable[tuple[int, Any]]) -> TableVerdict:
+    """judge_zonedmeta_plain() over (first zone index, uint64 entries) batches of any
+    table, in one pass and bounded memory."""
+    np = _numpy()
+    counts: dict[str, int] = {}
+    firsts: dict[str, tuple[int, int]] = {}  # clause -> (zone, entry)
+    note_count, note_first = 0, None
+    swapped_clean = True
+    for first_index, batch in batches:
+        entries = np.asarray(batch, dtype=np.uint64)
+        for clause, mask in entry_problem_masks(fields, first_index, entries).items():
+            _tally_mask(np, clause, mask, first_index, entries, counts, firsts)
+        if swapped_clean:
+            swapped = entries.byteswap()
+            swapped_clean = not any(mask.any() for mask in entry_problem_masks(
+                fields, first_index, swapped).values())
+        notes = entry_note_mask(fields, first_index, entries)
+        found = int(np.count_nonzero(notes))
+        if found:
+            if note_first is None:
+                at = int(np.argmax(notes))
+                note_first = (first_index + at, int(entries[at]))
+            note_count += found
+    if counts and swapped_clean:
+        return TableVerdict(True, [], [])
+    problems = []
+    for clause, count in counts.items():
+        index, entry = firsts[clause]
+        message = dict(entry_problems(fields, index, entry))[clause]
+        problems.append(ClauseTally(clause, count, index, message))
+    notes_out = []
+    if note_first is not None:
+        note = entry_note(fields, *note_first)
+        assert note is not None
+        notes_out.append(ClauseTally("WP-9", note_count, note_first[0], note))
+    return TableVerdict(False, sorted(problems, key=lambda t: (t.first, t.clause)), notes_out)
+
+
+def _tally_mask(np: Any, clause: str, mask: Any, first_index: int, entries: Any,
+                counts: dict[str, int], firsts: dict[str, tuple[int, int]]) -> None:
+    found = int(np.count_nonzero(mask))
+    if not found:
+        return
+    if clause not in firsts:
+        at = int(np.argmax(mask))
+        firsts[clause] = (first_index + at, int(entries[at]))
+    counts[clause] = counts.get(clause, 0) + found
 
 
 class Zone:
@@ -858,6 +1114,7 @@ class ZoneModel:
 
 __all__ = [
     "CONVENTIONAL_FLAG",
+    "MODEL_MAX_ZONES",
     "CloseAtStart",
     "OK",
     "OP_CLAUSES",

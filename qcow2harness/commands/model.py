@@ -14,7 +14,10 @@ DESCRIPTION = (
     '"conventional_zones":N,"max_open_zones":N,"max_active_zones":N,"max_append_bytes":N} '
     '(optional "policy": lru|fifo|round-robin). Then write, append, open, close, finish, '
     'reset, reset_all, flush, reopen, crash, report. Exactly one JSON answer per input '
-    'line, each with "ok" and "error".'
+    'line, each with "ok" and "error". A geometry of more than 65,536 zones '
+    '(reference.zones.MODEL_MAX_ZONES) is refused with "bad-config": the model keeps an '
+    'object per zone and reports every zone in one line; check, info and report take any '
+    'zone count the format allows (ZONE-10).'
 )
 
 

@@ -1,0 +1,134 @@
+"""The batched (numpy) zone-table rules of reference/zones.py against the scalar rules
+they vectorise: the same clauses per entry, the same WP-9 notes, dead-data starts,
+persisted rows and whole-table verdicts, over small tables drawn by Hypothesis, read in
+batches of every size so that batch edges are crossed."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from qcow2harness.reference.zones import (
+    CONVENTIONAL_FLAG,
+    INT64_MAX,
+    PERSISTED_STATES,
+    count_persisted_states,
+    dead_data_starts,
+    dead_data_starts_batch,
+    entry_note,
+    entry_note_mask,
+    entry_problem_masks,
+    entry_problems,
+    judge_zonedmeta,
+    judge_zonedmeta_plain,
+    persisted_zone_batch,
+    persisted_zone_report,
+)
+
+SECTOR = 512
+
+
+@st.composite
+def tables(draw: st.DrawFn) -> tuple[dict[str, int | bytes], list[int]]:
+    """A sound zone geometry (what the checker reads a table under) and a table mixing
+    sound entries with every kind of broken one, sometimes far past 2^63 in start."""
+    zone_bits = draw(st.integers(9, 62))
+    zone_size = 1 << zone_bits
+    nr_zones = draw(st.integers(1, 40))
+    conventional = draw(st.integers(0, nr_zones))
+    short_last = draw(st.integers(0, zone_size - 1)) // SECTOR * SECTOR
+    virtual_size = nr_zones * zone_size - short_last
+    capacity = draw(st.integers(1, zone_size // SECTOR)) * SECTOR
+    fields: dict[str, int | bytes] = {
+        "zone_size": zone_size, "zone_capacity": capacity, "conventional_zones": conventional,
+        "virtual_size": virtual_size, "nr_zones": nr_zones,
+    }
+    entries = []
+    for index in range(nr_zones):
+        start = index * zone_size
+        kind = draw(st.sampled_from(["sound", "edge", "random", "swapped"]))
+        if kind == "random":
+            entries.append(draw(st.integers(0, 2**64 - 1)))
+            continue
+        flag = CONVENTIONAL_FLAG if index < conventional else 0
+        if kind == "edge":
+            flag = draw(st.sampled_from([0, CONVENTIONAL_FLAG, 1 << 61]))
+        offset = draw(st.sampled_from([0, SECTOR, capacity, zone_size, zone_size + SECTOR,
+                                       7, -SECTOR, capacity - SECTOR]))
+        wp = max(start + offset, 0) if flag != CONVENTIONAL_FLAG else start
+        entry = (wp & (CONVENTIONAL_FLAG - 1)) | flag
+        if kind == "swapped":
+            entry = int.from_bytes(entry.to_bytes(8, "big"), "little")
+        entries.append(entry)
+    return fields, entries
+
+
+def batches(entries: list[int], size: int) -> list[tuple[int, np.ndarray]]:
+    return [(first, np.array(entries[first:first + size], dtype=np.uint64))
+            for first in range(0, len(entries), size)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables(), st.integers(1, 9))
+def test_entry_masks_agree_with_entry_problems(table: tuple[dict[str, int | bytes],
+                                                            list[int]], size: int) -> None:
+    fields, entries = table
+    for first, batch in batches(entries, size):
+        masks = entry_problem_masks(fields, first, batch)
+        notes = entry_note_mask(fields, first, batch)
+        starts = dead_data_starts_batch(fields, first, batch)
+        for offset, entry in enumerate(batch.tolist()):
+            index = first + offset
+            scalar = {clause for clause, _ in entry_problems(fields, index, entry)}
+            assert {clause for clause, mask in masks.items() if mask[offset]} == scalar
+            assert bool(notes[offset]) == (entry_note(fields, index, entry) is not None)
+        expected = dead_data_starts(fields, entries)[first:first + batch.size]
+        assert starts.tolist() == [min(start, INT64_MAX) for start in expected]
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables(), st.integers(1, 9))
+def test_table_verdict_batched_equals_plain(table: tuple[dict[str, int | bytes], list[int]],
+                                           size: int) -> None:
+    fields, entries = table
+    assert judge_zonedmeta(fields, batches(entries, size)) == judge_zonedmeta_plain(
+        fields, entries)
+
+
+def test_little_endian_table_is_one_wp2_verdict() -> None:
+    zone_size = 1 << 20
+    fields: dict[str, int | bytes] = {"zone_size": zone_size, "zone_capacity": zone_size,
+                                      "conventional_zones": 1, "virtual_size": 8 * zone_size}
+    sound = [CONVENTIONAL_FLAG] + [i * zone_size + 4096 for i in range(1, 8)]
+    swapped = [int.from_bytes(e.to_bytes(8, "big"), "little") for e in sound]
+    plain = judge_zonedmeta_plain(fields, swapped)
+    assert plain.little_endian and not plain.problems
+    assert judge_zonedmeta(fields, batches(swapped, 3)) == plain
+    assert not judge_zonedmeta(fields, batches(sound, 3)).little_endian
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 50),
+       st.integers(0, 2**62), st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=30),
+       st.integers(1, 9))
+def test_persisted_rows_agree(zone_size: int, capacity: int, conventional: int,
+                              virtual_size: int, raw: list[int], size: int) -> None:
+    """Any geometry, even one the checker refuses (info shows every table)."""
+    entries = [e if e % 3 else (i * zone_size + e % zone_size if zone_size else 0)
+               | (CONVENTIONAL_FLAG if e % 5 == 0 else 0) for i, e in enumerate(raw)]
+    scalar = persisted_zone_report(zone_size, capacity, conventional, virtual_size, entries)
+    rows = []
+    for first, batch in batches(entries, size):
+        arrays = persisted_zone_batch(zone_size, capacity, conventional, virtual_size, first,
+                                      batch)
+        for at in range(batch.size):
+            rows.append({
+                "index": int(arrays["index"][at]), "start": int(arrays["start"][at]),
+                "capacity": int(arrays["capacity"][at]),
+                "type": "conventional" if arrays["conventional"][at] else "sequential",
+                "state": PERSISTED_STATES[arrays["state"][at]], "wp": int(arrays["wp"][at])})
+    assert rows == scalar
+    counts = count_persisted_states(zone_size, capacity, conventional, virtual_size,
+                                    batches(entries, size))
+    assert counts == {state: n for state in PERSISTED_STATES
+                      if (n := sum(row["state"] == state for row in scalar))}
