@@ -92,23 +92,23 @@ def _walk(root: str) -> Iterator[str | Unreadable]:
             yield Unreadable(entry.path, exc.strerror or str(exc))
 
 
-def find_images(paths: Iterable[str]) -> Iterator[str | Unreadable]:
+def find_images(paths: Iterable[str],
+                on_file: Callable[[], None] | None = None) -> Iterator[str | Unreadable]:
     """The images named by `paths`: a file as given, a directory's qcow2 files (by
-    magic). A directory that cannot be listed comes back as Unreadable."""
+    magic). A directory that cannot be listed comes back as Unreadable. `on_file()` is
+    called for every file looked at, qcow2 or not (count_files counts the same)."""
     for path in paths:
-        if os.path.isdir(path):
-            for found in _walk(path):
-                if isinstance(found, Unreadable) or _starts_with_magic(found):
-                    yield found
-        else:
-            yield path
+        for found in _walk(path) if os.path.isdir(path) else [path]:
+            if not isinstance(found, Unreadable) and on_file:
+                on_file()
+            if isinstance(found, Unreadable) or found == path or _starts_with_magic(found):
+                yield found
 
 
 def count_files(paths: Iterable[str]) -> int:
-    """How many files the walk of `paths` will look at (the progress bar's total)."""
-    return sum(1 for found in (f for p in paths for f in
-                               (_walk(p) if os.path.isdir(p) else [p]))
-               if not isinstance(found, Unreadable))
+    """How many files find_images(paths) will look at (the progress bar's total)."""
+    return sum(not isinstance(found, Unreadable)
+               for path in paths for found in (_walk(path) if os.path.isdir(path) else [path]))
 
 
 def unreadable_record(path: str, message: str) -> dict[str, Any]:
@@ -158,23 +158,21 @@ def _resolve(found: str | Unreadable, junit: bool) -> Outcome | str:
 
 
 def check_many(paths: Iterable[str], *, jobs: int = 1, junit: bool = False,
-               on_looked_at: Callable[[], None] | None = None) -> Iterator[Outcome]:
+               on_file: Callable[[], None] | None = None) -> Iterator[Outcome]:
     """Check every image `paths` names, yielding outcomes in walk order. jobs > 1 checks
     in that many worker processes; a worker that dies costs only its images, which come
-    back as exit class 1. `on_looked_at()` is called per image handed out (progress)."""
-    found = find_images(paths)
+    back as exit class 1. `on_file()` is called per file looked at (progress)."""
+    found = find_images(paths, on_file)
     if jobs <= 1:
         for item in found:
-            if on_looked_at:
-                on_looked_at()
             resolved = _resolve(item, junit)
             yield resolved if isinstance(resolved, Outcome) else check_one(resolved, junit)
         return
-    yield from _check_in_workers(found, jobs, junit, on_looked_at)
+    yield from _check_in_workers(found, jobs, junit)
 
 
-def _check_in_workers(found: Iterator[str | Unreadable], jobs: int, junit: bool,
-                      on_looked_at: Callable[[], None] | None) -> Iterator[Outcome]:
+def _check_in_workers(found: Iterator[str | Unreadable], jobs: int,
+                      junit: bool) -> Iterator[Outcome]:
     import multiprocessing
     from collections import deque
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -185,8 +183,6 @@ def _check_in_workers(found: Iterator[str | Unreadable], jobs: int, junit: bool,
     pool = ProcessPoolExecutor(jobs, mp_context=context)
     try:
         for item in found:
-            if on_looked_at:
-                on_looked_at()
             resolved = _resolve(item, junit)
             if isinstance(resolved, Outcome):
                 pending.append((resolved.path, resolved))

@@ -121,7 +121,7 @@ def _run_many(args: argparse.Namespace) -> int:
     total = count_files(args.images) if progress.enabled else None
     looked_at = 0
 
-    def on_looked_at() -> None:
+    def on_file() -> None:
         nonlocal looked_at
         looked_at += 1
         progress.count(looked_at, total, "files")
@@ -134,7 +134,7 @@ def _run_many(args: argparse.Namespace) -> int:
     summary = Summary()
     try:
         for outcome in check_many(args.images, jobs=args.jobs, junit=junit is not None,
-                                  on_looked_at=on_looked_at):
+                                  on_file=on_file):
             summary.add(outcome)
             if junit is not None:
                 junit.add(outcome.suite)
