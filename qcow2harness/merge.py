@@ -42,27 +42,164 @@ class Merged:
 
 def load(paths: Iterable[str]) -> list[tuple[str, Result]]:
     """(file, result) for every result in the files; a file may hold several (--matrix:
-    {"schema_version", "campaigns": [...]})."""
+    {"schema_version", "campaigns": [...]}). Each file is read within MAX_RESULT_BYTES
+    and validated against its kind's schema (docs/schema/) before anything uses it."""
     out: list[tuple[str, Result]] = []
     for path in paths:
-        try:
-            with open(path) as stream:
-                payload = json.load(stream)
-        except OSError as error:
-            raise UsageError(f"{path}: {error.strerror}") from None
-        except json.JSONDecodeError as error:
-            raise UsageError(f"{path}: not JSON: {error}") from None
-        items = payload.get("campaigns", [payload]) if isinstance(payload, dict) else payload
-        if not isinstance(items, list):
-            raise UsageError(f"{path}: not a shard result ('campaigns' is not a list)")
-        for item in items:
-            if not isinstance(item, dict) or "kind" not in item:
-                raise UsageError(f"{path}: not a shard result (no 'kind' field); write one "
+        payload = read_result(path)
+        items = payload.get("campaigns", [payload])
+        for number, item in enumerate(items):
+            if "kind" not in item:
+                where = f"/campaigns/{number}/kind" if "campaigns" in payload else "/kind"
+                raise UsageError(f"{path}: {where}: missing: not a shard result; write one "
                                  "with --json FILE")
+            _check_bounds(path, f"/campaigns/{number}" if "campaigns" in payload else "", item)
             out.append((path, item))
     if not out:
         raise UsageError("no results to merge")
     return out
+
+
+# --- reading and validating one result file -------------------------------------------
+
+MAX_RESULT_BYTES = 64 * 1024 * 1024  # a result file larger than this is refused unread
+# Shard counts, matrix sizes and wanted rounds the merge enumerates: larger ones are
+# refused (no campaign is cut this finely) instead of listing billions of missing parts.
+MAX_PARTS = 100_000
+# kind -> docs/schema/NAME.schema.json that describes its result file
+SCHEMA_OF_KIND = {"crash": "crash", "fuzz": "fuzz", "properties": "properties"}
+
+
+def read_result(path: str) -> dict[str, Any]:
+    """One result file, parsed and valid against its kind's schema; UsageError (exit 1)
+    naming the file, and the field (a JSON pointer) when the JSON is not what it says."""
+    from qcow2harness.inputfile import read_bounded
+
+    try:
+        data = read_bounded(path, MAX_RESULT_BYTES)
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror or error}") from None
+    try:
+        payload = json.loads(data)
+    except RecursionError:
+        raise UsageError(f"{path}: not JSON that can be read: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not JSON: not UTF-8 text") from None
+    except ValueError as error:  # json.JSONDecodeError, or an integer of 4300+ digits
+        raise UsageError(f"{path}: not JSON: {_clip(str(error))}") from None
+    if not isinstance(payload, dict):
+        raise UsageError(f"{path}: /: not a shard result: a JSON {_json_type(payload)}, "
+                         "not an object")
+    kind = payload.get("kind", "crash" if "campaigns" in payload else None)
+    if kind is None:
+        raise UsageError(f"{path}: /kind: missing: not a shard result; write one with "
+                         "--json FILE")
+    if not isinstance(kind, str) or kind not in SCHEMA_OF_KIND:
+        raise UsageError(f"{path}: /kind: unknown result kind {_clip(repr(kind))} (want "
+                         f"{', '.join(sorted(SCHEMA_OF_KIND))})")
+    # A crash file is one campaign or the --matrix list (crash.schema.json's oneOf).
+    variant = ("matrix" if "campaigns" in payload else "campaign") if kind == "crash" else None
+    problem = schema_problem(SCHEMA_OF_KIND[kind], payload, variant)
+    if problem is not None:
+        raise UsageError(f"{path}: {problem} (docs/schema/{SCHEMA_OF_KIND[kind]}"
+                         ".schema.json)")
+    return payload
+
+
+def schema_problem(name: str, document: Any, variant: str | None = None) -> str | None:
+    """The first way `document` breaks docs/schema/NAME.schema.json, as 'POINTER: what',
+    or None when it is valid. `variant` names (by title) the branch of a schema's top
+    oneOf the document means to be, so that the problem is told within that branch."""
+
+    validator, branches = _validator(name)
+    try:
+        error = _first(validator.iter_errors(document))
+        if error is not None and error.validator == "oneOf" and variant in branches:
+            error = _first(branches[variant].iter_errors(document)) or error
+    except RecursionError:
+        return "/: nested too deeply to validate"
+    if error is None:
+        return None
+    path = [str(part) for part in error.absolute_path]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        absent = [key for key in error.validator_value if key not in error.instance]
+        if absent:
+            return f"{_pointer([*path, absent[0]])}: missing (required)"
+    return f"{_pointer(path)}: {_clip(error.message)}"
+
+
+def _first(errors: Iterable[Any]) -> Any:
+    """jsonschema's best match, once the unevaluatedProperties errors that only echo
+    another failure are set aside (a property whose subschema failed is not
+    "evaluated", so the whole object's unevaluatedProperties fails with it)."""
+    import jsonschema
+
+    errors = list(errors)
+    real = [e for e in errors if e.validator != "unevaluatedProperties"]
+    return jsonschema.exceptions.best_match(real or errors)
+
+
+_validators: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+
+def _validator(name: str) -> tuple[Any, dict[str, Any]]:
+    """The schema's validator, and one per titled branch of its top-level oneOf."""
+    if name not in _validators:
+        import jsonschema
+        from referencing import Registry, Resource
+
+        schema = json.loads(schema_text(name))
+        registry: Registry[Any] = Registry().with_resource(
+            schema["$id"], Resource.from_contents(schema))
+        branches = {
+            branch["title"]: jsonschema.Draft202012Validator(
+                {"$ref": f"{schema['$id']}#/oneOf/{number}"}, registry=registry)
+            for number, branch in enumerate(schema.get("oneOf", [])) if "title" in branch}
+        _validators[name] = (jsonschema.Draft202012Validator(schema), branches)
+    return _validators[name]
+
+
+def schema_text(name: str) -> str:
+    """docs/schema/NAME.schema.json: shipped in the wheel as qcow2harness/schema/, read
+    from the checkout's docs/schema/ otherwise (an editable install, the sdist)."""
+    from importlib import resources
+    from pathlib import Path
+
+    file_name = f"{name}.schema.json"
+    shipped = resources.files("qcow2harness").joinpath("schema", file_name)
+    if shipped.is_file():
+        return shipped.read_text(encoding="utf-8")
+    checkout = Path(__file__).resolve().parent.parent / "docs" / "schema" / file_name
+    try:
+        return checkout.read_text(encoding="utf-8")
+    except OSError:
+        raise UsageError(f"the schema {file_name} is missing from this installation "
+                         "(qcow2harness/schema/ or docs/schema/)") from None
+
+
+def _check_bounds(path: str, where: str, result: Result) -> None:
+    """Refuse counts the merge would enumerate when they are beyond any real campaign."""
+    for pointer, value in ((f"{where}/shard/count", (result.get("shard") or {}).get("count")),
+                           (f"{where}/matrix/campaigns",
+                            (result.get("matrix") or {}).get("campaigns")),
+                           (f"{where}/rounds_wanted", result.get("rounds_wanted"))):
+        if isinstance(value, int) and value > MAX_PARTS:
+            raise UsageError(f"{path}: {pointer}: {value} is more than the {MAX_PARTS} "
+                             "parts merge enumerates")
+
+
+def _pointer(parts: list[str]) -> str:
+    return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _json_type(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
 
 
 def merge(results: list[tuple[str, Result]], allow_partial: bool = False) -> Merged:
@@ -102,6 +239,8 @@ def _parts(what: str, results: list[tuple[str, Result]]) -> tuple[int, dict[int,
     by_index: dict[int, Result] = {}
     for path, result in results:
         index = _shard(result)[0]
+        if index >= count:
+            raise UsageError(f"{path}: /shard/index: shard {index} of {count} does not exist")
         if index in by_index:
             raise UsageError(f"{what}: shard {index}/{count} given twice (again in {path})")
         by_index[index] = result
@@ -121,9 +260,12 @@ def _same(what: str, results: Iterable[Result], key: str) -> Any:
 CRASH_SUMMED = ("states_checked", "qemu_reads", "raw_fallbacks")
 
 
-def _campaign_key(result: Result) -> str:
+def _campaign_key(path: str, result: Result) -> str:
     """The campaign's command without where it ran (--workdir, --reuse-capture)."""
-    argv = shlex.split(result.get("command", result.get("campaign", "")))
+    try:
+        argv = shlex.split(result.get("command", result.get("campaign", "")))
+    except ValueError as error:  # an unclosed quote: no crash run writes one
+        raise UsageError(f"{path}: /command: not a shell command line ({error})") from None
     out: list[str] = []
     skip = False
     for word in argv:
@@ -186,14 +328,11 @@ def _merge_campaign(key: str, results: list[tuple[str, Result]]) -> tuple[Result
 def _merge_findings(shards: list[Result]) -> list[Result]:
     """Findings of one campaign's shards, united by cause: their counts add up, the
     first is the earliest, the example is the smallest state (crash/campaign.py)."""
-    from qcow2harness.crash.states import CrashState
-
     def size(finding: Result) -> tuple[int, int, bool]:
         state = str(finding["state"])
         if ":" not in state:
             return (-1, 0, False)
-        parsed = CrashState.parse(state)
-        return (parsed.epoch, len(parsed.applied), parsed.torn is not None)
+        return _state_size(state)
 
     merged: dict[tuple[str, str], Result] = {}
     for result in shards:
@@ -209,6 +348,19 @@ def _merge_findings(shards: list[Result]) -> list[Result]:
                 for name in ("state", "message", "reproduce", "reproducer"):
                     kept[name] = finding[name]
     return sorted(merged.values(), key=lambda f: (f["first_seconds"], f["property"]))
+
+
+def _state_size(state: str) -> tuple[int, int, bool]:
+    """(epoch, writes applied, torn) of a state ID of the schema's pattern (the grammar is
+    crash/states.py's CrashState), counted from its ranges: expanding them, as
+    CrashState.parse does, would let an ID such as 0:0-999999999999 exhaust memory."""
+    epoch, _, rest = state.partition(":")
+    rest, plus, _ = rest.partition("+")
+    applied = 0
+    for part in filter(None, rest.split(",")):
+        lo, _, hi = part.partition("-")
+        applied += max(0, int(hi or lo) - int(lo) + 1)
+    return int(epoch), applied, bool(plus)
 
 
 def merge_crash(results: list[tuple[str, Result]]) -> Merged:
@@ -227,7 +379,7 @@ def merge_crash(results: list[tuple[str, Result]]) -> Merged:
     else:
         groups: dict[str, list[tuple[str, Result]]] = {}
         for path, result in results:
-            groups.setdefault(_campaign_key(result), []).append((path, result))
+            groups.setdefault(_campaign_key(path, result), []).append((path, result))
         merged_results = []
         for key, group in groups.items():
             merged, lacking = _merge_campaign(key, group)
@@ -252,6 +404,8 @@ def _matrix_parts(matrix: list[tuple[str, Result]], missing: list[str]) -> tuple
     count, total = counts.pop(), totals.pop()
     seen: dict[int, str] = {}
     for path, result in matrix:
+        if "matrix" not in result:
+            raise UsageError(f"{path}: /matrix: missing (required when shard.by is campaign)")
         number = result["matrix"]["campaign"]
         index = _shard(result)[0]
         if number in seen:

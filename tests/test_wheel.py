@@ -29,7 +29,9 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 SEEDS = REPO / "corpus" / "seeds"
 # Read at run time by the installed package (importlib.resources / package data).
 RUNTIME_DATA = ("qcow2harness/spec/clauses.toml", "qcow2harness/spec/SPEC.md",
-                "qcow2harness/fuzz/qcow2.dict")
+                "qcow2harness/fuzz/qcow2.dict",
+                *(f"qcow2harness/schema/{p.name}" for p in (REPO / "docs" / "schema").glob(
+                    "*.schema.json")))  # docs/schema/, read by `merge`
 # What the sdist must carry to rebuild and test without Node or a git checkout.
 SDIST_MUST_HAVE = ("pyproject.toml", "MANIFEST.in", "README.md", "Makefile", "tox.ini",
                    "package.json", "package-lock.json", "ksy/qcow2.ksy", "ksy/build.js",
@@ -172,3 +174,18 @@ def test_strategies_import_and_draw_in_the_venv(venv: dict[str, Any]) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     count, where = proc.stdout.split()
     assert int(count) >= 1 and "site-packages" in where
+
+
+def test_merge_in_the_venv_validates_with_the_shipped_schemas(venv: dict[str, Any]) -> None:
+    # `merge` reads docs/schema/ from the wheel (qcow2harness/schema/), not this checkout.
+    junk = venv["cwd"] / "junk-fuzz.json"
+    junk.write_text('{"kind": "fuzz"}')
+    proc = _run(venv, str(venv["bin"] / "qcow2-harness"), "merge", str(junk))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"{junk}: /target: missing" in proc.stderr and "Traceback" not in proc.stderr
+    result = venv["cwd"] / "crash.json"
+    made = _run(venv, str(venv["bin"] / "qcow2-harness"), "crash", "--writer", "reference",
+                "--workload", "zones-small", "--json", str(result))
+    assert made.returncode == 0, made.stdout + made.stderr
+    proc = _run(venv, str(venv["bin"] / "qcow2-harness"), "merge", str(result))
+    assert proc.returncode == 0 and "crash states checked" in proc.stdout, proc.stderr
