@@ -539,9 +539,52 @@ def _zone_starts(np: Any, zone_size: int, first_index: int, count: int) -> tuple
     if zone_size == 0:
         return index, np.zeros(count, dtype=np.uint64)
     exact = (START_CAP - 1) // zone_size  # the last index whose start is below 2^63
+    if first_index + count - 1 <= exact:
+        return index, index * np.uint64(zone_size)
     starts = np.where(index <= np.uint64(exact), index * np.uint64(zone_size % 2**64),
                       np.uint64(START_CAP))
     return index, starts
+
+
+class _EntryFacts(NamedTuple):
+    """What the WP rules ask of each entry of a batch (arrays)."""
+
+    index: Any
+    starts: Any
+    wp: Any
+    reserved: Any  # bits 60-63 set (WP-3)
+    conventional: Any  # bit 59 set
+    should_be_conventional: Any  # the zone is one of the first conventional_zones
+    in_zone: Any  # start <= wp <= start + zone_size
+    aligned: Any  # (wp - start) % 512 == 0
+
+
+def _entry_facts(np: Any, fields: dict[str, int | bytes], first_index: int,
+                 entries: Any) -> _EntryFacts:
+    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
+    conventional = int(fields["conventional_zones"])  # type: ignore[arg-type]
+    index, starts = _zone_starts(np, zone_size, first_index, entries.size)
+    wp = entries & np.uint64(WP_BITS)
+    offset = wp - starts  # wraps below the start; in_zone masks that out
+    return _EntryFacts(
+        index, starts, wp,
+        reserved=(entries & np.uint64(RESERVED_ENTRY_BITS)) != 0,
+        conventional=(entries & np.uint64(CONVENTIONAL_FLAG)) != 0,
+        should_be_conventional=index < np.uint64(min(conventional, 2**64 - 1)),
+        in_zone=(wp >= starts) & (offset <= np.uint64(min(zone_size, 2**64 - 1))),
+        aligned=(offset & np.uint64(SECTOR - 1)) == 0,
+    )
+
+
+def _problem_masks(facts: _EntryFacts) -> dict[str, Any]:
+    sequential = ~facts.conventional & ~facts.should_be_conventional
+    return {
+        "WP-3": facts.reserved,
+        "WP-4": facts.conventional != facts.should_be_conventional,
+        "WP-5": facts.conventional & facts.should_be_conventional & (facts.wp != facts.starts),
+        "WP-6": sequential & ~facts.in_zone,
+        "WP-7": sequential & facts.in_zone & ~facts.aligned,
+    }
 
 
 def entry_problem_masks(fields: dict[str, int | bytes], first_index: int,
@@ -549,52 +592,35 @@ def entry_problem_masks(fields: dict[str, int | bytes], first_index: int,
     """entry_problems() over a batch: clause -> bool mask of the entries breaking it."""
     np = _numpy()
     entries = np.asarray(entries, dtype=np.uint64)
-    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
-    conventional = int(fields["conventional_zones"])  # type: ignore[arg-type]
-    index, starts = _zone_starts(np, zone_size, first_index, entries.size)
-    is_conventional = (entries & np.uint64(CONVENTIONAL_FLAG)) != 0
-    wrong_kind = is_conventional != (index < np.uint64(min(conventional, 2**64 - 1)))
-    wp = entries & np.uint64(WP_BITS)
-    offset = wp - starts  # wraps below the start; in_zone masks that out
-    in_zone = (wp >= starts) & (offset <= np.uint64(min(zone_size, 2**64 - 1)))
-    sequential = ~is_conventional & ~wrong_kind
-    return {
-        "WP-3": (entries & np.uint64(RESERVED_ENTRY_BITS)) != 0,
-        "WP-4": wrong_kind,
-        "WP-5": is_conventional & ~wrong_kind & (wp != starts),
-        "WP-6": sequential & ~in_zone,
-        "WP-7": sequential & in_zone & ((offset & np.uint64(SECTOR - 1)) != 0),
-    }
+    return _problem_masks(_entry_facts(np, fields, first_index, entries))
 
 
-def _sound_wp_batch(np: Any, fields: dict[str, int | bytes], first_index: int,
-                    entries: Any) -> tuple[Any, Any, Any, Any]:
-    """_sound_wp() over a batch: (sound mask, writable end, wp, zone index)."""
-    zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
+def _sound_wp_batch(np: Any, fields: dict[str, int | bytes], facts: _EntryFacts) -> tuple[
+        Any, Any]:
+    """_sound_wp() over a batch: (sound mask, writable end)."""
     capacity = int(fields["zone_capacity"])  # type: ignore[arg-type]
-    conventional = int(fields["conventional_zones"])  # type: ignore[arg-type]
     size = int(fields["virtual_size"])  # type: ignore[arg-type]
-    index, starts = _zone_starts(np, zone_size, first_index, entries.size)
-    wp = entries & np.uint64(WP_BITS)
-    offset = wp - starts
-    sound = ((index >= np.uint64(min(conventional, 2**64 - 1)))
-             & ((entries & np.uint64(RESERVED_ENTRY_BITS | CONVENTIONAL_FLAG)) == 0)
-             & (wp >= starts) & (offset <= np.uint64(min(zone_size, 2**64 - 1)))
-             & ((offset & np.uint64(SECTOR - 1)) == 0))
+    sound = (~facts.should_be_conventional & ~facts.conventional & ~facts.reserved
+             & facts.in_zone & facts.aligned)
     # A sound wp lies below 2^60, so its start does too and start + capacity (<= 2^64 - 1
     # once ZONE-7 holds) is exact where it matters; elsewhere it is masked out.
     with np.errstate(over="ignore"):
-        limit = starts + np.uint64(min(capacity, 2**64 - 1))
-    writable_end = np.minimum(limit, np.maximum(np.uint64(min(size, 2**64 - 1)), starts))
-    return sound, writable_end, wp, index
+        limit = facts.starts + np.uint64(min(capacity, 2**64 - 1))
+    writable_end = np.minimum(limit, np.maximum(np.uint64(min(size, 2**64 - 1)),
+                                                facts.starts))
+    return sound, writable_end
+
+
+def _note_mask(np: Any, fields: dict[str, int | bytes], facts: _EntryFacts) -> Any:
+    sound, writable_end = _sound_wp_batch(np, fields, facts)
+    return sound & (facts.wp > writable_end)
 
 
 def entry_note_mask(fields: dict[str, int | bytes], first_index: int, entries: Any) -> Any:
     """entry_note() over a batch: the entries that exercise WP-9."""
     np = _numpy()
     entries = np.asarray(entries, dtype=np.uint64)
-    sound, writable_end, wp, _index = _sound_wp_batch(np, fields, first_index, entries)
-    return sound & (wp > writable_end)
+    return _note_mask(np, fields, _entry_facts(np, fields, first_index, entries))
 
 
 def dead_data_starts_batch(fields: dict[str, int | bytes], first_index: int,
@@ -604,12 +630,14 @@ def dead_data_starts_batch(fields: dict[str, int | bytes], first_index: int,
     np = _numpy()
     entries = np.asarray(entries, dtype=np.uint64)
     zone_size = int(fields["zone_size"])  # type: ignore[arg-type]
-    sound, writable_end, wp, index = _sound_wp_batch(np, fields, first_index, entries)
+    facts = _entry_facts(np, fields, first_index, entries)
+    sound, writable_end = _sound_wp_batch(np, fields, facts)
+    index = facts.index
     ends_exact = index + np.uint64(1) <= np.uint64(INT64_MAX // max(zone_size, 1))
     with np.errstate(over="ignore"):
         ends = np.where(ends_exact, (index + np.uint64(1)) * np.uint64(zone_size % 2**64),
                         np.uint64(INT64_MAX))
-    return np.where(sound, np.minimum(wp, writable_end), ends).astype(np.int64)
+    return np.where(sound, np.minimum(facts.wp, writable_end), ends).astype(np.int64)
 
 
 def persisted_zone_batch(zone_size: int, zone_capacity: int, num_conventional_zones: int,
@@ -628,10 +656,11 @@ def persisted_zone_batch(zone_size: int, zone_capacity: int, num_conventional_zo
                                                          length))
     offset = wp - starts
     in_zone = (wp >= starts) & (offset <= np.uint64(zone_size % 2**64))
-    state = np.where(offset >= capacity, 2, 1)  # FULL at capacity (persisted_state)
-    state = np.where(offset == 0, 0, state)
-    state = np.where(conventional, 3, state)
-    state = np.where(in_zone, state, 4).astype(np.uint8)
+    state = np.ones(entries.size, dtype=np.uint8)  # CLOSED (persisted_state)
+    state[offset >= capacity] = 2  # FULL from the capacity on
+    state[offset == 0] = 0  # EMPTY at the start
+    state[conventional] = 3
+    state[~in_zone] = 4
     return {"index": index, "start": starts, "capacity": capacity,
             "conventional": conventional, "state": state, "wp": wp}
 
@@ -705,13 +734,14 @@ def judge_zonedmeta(fields: dict[str, int | bytes],
     swapped_clean = True
     for first_index, batch in batches:
         entries = np.asarray(batch, dtype=np.uint64)
-        for clause, mask in entry_problem_masks(fields, first_index, entries).items():
+        facts = _entry_facts(np, fields, first_index, entries)
+        for clause, mask in _problem_masks(facts).items():
             _tally_mask(np, clause, mask, first_index, entries, counts, firsts)
         if swapped_clean:
             swapped = entries.byteswap()
             swapped_clean = not any(mask.any() for mask in entry_problem_masks(
                 fields, first_index, swapped).values())
-        notes = entry_note_mask(fields, first_index, entries)
+        notes = _note_mask(np, fields, facts)
         found = int(np.count_nonzero(notes))
         if found:
             if note_first is None:
