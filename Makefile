@@ -83,6 +83,8 @@ ksy: node-deps
 fuzz: setup
 	$(BIN)/tox -e fuzz $(if $(ARGS),-- $(ARGS))
 
+# Fails when a campaign could not run (exit 1); exit 2 is the campaigns' findings, which
+# tox.ini's crash env prints as such and lets through.
 crash: setup
 	$(BIN)/tox -e crash $(if $(ARGS),-- $(ARGS))
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qcow2harness.errors import HarnessError, WriterError
-from qcow2harness.image import ExtensionType, Image
+from qcow2harness.image import OFFSET_MASK, ExtensionType, Image
+from qcow2harness.image import REFTABLE_OFFSET_MASK as REFTABLE_ENTRY_MASK
 
 Params = Mapping[str, Any]
 Mutation = Callable[[bytearray, Image, Params], None]
@@ -146,8 +147,8 @@ BITMAP_ENTRY_FIXED = 24
 
 COPIED = 1 << 63
 COMPRESSED = 1 << 62
-ENTRY_OFFSET_MASK = 0x00FFFFFFFFFFFE00
-REFTABLE_OFFSET_MASK = 0xFFFFFFFFFFFFFE00
+ENTRY_OFFSET_MASK = int(OFFSET_MASK)
+REFTABLE_OFFSET_MASK = int(REFTABLE_ENTRY_MASK)
 CONVENTIONAL = 1 << 59
 UNKNOWN_EXTENSION = 0x7E57AB1E  # a type no specification defines
 
@@ -802,6 +803,13 @@ def _hdr20_eof(data: bytearray, img: Image, p: Params) -> None:
     """nb_snapshots is 1 and snapshots_offset is aligned but past the end of the file."""
     _set_header(data, "num_snapshots", 1)
     _set_header(data, "ofs_snapshot_table", _beyond_eof(data, img))
+
+
+@corruption("HDR-20", "snapshot-offset-unaligned-no-snapshots", "qemu-default")
+def _hdr20_no_snapshots(data: bytearray, img: Image, p: Params) -> None:
+    """nb_snapshots is 0 and snapshots_offset is half a cluster: not cluster-aligned, which
+    the clause forbids whatever the count (QEMU refuses such an image)."""
+    _set_header(data, "ofs_snapshot_table", img.cluster_size // 2)
 
 
 @corruption("HDR-21", "too-many-snapshots", "qemu-snapshot",

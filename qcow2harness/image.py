@@ -30,6 +30,7 @@ from qcow2harness.parser import qcow2_bitmaps as generated_bitmaps
 from qcow2harness.parser.qcow2 import Qcow2
 from qcow2harness.parser.qcow2_bitmaps import Qcow2Bitmaps
 from qcow2harness.parser.qcow2_zoned import Qcow2Zoned
+from qcow2harness.structure import MAX_SNAPSHOT_TABLE, cluster_bits_problems
 
 # The generated parser opens a sub-stream for each snapshot's extra data and each typed
 # extension body through its module's name `KaitaiStream`: make those FileStreams too.
@@ -38,11 +39,7 @@ generated_bitmaps.KaitaiStream = FileStream
 
 ExtensionType = Qcow2.HeaderExtensionType
 
-# cluster_bits beyond this cannot address anything through 56-bit L2 offsets.
-MAX_MODEL_CLUSTER_BITS = 56
-MIN_CLUSTER_BITS = 9
 QCOW2_MAGIC = b"QFI\xfb"
-MAX_SNAPSHOT_TABLE = 64 * 1024 * 1024  # SNAP-2
 
 # Entry bit masks, as the ksy instances define them (tests compare both views); shared by
 # the checker and the map.
@@ -219,22 +216,12 @@ class Image:
         return int(self.header.cluster_bits)
 
     @property
-    def cluster_bits_usable(self) -> bool:
-        return MIN_CLUSTER_BITS <= self.cluster_bits <= MAX_MODEL_CLUSTER_BITS
-
-    @property
     def cluster_size(self) -> int:
-        """Cluster size; refuses to derive one from an unusable cluster_bits."""
+        """Cluster size; refuses to derive one from a cluster_bits out of range (HDR-4,
+        HDR-5: qcow2harness.structure)."""
         if self._cluster_size is None:
-            if not self.cluster_bits_usable:
-                raise ParseError(
-                    f"cluster_bits {self.cluster_bits} is outside "
-                    f"{MIN_CLUSTER_BITS}..{MAX_MODEL_CLUSTER_BITS}; no structure can be "
-                    "located",
-                    structure="header.cluster_bits",
-                    offset=20,
-                    clause="HDR-5",
-                )
+            for problem in cluster_bits_problems(self.cluster_bits):
+                raise problem.error()
             self._cluster_size = int(self.root.cluster_size)
         return self._cluster_size
 
@@ -369,7 +356,7 @@ class Image:
             return []
         offset = int(self.header.ofs_snapshot_table)
         # Each entry is at least 40 bytes: refuse counts the file cannot back.
-        self._require_in_file("snapshot table", offset, count * 40, "SNAP-2")
+        self._require_in_file("snapshot table", offset, count * 40, "SNAP-1")
         try:
             with parsing("snapshot table", offset, "SNAP-1"):
                 return list(self.root.snapshot_table)
@@ -454,13 +441,13 @@ class Image:
 
     def l1_entries(self) -> np.ndarray:
         return self.read_u64_table(
-            "L1 table", int(self.header.ofs_l1_table), int(self.header.num_l1_entries), "L1-2"
+            "L1 table", int(self.header.ofs_l1_table), int(self.header.num_l1_entries), "HDR-15"
         )
 
     def refcount_table_entries(self) -> np.ndarray:
         count = int(self.header.num_refcount_table_clusters) * self.cluster_size // 8
         return self.read_u64_table(
-            "refcount table", int(self.header.ofs_refcount_table), count, "RC-2"
+            "refcount table", int(self.header.ofs_refcount_table), count, "HDR-18"
         )
 
     def zonedmeta_entries(self) -> np.ndarray | None:
@@ -468,7 +455,7 @@ class Image:
         if zoned is None:
             return None
         return self.read_u64_table(
-            "zonedmeta table", int(zoned.ofs_zonedmeta), int(zoned.num_zones), "WP-3",
+            "zonedmeta table", int(zoned.ofs_zonedmeta), int(zoned.num_zones), "ZONE-20",
             self.wp_byte_order,
         )
 
@@ -477,6 +464,34 @@ def l2_descriptors(entry_bytes: np.ndarray) -> np.ndarray:
     """The 64-bit cluster descriptors of read_l2_tables' entries, shape (tables, entries)."""
     first8 = np.ascontiguousarray(entry_bytes[:, :, :8])
     return first8.view(">u8")[:, :, 0].astype(np.uint64)
+
+
+@dataclass(frozen=True)
+class L2Entries:
+    """L2 entries decoded (L2-1..L2-5, EL2-3), each array of shape (tables, entries)."""
+
+    descriptors: np.ndarray  # the 64-bit cluster descriptors, native byte order
+    compressed: np.ndarray  # bit 62
+    host: np.ndarray  # the host offset bits of standard entries; 0 for compressed ones
+    zero_flag: np.ndarray  # bit 0 of standard entries (never set for extended entries)
+    any_compressed: bool
+
+
+def decode_l2_entries(entry_bytes: np.ndarray) -> L2Entries:
+    """Decode read_l2_tables' entries (8 or 16 bytes each): the one decoder of L2 entries
+    that the checker and the map share."""
+    descriptors = l2_descriptors(entry_bytes)
+    compressed = (descriptors & COMPRESSED) != 0
+    any_compressed = bool(compressed.any())
+    host = descriptors & OFFSET_MASK
+    if entry_bytes.shape[2] == 16:  # bit 0 is reserved in extended entries (EL2-2)
+        zero_flag = np.zeros(descriptors.shape, dtype=bool)
+    else:
+        zero_flag = (descriptors & ZERO_FLAG) != 0
+    if any_compressed:
+        host[compressed] = 0
+        zero_flag &= ~compressed
+    return L2Entries(descriptors, compressed, host, zero_flag, any_compressed)
 
 
 def l2_subcluster_bitmaps(entry_bytes: np.ndarray) -> np.ndarray:

@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from qcow2harness.errors import ParseError
-from qcow2harness.image import ExtensionType, Image, decode_name
+from qcow2harness.image import (
+    OFFSET_MASK,
+    REFTABLE_OFFSET_MASK,
+    ExtensionType,
+    Image,
+    decode_name,
+)
+from qcow2harness.structure import require_sound
 
 # Bit numbers of the named feature flags, from the ksy `is_*` / `has_*` instances.
 INCOMPATIBLE_FLAGS = {
@@ -63,9 +70,6 @@ ZONED_FIELDS = (
     "ofs_zonedmeta",
 )
 
-# Addressable bits of an L1 / refcount table entry, as the ksy instances define them.
-L1_OFFSET_MASK = np.uint64(0x00FFFFFFFFFFFE00)
-REFTABLE_OFFSET_MASK = np.uint64(0xFFFFFFFFFFFFFE00)
 
 
 def _plain(value: Any) -> Any:
@@ -218,7 +222,7 @@ def describe_clusters(image: Image) -> dict[str, int]:
         "virtual": _ceil_div(int(image.header.virtual_size), cluster_size),
         "file": _ceil_div(image.file_size, cluster_size),
         "l1_entries": int(l1.size),
-        "l2_tables": int(np.count_nonzero(l1 & L1_OFFSET_MASK)),
+        "l2_tables": int(np.count_nonzero(l1 & OFFSET_MASK)),
         "refcount_table_entries": int(reftable.size),
         "refcount_blocks": int(np.count_nonzero(reftable & REFTABLE_OFFSET_MASK)),
     }
@@ -302,6 +306,9 @@ def zone_rows(image: Image) -> StreamedZoneRows | None:
 
 
 def describe(image: Image, zones: int | None = ZONES_LISTED_JSON) -> dict[str, Any]:
+    """Everything info shows; an image whose header or table placement is broken is
+    refused with the clause `check` names (qcow2harness.structure)."""
+    require_sound(image)
     header = describe_header(image)
     return {
         "format": "qcow2",

@@ -37,20 +37,19 @@ import numpy as np
 
 from qcow2harness.errors import ParseError, ResourceLimitError, UsageError
 from qcow2harness.image import (
-    COMPRESSED,
     COPIED,
     LOW32,
     OFFSET_MASK,
     QCOW2_MAGIC,
     REFTABLE_OFFSET_MASK,
-    ZERO_FLAG,
     ExtensionType,
     Image,
+    decode_l2_entries,
     decode_refcounts,
-    l2_descriptors,
     l2_subcluster_bitmaps,
 )
 from qcow2harness.inputfile import open_image, open_image_fd
+from qcow2harness.structure import require_sound
 
 # Backing chains deeper than this are refused (a loop is refused as soon as it closes).
 MAX_CHAIN_LENGTH = 64
@@ -183,11 +182,8 @@ class Qcow2Layer:
         self.image = image
         self.name = name
         header = image.header
-        if int(getattr(header, "unknown_incompatible_features", 0) or 0):
-            raise ParseError(
-                f"unknown incompatible feature bits "
-                f"{int(header.unknown_incompatible_features):#x}: a reader must refuse the image",
-                structure="header.incompatible_features", offset=72, clause="HDR-9")
+        # The header and the tables the map walks are judged as `check` judges them.
+        require_sound(image)
         self.cluster_bits = image.cluster_bits
         self.cluster_size = image.cluster_size
         self.extended = bool(header.is_extended_l2)
@@ -307,11 +303,9 @@ class Qcow2Layer:
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per unit (cluster, or subcluster with extended L2): status code, host offset and
         whether the offset is reported, flattened in guest order."""
-        descriptors = l2_descriptors(entry_bytes)
-        compressed = (descriptors & COMPRESSED) != 0
-        host = np.where(compressed, np.uint64(0), descriptors & OFFSET_MASK)
-        # The zero flag is bit 0 of standard entries only (extended entries: EL2-2).
-        zero_flag = ~compressed & ((descriptors & ZERO_FLAG) != 0) & (not self.extended)
+        decoded = decode_l2_entries(entry_bytes)
+        descriptors, compressed, host = decoded.descriptors, decoded.compressed, decoded.host
+        zero_flag = decoded.zero_flag
         has_cluster = ~compressed & (host != 0)
         if self.external:
             # Host offset 0 with bit 63 is offset 0 of the data file (DATA-10); a zero

@@ -1,19 +1,13 @@
-"""The checker's fast paths give the same verdicts as the straightforward ones.
+"""The checker's fast paths give the same verdicts as the one home they stand in for.
 
-Two speed-ups serve the fuzz target (fuzz/RESULTS.md, "Throughput"):
-
-- `walk_l1_tables` checks the entries of every L1 table (active and snapshots) in one
-  pass over their concatenation. The oracle here is the per-table walk it replaced,
-  kept verbatim below.
+- `walk_l1_tables` hands images with few L1 entries in all (`SMALL_L1_WALK`) to
+  `walk_small_l1_tables`, which works on Python ints. The one home is the numpy walk:
+  every image is checked with the threshold below zero (numpy only) and far above
+  (Python only), on the whole committed corpus (corpus/**.qcow2), on every targeted
+  corruption, on poked seeds and on the structure-aware mutator's chains.
 - the image model parses through `FileStream` (the generated parser's sub-streams too),
   whose complete reads skip two runtime calls and whose size is measured once. The
   oracle is the runtime's own `KaitaiStream` everywhere.
-
-- `snapshot_sources` skips empty snapshot L1 tables inside the file and adds SNAP-5's
-  suppressed count in one go. The oracle is the loop it replaced, kept below.
-- `walk_l1_tables` hands images with few L1 entries in all (`SMALL_L1_WALK`) to
-  `walk_small_l1_tables`, which works on Python ints. The oracle is the numpy walk: every
-  image is checked with the threshold below zero (numpy only) and far above (Python only).
 - `Image` keeps its cluster size and the header extension list's ParseError once found.
   The oracle is an image that finds both again on every use.
 
@@ -29,7 +23,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from unittest import mock
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,133 +35,11 @@ from qcow2harness.checker import metadata as md
 from qcow2harness.errors import HarnessError
 from qcow2harness.image import Image
 
-SEEDS = sorted((pathlib.Path(__file__).resolve().parents[1] / "corpus" / "seeds").glob(
-    "*.qcow2"))
+CORPUS = pathlib.Path(__file__).resolve().parents[1] / "corpus"
+SEEDS = sorted((CORPUS / "seeds").glob("*.qcow2"))
 SEED_BYTES = [path.read_bytes() for path in SEEDS]
-
-
-def per_table_walk(walk: md.Walk, sources: Iterable[md.L1Source]) -> None:
-    """The L1 walk one table at a time, as it was before the batched version (oracle)."""
-    image, out = walk.image, walk.out
-    cluster_size = np.uint64(walk.cluster_size)
-    guest_per_l2 = walk.cluster_size // (16 if image.header.is_extended_l2 else 8) * (
-        walk.cluster_size)
-    found: list[np.ndarray] = []
-    active: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    snapshots: list[tuple[md.L1Source, np.ndarray, np.ndarray]] = []
-    for source in sources:
-        entries = source.entries
-        role = md.Role.L1 if source.active else md.Role.SNAPSHOT_L1
-        walk.claim(source.offset, entries.size * 8, role, what=f"{source.name} L1 table")
-        walk.table(source.offset, entries.size * 8, f"{source.name} L1 table")
-
-        def describe(index: int, text: str, src: md.L1Source = source) -> tuple[str, int]:
-            return (f"{src.name} L1 entry {index} ({int(src.entries[index]):#x}): {text}",
-                    src.offset + 8 * index)
-
-        md.report_indices(out, "L1-1", np.nonzero(entries & md.L1_RESERVED)[0],
-                          lambda i: describe(i, "reserved bits set"))
-        offsets = entries & md.OFFSET_MASK
-        present = offsets != 0
-        misaligned = present & ((offsets & (cluster_size - np.uint64(1))) != 0)
-        past = present & ~misaligned & (offsets + cluster_size > np.uint64(image.file_size))
-        md.report_indices(out, "L1-2", np.nonzero(misaligned)[0],
-                          lambda i: describe(i, "L2 table offset is not cluster-aligned"))
-        md.report_indices(out, "L1-2" if source.active else "SNAP-7", np.nonzero(past)[0],
-                          lambda i: describe(i, "L2 table is past the end of the file"))
-        good = np.nonzero(present & ~misaligned & ~past)[0]
-        found.append(offsets[good])
-        if source.active:
-            active = (good, offsets[good], entries[good])
-        else:
-            snapshots.append((source, good, offsets[good]))
-
-    everything = np.concatenate(found) if found else np.zeros(0, dtype=np.uint64)
-    tables, weights = np.unique(everything, return_counts=True)
-    walk.claim_clusters(tables >> np.uint64(walk.cluster_bits), md.Role.L2,
-                        weights.astype(np.uint32), what="L2 table")
-    walk.stats["l2_tables"] = int(tables.size)
-    guest_bases = np.full(tables.size, -1, dtype=np.int64)
-    if active is not None and active[1].size:
-        first_offsets, first = np.unique(active[1], return_index=True)
-        guest_bases[np.searchsorted(tables, first_offsets)] = (
-            active[0][first].astype(np.int64) * guest_per_l2)
-    stored = walk.stored
-    if stored is not None:
-        def stored_is_one(offsets: np.ndarray) -> np.ndarray:
-            return stored[(offsets >> np.uint64(walk.cluster_bits)).astype(np.intp)] == 1
-
-        if active is not None:
-            index, offsets, entries = active
-            copied = (entries & md.COPIED) != 0
-            wrong = np.nonzero(copied != stored_is_one(offsets))[0]
-            ofs_l1 = int(image.header.ofs_l1_table)
-            clause = "HDR-12" if image.header.is_dirty else "L1-3"
-            md.report_indices(out, clause, wrong, lambda i: (
-                f"active L1 entry {int(index[i])} for L2 table {int(offsets[i]):#x} has "
-                f"COPIED={int(copied[i])} but the table's refcount is "
-                f"{int(stored[int(offsets[i]) >> walk.cluster_bits])}",
-                ofs_l1 + 8 * int(index[i])))
-        for source, index, offsets in snapshots:
-            copied = (source.entries[index] & md.COPIED) != 0
-            stale = np.nonzero(copied != stored_is_one(offsets))[0]
-            if stale.size:
-                at = int(index[stale[0]])
-                out.add("L1-4", f"{source.name} L1 table: {int(stale.size)} entr(y/ies) with a "
-                        f"COPIED flag that disagrees with the L2 table's refcount, first entry "
-                        f"{at}; rebuilt when the snapshot is loaded", source.offset + 8 * at)
-    md.walk_l2_tables(walk, tables, weights, guest_bases)
-
-
-def snapshot_sources_one_by_one(walk: md.Walk) -> list[md.L1Source]:
-    """The snapshot table walk as it was before empty tables were skipped and SNAP-5's
-    suppressed count was added in one go (oracle)."""
-    image, out = walk.image, walk.out
-    try:
-        snapshots = image.snapshots()
-    except md.ParseError as error:
-        out.add("SNAP-1", error.message, error.offset)
-        return []
-    sources = []
-    offset = int(image.header.ofs_snapshot_table)
-    table_length = 0
-    for number, entry in enumerate(snapshots):
-        length = 40 + entry.len_extra_data + entry.len_id_str + entry.len_name
-        length += -length % 8
-        table_length += length
-        if image.version >= 3 and entry.len_extra_data < 16:
-            if out.room("SNAP-5"):
-                out.add("SNAP-5", f"snapshot {number} has {entry.len_extra_data} bytes of "
-                        "extra data; version 3 needs at least 16", offset)
-            else:
-                out.add_suppressed("SNAP-5", 1)
-        if entry.len_extra_data > 1024:
-            out.add("SNAP-6", f"snapshot {number} has {entry.len_extra_data} bytes of extra "
-                    "data", offset)
-        ofs_l1 = int(entry.ofs_l1_table)
-        num_l1 = int(entry.num_l1_entries)
-        if num_l1 * 8 > 32 * 1024 * 1024:
-            out.add("SNAP-4", f"snapshot {number} L1 table has {num_l1} entries", offset)
-        elif ofs_l1 % walk.cluster_size or (num_l1 and ofs_l1 == 0):
-            out.add("SNAP-3", f"snapshot {number} L1 table offset {ofs_l1:#x} is not "
-                    "cluster-aligned", offset)
-        else:
-            try:
-                entries = image.read_u64_table(f"snapshot {number} L1 table", ofs_l1, num_l1,
-                                               "SNAP-3")
-            except md.ParseError as error:
-                out.add("SNAP-3", error.message, error.offset)
-            else:
-                sources.append(md.L1Source(f"snapshot {number}", ofs_l1, entries, False))
-        offset += length
-    if snapshots:
-        if table_length > 64 * 1024 * 1024:
-            out.add("SNAP-2", f"snapshot table is {table_length} bytes, above 64 MiB",
-                    int(image.header.ofs_snapshot_table))
-        walk.claim(int(image.header.ofs_snapshot_table), table_length, md.Role.SNAPSHOT_TABLE,
-                   clause_past_eof="SNAP-1")
-        walk.table(int(image.header.ofs_snapshot_table), table_length, "snapshot table")
-    return sources
+# Every committed image: the seeds, the regressions (and corpus/broken when built).
+CORPUS_IMAGES = sorted(CORPUS.rglob("*.qcow2"))
 
 
 def verdict(data: bytes) -> Any:
@@ -200,18 +71,12 @@ def both_ways(data: bytes) -> None:
     with mock.patch.object(Image, "extensions", Image._read_extensions), \
             mock.patch.object(Image, "cluster_size", property(_cluster_size_every_time)):
         uncached = verdict(data)
-    with mock.patch.object(md, "walk_l1_tables", per_table_walk):
-        per_table = verdict(data)
     with mock.patch("qcow2harness.image.FileStream", KaitaiStream), \
             mock.patch("qcow2harness.parser.qcow2.KaitaiStream", KaitaiStream), \
             mock.patch("qcow2harness.parser.qcow2_bitmaps.KaitaiStream", KaitaiStream):
         runtime_stream = verdict(data)
-    with mock.patch.object(md, "snapshot_sources", snapshot_sources_one_by_one):
-        per_snapshot = verdict(data)
-    assert fast == per_table, "batched L1 walk and per-table walk disagree"
     assert numpy_l1 == python_l1 == fast, "numpy and Python-int L1 walks disagree"
     assert fast == uncached, "Image's kept cluster size / extension error change a verdict"
-    assert fast == per_snapshot, "snapshot walk and its one-by-one version disagree"
     assert fast == runtime_stream, "FileStream and the runtime's KaitaiStream disagree"
 
 
@@ -264,9 +129,9 @@ def test_fast_paths_agree_on_targeted_corruptions(
     both_ways(corruption.broken(base(corruption.base), **params))
 
 
-def test_many_snapshot_tables_are_checked_like_one_by_one() -> None:
-    """A snapshot table of 300 entries in the zeros past the data: the case that made the
-    per-table walk slow. Both walks report the same (SNAP-5 suppressed past 32, ...)."""
+def test_many_snapshot_tables_are_checked() -> None:
+    """A snapshot table of 300 entries in the zeros past the data: the case that made a
+    per-table walk slow. SNAP-5 is suppressed past 32; both L1 walks report the same."""
     data = bytearray(next(s for p, s in zip(SEEDS, SEED_BYTES, strict=True)
                           if p.name == "qemu-snapshot.qcow2"))
     image = Image.from_bytes(bytes(data))
@@ -297,7 +162,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], bytes]:
 
 def test_empty_snapshot_l1_table_past_the_end_is_still_reported() -> None:
     """An empty snapshot L1 table is skipped only inside the file: one placed past the end
-    is SNAP-3, as the one-by-one walk says."""
+    is SNAP-3."""
     data = bytearray(next(s for p, s in zip(SEEDS, SEED_BYTES, strict=True)
                           if p.name == "qemu-snapshot.qcow2"))
     image = Image.from_bytes(bytes(data))
@@ -319,13 +184,25 @@ def l1_walks(data: bytes) -> tuple[Any, Any]:
     return numpy_l1, python_l1
 
 
-def test_l1_walks_agree_on_seeds_and_mutants() -> None:
+@pytest.mark.parametrize("path", CORPUS_IMAGES, ids=lambda p: str(p.relative_to(CORPUS)))
+def test_l1_walks_agree_on_the_whole_corpus(path: pathlib.Path) -> None:
+    numpy_l1, python_l1 = l1_walks(path.read_bytes())
+    assert numpy_l1 == python_l1
+
+
+@pytest.mark.parametrize("c", corr.CORRUPTIONS, ids=lambda c: c.id)
+def test_l1_walks_agree_on_every_corruption(c: corr.Corruption,
+                                            base: Callable[[str], bytes]) -> None:
+    numpy_l1, python_l1 = l1_walks(c.broken(base(c.base)))
+    assert numpy_l1 == python_l1
+
+
+def test_l1_walks_agree_on_mutants() -> None:
     """The structure-aware mutator's chains from the seeds (it rewrites L1 entries: COPIED
     flipped, offsets at other tables, past the end, unaligned)."""
     from qcow2harness.fuzz.bench import mutated_mix
 
-    inputs = SEED_BYTES + mutated_mix(800, seed=3)
-    for data in inputs:
+    for data in mutated_mix(800, seed=3):
         numpy_l1, python_l1 = l1_walks(data)
         assert numpy_l1 == python_l1
 

@@ -116,6 +116,11 @@ def test_extension_length_0xfffffff0_is_refused(
     tmp_path: pathlib.Path
 ) -> None:
     data = minimal_header()
+    # An otherwise sound header (no disk to map, a refcount table in cluster 1), so that
+    # the extension list is the first thing wrong.
+    poke_header(data, "virtual_size", 0)
+    poke_header(data, "ofs_refcount_table", 512)
+    poke_header(data, "num_refcount_table_clusters", 1)
     poke_bytes(data, 104, 0x12345678, 4)  # an unknown extension...
     poke_bytes(data, 108, 0xFFFFFFF0, 4)  # ...claiming almost 4 GiB
     path = tmp_path / "ext.qcow2"

@@ -81,14 +81,43 @@ def test_unknown_incompatible_bit_is_refused(tmp_path: pathlib.Path) -> None:
 
 
 def test_huge_virtual_size_stays_one_extent_past_the_tables(tmp_path: pathlib.Path) -> None:
-    # 2^50 bytes of guest disk, 16 MiB of it mapped by the L1 table: the rest is one
-    # unallocated extent, not a walk over 2^34 clusters.
+    # 2^50 bytes of guest disk, 16 MiB of it with data: the rest is one unallocated
+    # extent, not a walk over 2^34 clusters. The L1 table grows to the 2^21 entries such
+    # a disk needs (HDR-16), in a sparse tail of the file.
     path = written_image(tmp_path / "w.qcow2")
+    with Image.open(path) as image:
+        first = image.l1_entries()[:1].tobytes()
+        cluster_size = image.cluster_size
+    table = -(-path.stat().st_size // cluster_size) * cluster_size
+    with open(path, "r+b") as f:
+        f.truncate(table + 8 * (1 << 21))
+        f.seek(table)
+        f.write(np.frombuffer(first, dtype=np.uint64).astype(">u8").tobytes())
+    poke_file(path, 36, 1 << 21, 4)
+    poke_file(path, 40, table, 8)
     poke_file(path, 24, 1 << 50, 8)
     extents = map_json(str(path))
     assert extents[-1]["start"] + extents[-1]["length"] == 1 << 50
     assert extents[-1]["length"] > (1 << 50) - 16 * MiB
     assert len(extents) <= 5
+
+
+@pytest.mark.parametrize(("offset", "value", "width", "clause"), [
+    (24, (1 << 64) - 1, 8, "HDR-16"),  # virtual size 2^64-1: no L1 table can map it
+    (56, 1 << 32 - 1, 4, "HDR-19"),  # a refcount table of 2^31 clusters (128 TiB)
+    (20, 56, 4, "HDR-5"),  # cluster_bits 56
+])
+def test_invalid_structures_are_refused_with_checks_clause(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], offset: int, value: int,
+        width: int, clause: str) -> None:
+    """map exits 2 naming the clause check names; it never prints a length past int64."""
+    path = written_image(tmp_path / "w.qcow2")
+    poke_file(path, offset, value, width)
+    assert cli_run(["map", "--output", "json", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert f"[{clause}]" in captured.err and not captured.out
+    assert cli_run(["check", str(path)]) == 2
+    assert clause in capsys.readouterr().out
 
 
 def test_extents_stream_one_batch_at_a_time(tmp_path: pathlib.Path,

@@ -23,19 +23,18 @@ import numpy as np
 from qcow2harness.checker.report import Findings
 from qcow2harness.errors import ParseError
 from qcow2harness.image import (
-    COMPRESSED,
     COPIED,
     LOW32,
     OFFSET_MASK,
     REFTABLE_OFFSET_MASK,
-    ZERO_FLAG,
     Extension,
     ExtensionType,
     Image,
+    decode_l2_entries,
     decode_refcounts,
-    l2_descriptors,
     l2_subcluster_bitmaps,
 )
+from qcow2harness.structure import refcount_table_placement_problems
 
 if TYPE_CHECKING:
     from qcow2harness.checker.zoned import Zones
@@ -238,11 +237,9 @@ def read_stored_refcounts(walk: Walk) -> None:
     order = image.refcount_order
     if order not in STORED_DTYPE:
         return  # HDR-14 is reported by the header checks; no refcount can be read
-    ofs_table = int(image.header.ofs_refcount_table)
-    length = int(image.header.num_refcount_table_clusters) * walk.cluster_size
-    if (ofs_table == 0 or ofs_table % walk.cluster_size or length == 0
-            or ofs_table + length > image.file_size):
+    if refcount_table_placement_problems(image):
         return  # HDR-18, reported by the header checks: no stored refcount can be trusted
+    ofs_table = int(image.header.ofs_refcount_table)
     table = image.refcount_table_entries()
     walk.claim(ofs_table, table.size * 8, Role.REFCOUNT_TABLE)
     walk.table(ofs_table, table.size * 8, "refcount table")
@@ -542,10 +539,6 @@ class L2Batch:
     def entry_size(self) -> int:
         return int(self.entry_bytes.shape[2])
 
-    def descriptors(self) -> np.ndarray:
-        """The 64-bit descriptors, native byte order, shape (tables, entries)."""
-        return l2_descriptors(self.entry_bytes)
-
     def bitmaps(self) -> np.ndarray:
         return l2_subcluster_bitmaps(self.entry_bytes)
 
@@ -565,11 +558,9 @@ def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
     out, image = walk.out, walk.image
     extended = batch.entry_size == 16
     external = bool(image.header.has_external_data_file)
-    # Flags come from the contiguous 64-bit descriptors: masking them is several times
-    # faster than reading the flag bytes with a stride of 8 or 16.
-    descriptors = batch.descriptors()
-    compressed = (descriptors & COMPRESSED) != 0
-    any_compressed = bool(compressed.any())
+    decoded = decode_l2_entries(batch.entry_bytes)
+    descriptors, compressed = decoded.descriptors, decoded.compressed
+    any_compressed = decoded.any_compressed
     active_rows = batch.guest_bases >= 0
 
     def report(clause: str, mask: np.ndarray, text: str, extra: int = 0) -> None:
@@ -599,15 +590,12 @@ def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
         misaligned = standard & ((descriptors & np.uint64(walk.cluster_size - 1)
                                   & OFFSET_MASK) != 0)
         report("L2-2", misaligned, "data offset is not cluster-aligned")
-    zero_flag = (descriptors & ZERO_FLAG) != 0
-    any_zero_flag = not extended and bool(zero_flag.any())
+    zero_flag = decoded.zero_flag
+    any_zero_flag = bool(zero_flag.any())
     if image.version < 3 and any_zero_flag:
-        report("L2-4", standard & zero_flag, "zero flag in a version 2 image")
+        report("L2-4", zero_flag, "zero flag in a version 2 image")
 
-    host = descriptors & OFFSET_MASK
-    if any_compressed:
-        host[compressed] = 0
-    host &= ~np.uint64(walk.cluster_size - 1)  # misaligned ones were reported above
+    host = decoded.host & ~np.uint64(walk.cluster_size - 1)  # misaligned: reported above
     allocated = host != 0
     clusters = (host >> np.uint64(walk.cluster_bits)).astype(np.intp)
     copied = descriptors >= COPIED
