@@ -35,7 +35,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="qcow2harness.fuzz.worker")
     parser.add_argument("--target", required=True)
     parser.add_argument("--artifacts", required=True)
-    parser.add_argument("--mutator", choices=["structured", "bytes"], default="structured")
+    parser.add_argument("--mutator", choices=["structured", "bytes", "zoned"],
+                        default="structured")
     parser.add_argument("--reader")
     parser.add_argument("--reader-timeout", type=float, default=10.0)
     parser.add_argument("--reader-memory-mb", type=int, default=4096)
@@ -150,8 +151,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.stderr.flush()
 
     kwargs = {}
-    if args.mutator == "structured":
+    if args.mutator in ("structured", "zoned"):
         mutate = structured_mutator()
+        if args.mutator == "zoned":
+            from qcow2harness.fuzz.zone_geometry import geometry_mutate as mutate
 
         def custom_mutate(data: bytes, max_size: int, seed: int) -> bytes:
             if not state["fuzzing"]:

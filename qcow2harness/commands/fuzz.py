@@ -55,8 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"({ZONED_ENV}): series = zoned-asan when built, else zoned; "
                              "without --seeds, zoned seeds the series makes join the "
                              "default seeds")
-    parser.add_argument("--mutator", choices=["structured", "bytes"], default="structured",
-                        help="structure-aware (default) or libFuzzer's byte mutation only")
+    parser.add_argument("--mutator", choices=["structured", "bytes", "zoned"],
+                        default="structured",
+                        help="structure-aware (default), libFuzzer's byte mutation only, or "
+                             "zoned: new zone geometries and tables for zoned inputs "
+                             "(fuzz/zone_geometry.py; give it room with --max-len 1048576)")
     parser.add_argument("--regressions",
                         help="where regression tests go (default tests/fuzz/regressions "
                              "when it exists, else ARTIFACTS/regressions)")
