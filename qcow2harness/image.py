@@ -17,9 +17,8 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
 from kaitaistruct import KaitaiStream, KaitaiStructError
 
 from qcow2harness.errors import ParseError
@@ -32,6 +31,9 @@ from qcow2harness.parser.qcow2_bitmaps import Qcow2Bitmaps
 from qcow2harness.parser.qcow2_zoned import Qcow2Zoned
 from qcow2harness.structure import MAX_SNAPSHOT_TABLE, cluster_bits_problems
 
+if TYPE_CHECKING:
+    import numpy as np
+
 # The generated parser opens a sub-stream for each snapshot's extra data and each typed
 # extension body through its module's name `KaitaiStream`: make those FileStreams too.
 generated_qcow2.KaitaiStream = FileStream
@@ -43,12 +45,14 @@ QCOW2_MAGIC = b"QFI\xfb"
 
 # Entry bit masks, as the ksy instances define them (tests compare both views); shared by
 # the checker and the map.
-OFFSET_MASK = np.uint64(0x00FFFFFFFFFFFE00)  # L1/L2/bitmap table offsets, bits 9-55
-REFTABLE_OFFSET_MASK = np.uint64(0xFFFFFFFFFFFFFE00)
-COPIED = np.uint64(1 << 63)
-COMPRESSED = np.uint64(1 << 62)
-ZERO_FLAG = np.uint64(1)
-LOW32 = np.uint64(0xFFFFFFFF)
+# Plain ints: numpy takes them as uint64 against uint64 arrays (and is imported only
+# where a table is read).
+OFFSET_MASK = 0x00FFFFFFFFFFFE00  # L1/L2/bitmap table offsets, bits 9-55
+REFTABLE_OFFSET_MASK = 0xFFFFFFFFFFFFFE00
+COPIED = 1 << 63
+COMPRESSED = 1 << 62
+ZERO_FLAG = 1
+LOW32 = 0xFFFFFFFF
 
 
 # The `valid:` checks of ksy/qcow2.ksy, by KSY path: field name, offset, clause.
@@ -415,6 +419,8 @@ class Image:
                        byte_order: str = "big") -> np.ndarray:
         """Read `count` u64 entries (big-endian as qcow2 stores them); never more than the
         file holds."""
+        import numpy as np
+
         length = count * 8
         self._require_in_file(what, offset, length, clause)
         if not length:
@@ -432,6 +438,8 @@ class Image:
         """The L2 tables at `offsets` as entry bytes [table, entry, byte], big-endian as
         stored (16 bytes an entry with extended L2 entries). With `padded`, bytes past the
         end of the file read as zeros; otherwise every table must lie inside the file."""
+        import numpy as np
+
         cluster_size = self.cluster_size
         read = self.pread_padded if padded else self.pread
         raw = b"".join(read(int(offset), cluster_size) for offset in offsets)
@@ -462,6 +470,8 @@ class Image:
 
 def l2_descriptors(entry_bytes: np.ndarray) -> np.ndarray:
     """The 64-bit cluster descriptors of read_l2_tables' entries, shape (tables, entries)."""
+    import numpy as np
+
     first8 = np.ascontiguousarray(entry_bytes[:, :, :8])
     return first8.view(">u8")[:, :, 0].astype(np.uint64)
 
@@ -480,6 +490,8 @@ class L2Entries:
 def decode_l2_entries(entry_bytes: np.ndarray) -> L2Entries:
     """Decode read_l2_tables' entries (8 or 16 bytes each): the one decoder of L2 entries
     that the checker and the map share."""
+    import numpy as np
+
     descriptors = l2_descriptors(entry_bytes)
     compressed = (descriptors & COMPRESSED) != 0
     any_compressed = bool(compressed.any())
@@ -496,12 +508,16 @@ def decode_l2_entries(entry_bytes: np.ndarray) -> L2Entries:
 
 def l2_subcluster_bitmaps(entry_bytes: np.ndarray) -> np.ndarray:
     """The subcluster bitmaps of extended L2 entries (EL2-3), shape (tables, entries)."""
+    import numpy as np
+
     last8 = np.ascontiguousarray(entry_bytes[:, :, 8:16])
     return last8.view(">u8")[:, :, 0].astype(np.uint64)
 
 
 def decode_refcounts(raw: bytes, refcount_order: int) -> np.ndarray:
     """Refcount block bytes as an array; sub-byte refcounts are LSB first (RC-1)."""
+    import numpy as np
+
     if refcount_order <= 3:
         data = np.frombuffer(raw, dtype=np.uint8)
         if refcount_order == 3:

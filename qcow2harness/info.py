@@ -12,8 +12,6 @@ import enum
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
 from qcow2harness.errors import ParseError
 from qcow2harness.image import (
     OFFSET_MASK,
@@ -214,6 +212,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def describe_clusters(image: Image) -> dict[str, int]:
+    import numpy as np
+
     cluster_size = image.cluster_size
     l1 = image.l1_entries()
     reftable = image.refcount_table_entries()

@@ -31,9 +31,10 @@ import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from qcow2harness.errors import ParseError, ResourceLimitError, UsageError
 from qcow2harness.image import (
@@ -179,6 +180,8 @@ class Qcow2Layer:
     """A qcow2 image: statuses from its L1/L2 tables (L2-6, EL2-3, DATA-5)."""
 
     def __init__(self, image: Image, name: str, data_file: str | None = None) -> None:
+        import numpy as np
+
         self.image = image
         self.name = name
         header = image.header
@@ -259,6 +262,8 @@ class Qcow2Layer:
 
     def _batch_statuses(self, first: int, stop: int, start: int, end: int) -> Iterator[Status]:
         """Statuses of the guest range covered by L1 entries [first, stop), all present."""
+        import numpy as np
+
         entries = self.l1[first:stop]
         offsets = entries & OFFSET_MASK
         misaligned = np.nonzero(offsets & np.uint64(self.cluster_size - 1))[0]
@@ -303,6 +308,8 @@ class Qcow2Layer:
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per unit (cluster, or subcluster with extended L2): status code, host offset and
         whether the offset is reported, flattened in guest order."""
+        import numpy as np
+
         decoded = decode_l2_entries(entry_bytes)
         descriptors, compressed, host = decoded.descriptors, decoded.compressed, decoded.host
         zero_flag = decoded.zero_flag
@@ -341,6 +348,8 @@ class Qcow2Layer:
 
     def _check_offsets(self, descriptors: np.ndarray, compressed: np.ndarray,
                        host: np.ndarray, has_cluster: np.ndarray, first: int) -> None:
+        import numpy as np
+
         misaligned = ~compressed & (host & np.uint64(self.cluster_size - 1) != 0)
         self._refuse(misaligned, descriptors, first, "L2-2",
                      "host cluster offset is not cluster-aligned")
@@ -364,6 +373,8 @@ class Qcow2Layer:
     def _refuse(self, mask: np.ndarray, descriptors: np.ndarray | None, first: int,
                 clause: str, text: str, extra: int = 0) -> None:
         """Raise for the first entry of `mask` inside the range being read, if any."""
+        import numpy as np
+
         mask = mask & self._wanted
         if not mask.any():
             return
@@ -383,6 +394,8 @@ def metadata_preallocated(image: Image) -> bool:
     A refcount block at an unaligned offset makes QEMU stop with an I/O error (unless the
     image is already marked corrupt); the walk stops as soon as the answer is known.
     """
+    import numpy as np
+
     try:
         stat = os.fstat(image.fileno())
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):

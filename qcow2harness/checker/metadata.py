@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from qcow2harness.checker.report import Findings
 from qcow2harness.errors import ParseError
 from qcow2harness.image import (
@@ -37,6 +35,8 @@ from qcow2harness.image import (
 from qcow2harness.structure import refcount_table_placement_problems
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from qcow2harness.checker.zoned import Zones
 
 try:
@@ -45,11 +45,11 @@ except ImportError:  # pragma: no cover - a declared dependency; CMP-5 notes the
     zstandard = None  # type: ignore[assignment]
 
 # Reserved-bit masks, as the ksy instances define them (the entry masks live in image.py).
-L1_RESERVED = np.uint64(0x7F000000000001FF)
-L2_RESERVED = np.uint64(0x3F000000000001FE)
-L2_RESERVED_EXTENDED = np.uint64(0x3F000000000001FF)  # bit 0 is reserved too (EL2-2)
-BITMAP_TABLE_RESERVED = np.uint64(0xFF000000000001FE)
-REFTABLE_RESERVED = np.uint64(0x1FF)
+L1_RESERVED = 0x7F000000000001FF
+L2_RESERVED = 0x3F000000000001FE
+L2_RESERVED_EXTENDED = 0x3F000000000001FF  # bit 0 is reserved too (EL2-2)
+BITMAP_TABLE_RESERVED = 0xFF000000000001FE
+REFTABLE_RESERVED = 0x1FF
 SECTOR = 512
 
 # L2 tables are read in batches of this many bytes, to bound memory.
@@ -130,6 +130,8 @@ class Walk:
     def claim(self, offset: int, length: int, role: Role, clause_past_eof: str = "OVL-3",
               what: str | None = None, weight: int = 1) -> None:
         """Count one reference to each cluster of [offset, offset+length) and give it a role."""
+        import numpy as np
+
         if length <= 0:
             return
         first = offset >> self.cluster_bits
@@ -168,6 +170,8 @@ class Walk:
     def claim_clusters(self, indices: np.ndarray, role: Role, weights: np.ndarray | int = 1,
                        clause_past_eof: str = "OVL-3", what: str = "") -> None:
         """Vectorised claim of whole clusters by index."""
+        import numpy as np
+
         if indices.size == 0:
             return
         past = indices >= self.num_clusters
@@ -212,6 +216,8 @@ class Walk:
 
 def add_references(refs: np.ndarray, indices: np.ndarray, weights: np.ndarray | int) -> None:
     """refs[indices] += weights, counting repeated indices (two entries, one cluster)."""
+    import numpy as np
+
     if indices.size == 0:
         return
     low, high = int(indices.min()), int(indices.max())
@@ -227,12 +233,14 @@ def add_references(refs: np.ndarray, indices: np.ndarray, weights: np.ndarray | 
                   else weights.astype(refs.dtype))
 
 
-STORED_DTYPE = {0: np.uint8, 1: np.uint8, 2: np.uint8, 3: np.uint8, 4: np.uint16,
-                5: np.uint32, 6: np.uint64}
+STORED_DTYPE = {0: "uint8", 1: "uint8", 2: "uint8", 3: "uint8", 4: "uint16", 5: "uint32",
+                6: "uint64"}
 
 
 def read_stored_refcounts(walk: Walk) -> None:
     """Read every refcount block into walk.stored (RC-1, RC-2)."""
+    import numpy as np
+
     image, out = walk.image, walk.out
     order = image.refcount_order
     if order not in STORED_DTYPE:
@@ -365,6 +373,8 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
     hold thousands of snapshot L1 tables of a few entries each, and per-table array
     operations would cost more than the entries. Few entries in all take
     walk_small_l1_tables (the same findings, on Python ints)."""
+    import numpy as np
+
     sources = list(sources)
     if sum(int(source.entries.size) for source in sources) <= SMALL_L1_WALK:
         walk_small_l1_tables(walk, sources)
@@ -445,6 +455,8 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
 def walk_small_l1_tables(walk: Walk, sources: list[L1Source]) -> None:
     """walk_l1_tables for few entries in all: the same checks and findings in the same
     order, on Python ints (tests/test_check_fast_paths.py compares both)."""
+    import numpy as np
+
     out, file_size = walk.out, walk.image.file_size
     cluster_size, bits = walk.cluster_size, walk.cluster_bits
     reserved_bits, offset_mask, copied_bit = int(L1_RESERVED), int(OFFSET_MASK), int(COPIED)
@@ -511,6 +523,8 @@ def walk_small_l1_tables(walk: Walk, sources: list[L1Source]) -> None:
 def walk_l2_tables(walk: Walk, tables: np.ndarray, weights: np.ndarray,
                    guest_bases: np.ndarray) -> None:
     """Read the L2 tables in batches and check each batch with whole-array operations."""
+    import numpy as np
+
     per_batch = max(1, L2_BATCH_BYTES // walk.cluster_size)
     for start in range(0, int(tables.size), per_batch):
         offsets = tables[start:start + per_batch]
@@ -549,12 +563,16 @@ class L2Batch:
 
     def guest_offsets(self, cluster_size: int) -> np.ndarray:
         """Guest offset of each entry (meaningful for active tables only)."""
+        import numpy as np
+
         entries = self.entry_bytes.shape[1]
         return (self.guest_bases[:, None]
                 + np.arange(entries, dtype=np.int64)[None, :] * cluster_size)
 
 
 def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
+    import numpy as np
+
     out, image = walk.out, walk.image
     extended = batch.entry_size == 16
     external = bool(image.header.has_external_data_file)
@@ -640,6 +658,8 @@ def check_l2_batch(walk: Walk, batch: L2Batch) -> None:
 
 def _find_dead_data(walk: Walk, batch: L2Batch, holds_data: np.ndarray) -> None:
     """WP-10: data clusters of the active map that lie at or above their zone's wp."""
+    import numpy as np
+
     zones = walk.zones
     assert zones is not None and zones.dead_from is not None
     if not holds_data.any():
@@ -663,6 +683,8 @@ def _count_data(walk: Walk, batch: L2Batch, clusters: np.ndarray,
     A data cluster past the end of the file is L2-2 in a table the active L1 reaches and
     SNAP-7 in one only snapshots reach; it counts no reference.
     """
+    import numpy as np
+
     indices = clusters[allocated]
     past = indices >= walk.num_clusters
     if past.any():
@@ -685,6 +707,8 @@ def _count_data(walk: Walk, batch: L2Batch, clusters: np.ndarray,
 def _check_copied(walk: Walk, batch: L2Batch, clusters: np.ndarray, allocated: np.ndarray,
                   copied: np.ndarray, report: Reporter) -> None:
     """L2-3: COPIED exactly when the data cluster's refcount is 1 (active tables only)."""
+    import numpy as np
+
     if walk.stored is None:
         return
     active = (batch.guest_bases >= 0)[:, None] & allocated & (clusters < walk.num_clusters)
@@ -702,6 +726,8 @@ def _check_external(walk: Walk, batch: L2Batch, host: np.ndarray, allocated: np.
                     compressed: np.ndarray, copied: np.ndarray, report: Reporter) -> None:
     """DATA-5: with an external data file, host offset = guest offset; DATA-9: COPIED on
     every allocated standard entry (each guest cluster has an implied refcount of 1)."""
+    import numpy as np
+
     report("DATA-9", allocated & ~compressed & ~copied,
            "allocated cluster without bit 63 in an image with an external data file")
     active = batch.guest_bases >= 0
@@ -715,6 +741,8 @@ def _check_external(walk: Walk, batch: L2Batch, host: np.ndarray, allocated: np.
 def _check_compressed(walk: Walk, batch: L2Batch, descriptors: np.ndarray,
                       compressed: np.ndarray, report: Reporter) -> None:
     """CMP-1, CMP-2, the references a compressed range makes (CMP-3) and CMP-4."""
+    import numpy as np
+
     file_size = np.uint64(walk.image.file_size)
     offset_bits = 62 - (walk.cluster_bits - 8)
     offsets = np.where(compressed, descriptors & np.uint64((1 << offset_bits) - 1), 0)
@@ -746,6 +774,8 @@ def _check_compressed(walk: Walk, batch: L2Batch, descriptors: np.ndarray,
 def _decode_streams(walk: Walk, batch: L2Batch, inside: np.ndarray, starts: np.ndarray,
                     stops: np.ndarray) -> None:
     """CMP-4: decode compressed streams, up to the per-image bound (the rest: CMP-5)."""
+    import numpy as np
+
     kind = compression_type(walk.image)
     if kind not in (0, 1):
         return  # an unknown compression type is HDR-22; nothing can decode it
@@ -798,6 +828,8 @@ def decode_stream(kind: int, data: bytes, cluster_size: int) -> str | None:
 def check_compressed_sharing(walk: Walk) -> None:
     """CMP-3 (a note): host clusters holding parts of more than one compressed range;
     CMP-5 (a note): compressed clusters CMP-4 did not decode."""
+    import numpy as np
+
     if walk.streams_unverified:
         reason = ("no zstd decoder is installed (the zstandard module)"
                   if zstandard is None and compression_type(walk.image) == 1
@@ -836,6 +868,8 @@ def _check_subclusters(batch: L2Batch, compressed: np.ndarray, allocated: np.nda
                        report: Reporter, out: Findings) -> np.ndarray:
     """EL2-3..6: the subcluster bitmap of extended L2 entries. Returns the mask of host
     clusters with no allocated subcluster (EL2-6)."""
+    import numpy as np
+
     bitmaps = batch.bitmaps()
     alloc = bitmaps & LOW32
     zero = bitmaps >> np.uint64(32)
@@ -855,6 +889,8 @@ def _check_subclusters(batch: L2Batch, compressed: np.ndarray, allocated: np.nda
 
 def check_table_overlaps(walk: Walk) -> None:
     """OVL-2: the byte ranges of the contiguous tables are pairwise disjoint."""
+    import numpy as np
+
     if len(walk.tables) < 2:
         return
     starts = np.array([t[0] for t in walk.tables], dtype=np.uint64)
@@ -876,6 +912,8 @@ def check_table_overlaps(walk: Walk) -> None:
 
 def compare_refcounts(walk: Walk) -> None:
     """RC-4 (stored < references) and RC-5 (stored > references); HDR-12 when dirty."""
+    import numpy as np
+
     if walk.stored is None:
         return
     out = walk.out
@@ -915,6 +953,8 @@ def compare_refcounts(walk: Walk) -> None:
 
 
 def new_walk(image: Image, out: Findings) -> Walk:
+    import numpy as np
+
     cluster_size = image.cluster_size
     num_clusters = -(-image.file_size // cluster_size)
     return Walk(
@@ -938,6 +978,8 @@ def check_metadata(image: Image, out: Findings, zones: Zones | None = None,
     L2 walk and the refcount comparison are. With `cluster_map`, the walk also keeps
     what cluster_kinds() needs (two more bytes per host cluster).
     """
+    import numpy as np
+
     walk = new_walk(image, out)
     walk.zones = zones
     walk.progress = progress
@@ -994,6 +1036,8 @@ def cluster_kinds(walk: Walk) -> np.ndarray:
     and corrupt_refcounts), plus OVL-1 clashes; they win over the role. The walk must come
     from check_metadata(..., cluster_map=True).
     """
+    import numpy as np
+
     if walk.zero_marks is None or walk.clash_marks is None:
         raise ValueError("cluster_kinds() needs a walk made with cluster_map=True")
     kinds = walk.roles.copy()
@@ -1182,6 +1226,8 @@ def claim_bitmaps(walk: Walk, ext: Extension) -> None:
 def claim_bitmap_table(walk: Walk, number: int, entry: Any, entry_at: int,
                        tail_budget: int) -> int:
     """BMP-11..13 for one bitmap; returns the bytes of bitmap tail it read."""
+    import numpy as np
+
     image, out = walk.image, walk.out
     table_offset = int(entry.ofs_bitmap_table)
     count = int(entry.num_bitmap_table_entries)
