@@ -15,7 +15,6 @@ record only.
 from __future__ import annotations
 
 import os
-import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -57,17 +56,20 @@ def worst(codes: Iterable[int]) -> int:
 
 
 def _starts_with_magic(path: str) -> bool:
-    """True for a regular file whose first bytes are the qcow2 magic; opened without
-    blocking, so a FIFO met on the walk is passed over rather than waited on."""
+    """True for a file check would take (inputfile) whose first bytes are the qcow2
+    magic; a FIFO or other special file met on the walk is passed over, never waited
+    on. A file that cannot be opened is let through, for its check to say why."""
+    from qcow2harness.errors import UsageError
     from qcow2harness.image import QCOW2_MAGIC
+    from qcow2harness.inputfile import open_image_fd
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = open_image_fd(path)
+    except UsageError:
+        return False
     except OSError:
-        return True  # let the check report why it cannot be read
+        return True
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
         return os.pread(fd, len(QCOW2_MAGIC), 0) == QCOW2_MAGIC
     except OSError:
         return True
