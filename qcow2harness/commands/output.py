@@ -2,7 +2,8 @@
 
 The JSON that `check --json` and `crash --json` print is a versioned contract: each
 document starts with "schema_version" and is described by docs/schema/NAME.schema.json
-(NAME: check, crash).
+(NAME: check, crash). The fuzz and nightly properties results are described there too
+(fuzz, properties), without a schema_version yet; `merge` validates all four.
 A MINOR bump adds optional fields; a MAJOR bump removes, renames or changes the
 meaning of one (README, "CI integration").
 """
