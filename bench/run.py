@@ -191,19 +191,12 @@ def bench_zones(sizes: list[str], workdir: str) -> dict[str, Any]:
     return run(sizes, workdir)
 
 
-def bench_zones(sizes: list[str], workdir: str) -> dict[str, Any]:
-    from zone_scale import bench_zones as run
-
-    return run(sizes, workdir)
-
-
 BENCHMARKS: dict[str, Callable[[list[str], str], dict[str, Any]]] = {
     "info": bench_info,
     "check": bench_check,
     "crash": bench_crash,
     "fuzz": bench_fuzz,
     "model": bench_model,
-    "zones": bench_zones,
     "zones": bench_zones,
     "startup": bench_startup,
     "batch": bench_batch,
