@@ -12,18 +12,19 @@ and check it with --check (the test suite does the same).
 
 from __future__ import annotations
 
-import argparse
 import functools
+import os
 import re
 import sys
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from qcow2harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 Level = Literal["MUST", "SHOULD", "MAY"]
 Basis = Literal["spec", "implementation", "decision"]
@@ -157,7 +158,10 @@ class Registry:
 @functools.cache
 def load() -> Registry:
     """The registry shipped with the package (spec/clauses.toml), validated."""
-    text = resources.files(__package__).joinpath(REGISTRY_FILE).read_text(encoding="utf-8")
+    # A file beside this module (the wheel installs it so); read without importlib's
+    # resources and pathlib, which a small check's start-up would pay for.
+    with open(os.path.join(os.path.dirname(__file__), REGISTRY_FILE), encoding="utf-8") as f:
+        text = f.read()
     return loads(text)
 
 
@@ -539,10 +543,14 @@ def _render_clause(clause: Clause) -> list[str]:
 
 def spec_md_path() -> Path:
     """SPEC.md in the source tree (the package is installed editable for development)."""
+    from pathlib import Path
+
     return Path(__file__).with_name(SPEC_FILE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="python -m qcow2harness.spec.registry",
         description="Validate spec/clauses.toml and render spec/SPEC.md from it.",
