@@ -429,6 +429,11 @@ class Image:
         return np.frombuffer(data, dtype=">u8" if byte_order == "big" else "<u8").astype(
             np.uint64)
 
+    def read_u64_values(self, what: str, offset: int, count: int, clause: str) -> list[int]:
+        """read_u64_table as Python ints, for small tables (no numpy)."""
+        self._require_in_file(what, offset, count * 8, clause)
+        return list(struct.unpack(f">{count}Q", self.pread(offset, count * 8)))
+
     def pread_padded(self, offset: int, length: int) -> bytes:
         """Read `length` bytes; what lies past the end of the file reads as zeros."""
         data = self.pread(offset, length) if offset < self.file_size else b""
@@ -527,6 +532,18 @@ def decode_refcounts(raw: bytes, refcount_order: int) -> np.ndarray:
         return ((data[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1).astype(np.uint8)
     dtype = {4: ">u2", 5: ">u4", 6: ">u8"}[refcount_order]
     return np.frombuffer(raw, dtype=dtype)
+
+
+def decode_refcount_values(raw: bytes, refcount_order: int) -> list[int]:
+    """decode_refcounts as Python ints, for small images (no numpy)."""
+    if refcount_order <= 3:
+        if refcount_order == 3:
+            return list(raw)
+        bits = 1 << refcount_order
+        mask = (1 << bits) - 1
+        return [byte >> shift & mask for byte in raw for shift in range(0, 8, bits)]
+    width = 1 << (refcount_order - 3)
+    return list(struct.unpack(f">{len(raw) // width}{'HIQ'[refcount_order - 4]}", raw))
 
 
 def decode_name(raw: bytes) -> str:

@@ -5,6 +5,9 @@
   every image is checked with the threshold below zero (numpy only) and far above
   (Python only), on the whole committed corpus (corpus/**.qcow2), on every targeted
   corruption, on poked seeds and on the structure-aware mutator's chains.
+- `check_metadata` hands small images with only standard L2 entries and the active L1
+  table to `checker/small.py`, which walks them on Python ints without importing numpy.
+  The one home is the numpy walk (`small.SMALL_WALK` off), compared on the same inputs.
 - the image model parses through `FileStream` (the generated parser's sub-streams too),
   whose complete reads skip two runtime calls and whose size is measured once. The
   oracle is the runtime's own `KaitaiStream` everywhere.
@@ -30,7 +33,7 @@ from kaitaistruct import KaitaiStream
 from qcow2harness.properties import corruptions as corr
 from qcow2harness.properties.strategies import targeted_corruptions
 
-from qcow2harness.checker import check_image
+from qcow2harness.checker import check_image, small
 from qcow2harness.checker import metadata as md
 from qcow2harness.errors import HarnessError
 from qcow2harness.image import Image
@@ -64,10 +67,7 @@ def _cluster_size_every_time(image: Image) -> int:
 
 def both_ways(data: bytes) -> None:
     fast = verdict(data)
-    with mock.patch.object(md, "SMALL_L1_WALK", -1):
-        numpy_l1 = verdict(data)
-    with mock.patch.object(md, "SMALL_L1_WALK", 1 << 30):
-        python_l1 = verdict(data)
+    numpy_l1, python_l1, _ = walks(data)
     with mock.patch.object(Image, "extensions", Image._read_extensions), \
             mock.patch.object(Image, "cluster_size", property(_cluster_size_every_time)):
         uncached = verdict(data)
@@ -75,7 +75,7 @@ def both_ways(data: bytes) -> None:
             mock.patch("qcow2harness.parser.qcow2.KaitaiStream", KaitaiStream), \
             mock.patch("qcow2harness.parser.qcow2_bitmaps.KaitaiStream", KaitaiStream):
         runtime_stream = verdict(data)
-    assert numpy_l1 == python_l1 == fast, "numpy and Python-int L1 walks disagree"
+    assert numpy_l1 == python_l1 == fast, "numpy, Python-int L1 and small-image walks disagree"
     assert fast == uncached, "Image's kept cluster size / extension error change a verdict"
     assert fast == runtime_stream, "FileStream and the runtime's KaitaiStream disagree"
 
@@ -175,12 +175,22 @@ def test_empty_snapshot_l1_table_past_the_end_is_still_reported() -> None:
     both_ways(bytes(data))
 
 
+def walks(data: bytes) -> tuple[Any, Any, Any]:
+    """The verdict of the numpy walk with the numpy L1 walk only, of the numpy walk with
+    the Python-int L1 walk only, and the default one (small images: checker/small.py)."""
+    with mock.patch.object(small, "SMALL_WALK", False):
+        with mock.patch.object(md, "SMALL_L1_WALK", -1):
+            numpy_l1 = verdict(data)
+        with mock.patch.object(md, "SMALL_L1_WALK", 1 << 30):
+            python_l1 = verdict(data)
+    return numpy_l1, python_l1, verdict(data)
+
+
 def l1_walks(data: bytes) -> tuple[Any, Any]:
-    """The verdict with the numpy L1 walk only, and with the Python-int walk only."""
-    with mock.patch.object(md, "SMALL_L1_WALK", -1):
-        numpy_l1 = verdict(data)
-    with mock.patch.object(md, "SMALL_L1_WALK", 1 << 30):
-        python_l1 = verdict(data)
+    """The numpy-only verdict, and the verdict of the fast paths (Python-int L1 walk, and
+    the small-image walk where it applies)."""
+    numpy_l1, python_l1, default = walks(data)
+    assert python_l1 == default, "the small-image walk and the numpy walk disagree"
     return numpy_l1, python_l1
 
 
@@ -281,9 +291,22 @@ def test_importing_the_image_model_and_the_commands_loads_no_numpy() -> None:
     assert numpy_loaded() == (0, False)
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: the metadata walk (checker/metadata.py) "
-                   "has a numpy-free path for the L1 entries only; the refcount blocks, L2 "
-                   "tables and the recount still use numpy arrays on any image")
-def test_checking_a_small_image_loads_no_numpy() -> None:
-    small = next(path for path in SEEDS if path.name == "qemu-v3-empty.qcow2")
-    assert numpy_loaded("check", str(small)) == (0, False)
+@pytest.mark.parametrize("name", ["qemu-v3-empty.qcow2", "qemu-v3.qcow2", "qemu-v2.qcow2"])
+def test_checking_a_small_image_loads_no_numpy(name: str) -> None:
+    image = next(path for path in SEEDS if path.name == name)
+    assert numpy_loaded("check", str(image)) == (0, False)
+
+
+def test_the_small_image_walk_is_taken() -> None:
+    """The corpus comparisons above compare something: the small walk takes plain seeds
+    and leaves the others (snapshots, compressed clusters, zones) to numpy."""
+    from qcow2harness.checker.report import Findings, Report
+
+    taken = set()
+    for path in SEEDS:
+        with Image.open(path) as image:
+            if small.walk_small_image(image, Findings(Report(path=str(path)))) is not None:
+                taken.add(path.name)
+    assert {"qemu-v3-empty.qcow2", "qemu-v3.qcow2", "qemu-refcount-bits-1.qcow2"} <= taken
+    assert not taken & {"qemu-snapshot.qcow2", "qemu-compressed-zlib.qcow2",
+                        "reference-zoned-base.qcow2", "qemu-extended-l2.qcow2"}

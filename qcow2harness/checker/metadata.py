@@ -976,8 +976,15 @@ def check_metadata(image: Image, out: Findings, zones: Zones | None = None,
     With `zones` (the zoned extension, read first), the walk also finds data clusters
     above a write pointer (WP-10) in the active map. `progress` is told how far the
     L2 walk and the refcount comparison are. With `cluster_map`, the walk also keeps
-    what cluster_kinds() needs (two more bytes per host cluster).
+    what cluster_kinds() needs (two more bytes per host cluster). A small image without
+    zones walks on Python ints (checker/small.py), so that numpy is not imported.
     """
+    if zones is None and not cluster_map:
+        from qcow2harness.checker.small import walk_small_image
+
+        small = walk_small_image(image, out, progress)
+        if small is not None:
+            return small
     import numpy as np
 
     walk = new_walk(image, out)
