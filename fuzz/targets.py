@@ -234,10 +234,18 @@ def corpus_files(paths: Iterable[str]) -> Iterator[str]:
             for root, dirs, files in os.walk(path):
                 dirs.sort()
                 for name in sorted(files):
-                    if not name.endswith((".json", ".md", ".txt")) and not name.startswith("."):
-                        yield os.path.join(root, name)
+                    found = os.path.join(root, name)
+                    # A FIFO or device in a corpus folder is passed over, never opened.
+                    if (not name.endswith((".json", ".md", ".txt")) and not name.startswith(".")
+                            and os.path.isfile(found)):
+                        yield found
         elif os.path.isfile(path):
             yield path
+
+
+# A replayed input bigger than this is refused (exit 1 naming it), not read: libFuzzer's
+# own units are at most -max_len (1 MiB for the zoned mutator).
+MAX_REPLAY_BYTES = 64 * 1024 * 1024
 
 
 def replay(target: Target, paths: Iterable[str],
@@ -247,10 +255,10 @@ def replay(target: Target, paths: Iterable[str],
         target.run(b"")
     except Exception:  # noqa: BLE001, S110 - a warm-up only
         pass
+    from qcow2harness.inputfile import read_bounded
+
     for path in corpus_files(paths):
-        with open(path, "rb") as f:
-            data = f.read()
-        yield path, execute(target, data, bounds)
+        yield path, execute(target, read_bounded(path, MAX_REPLAY_BYTES), bounds)
 
 
 # ---------------------------------------------------------------------------

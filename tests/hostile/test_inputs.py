@@ -119,6 +119,28 @@ def test_a_regular_image_still_opens(tmp_path: pathlib.Path) -> None:
         assert done.returncode == 0, (command, done.stderr)
 
 
+def test_fuzz_replay_passes_over_a_fifo_in_a_corpus_folder(tmp_path: pathlib.Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(SEEDS / "qemu-v3.qcow2", corpus / "unit")
+    os.mkfifo(corpus / "pipe")
+    done = harness("fuzz", "check", "--replay", str(corpus))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "replayed 1 inputs" in done.stdout + done.stderr
+
+
+def test_fuzz_replay_refuses_an_input_past_its_bound_unread(tmp_path: pathlib.Path) -> None:
+    from qcow2harness.fuzz.targets import MAX_REPLAY_BYTES
+
+    unit = tmp_path / "huge-unit"
+    with open(unit, "wb") as f:
+        f.truncate(MAX_REPLAY_BYTES + 1)  # sparse: costs no disk
+    done = harness("fuzz", "check", "--replay", str(unit))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"{unit}: {MAX_REPLAY_BYTES + 1} bytes, more than the" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def _overlay_naming_a_fifo(tmp_path: pathlib.Path, backing_format: bytes | None
                            ) -> pathlib.Path:
     """The backing-overlay seed beside a FIFO of its backing file's name; its backing
