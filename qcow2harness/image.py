@@ -452,16 +452,21 @@ class Image:
         return np.frombuffer(raw, dtype=np.uint8).reshape(-1, cluster_size // entry_size,
                                                           entry_size)
 
+    def l1_table(self) -> tuple[str, int, int, str]:
+        """The active L1 table: (name, offset, entries, clause of its placement)."""
+        return ("L1 table", int(self.header.ofs_l1_table), int(self.header.num_l1_entries),
+                "HDR-15")
+
+    def refcount_table(self) -> tuple[str, int, int, str]:
+        """The refcount table: (name, offset, entries, clause of its placement)."""
+        count = int(self.header.num_refcount_table_clusters) * self.cluster_size // 8
+        return "refcount table", int(self.header.ofs_refcount_table), count, "HDR-18"
+
     def l1_entries(self) -> np.ndarray:
-        return self.read_u64_table(
-            "L1 table", int(self.header.ofs_l1_table), int(self.header.num_l1_entries), "HDR-15"
-        )
+        return self.read_u64_table(*self.l1_table())
 
     def refcount_table_entries(self) -> np.ndarray:
-        count = int(self.header.num_refcount_table_clusters) * self.cluster_size // 8
-        return self.read_u64_table(
-            "refcount table", int(self.header.ofs_refcount_table), count, "HDR-18"
-        )
+        return self.read_u64_table(*self.refcount_table())
 
     def zonedmeta_entries(self) -> np.ndarray | None:
         zoned = self.zoned

@@ -211,20 +211,35 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def describe_clusters(image: Image) -> dict[str, int]:
+# Tables up to this many entries are counted on Python ints, without importing numpy.
+PLAIN_TABLE_ENTRIES = 1 << 16
+
+
+def _entries_and_present(image: Image, table: tuple[str, int, int, str],
+                         mask: int) -> tuple[int, int]:
+    """(entries, entries with an offset under `mask`) of an L1 or refcount table."""
+    if table[2] <= PLAIN_TABLE_ENTRIES:
+        values = image.read_u64_values(*table)
+        return len(values), sum(1 for value in values if value & mask)
     import numpy as np
 
+    entries = image.read_u64_table(*table)
+    return int(entries.size), int(np.count_nonzero(entries & mask))
+
+
+def describe_clusters(image: Image) -> dict[str, int]:
     cluster_size = image.cluster_size
-    l1 = image.l1_entries()
-    reftable = image.refcount_table_entries()
+    l1_entries, l2_tables = _entries_and_present(image, image.l1_table(), OFFSET_MASK)
+    reftable_entries, blocks = _entries_and_present(image, image.refcount_table(),
+                                                    REFTABLE_OFFSET_MASK)
     return {
         "cluster_size": cluster_size,
         "virtual": _ceil_div(int(image.header.virtual_size), cluster_size),
         "file": _ceil_div(image.file_size, cluster_size),
-        "l1_entries": int(l1.size),
-        "l2_tables": int(np.count_nonzero(l1 & OFFSET_MASK)),
-        "refcount_table_entries": int(reftable.size),
-        "refcount_blocks": int(np.count_nonzero(reftable & REFTABLE_OFFSET_MASK)),
+        "l1_entries": l1_entries,
+        "l2_tables": l2_tables,
+        "refcount_table_entries": reftable_entries,
+        "refcount_blocks": blocks,
     }
 
 

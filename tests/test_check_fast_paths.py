@@ -297,6 +297,29 @@ def test_checking_a_small_image_loads_no_numpy(name: str) -> None:
     assert numpy_loaded("check", str(image)) == (0, False)
 
 
+def test_info_of_a_small_image_loads_no_numpy() -> None:
+    image = next(path for path in SEEDS if path.name == "qemu-v3.qcow2")
+    assert numpy_loaded("info", "--json", str(image)) == (0, False)
+
+
+@pytest.mark.parametrize("path", CORPUS_IMAGES, ids=lambda p: str(p.relative_to(CORPUS)))
+def test_info_counts_tables_alike_with_and_without_numpy(path: pathlib.Path) -> None:
+    from qcow2harness import info
+    from qcow2harness.errors import ParseError
+
+    with Image.open(path) as image:
+        try:
+            plain = info.describe_clusters(image)
+        except ParseError as error:
+            plain = error.clause
+        with mock.patch.object(info, "PLAIN_TABLE_ENTRIES", -1):
+            try:
+                with_numpy = info.describe_clusters(image)
+            except ParseError as error:
+                with_numpy = error.clause
+    assert plain == with_numpy
+
+
 def test_the_small_image_walk_is_taken() -> None:
     """The corpus comparisons above compare something: the small walk takes plain seeds
     and leaves the others (snapshots, compressed clusters, zones) to numpy."""
