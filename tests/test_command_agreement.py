@@ -28,6 +28,7 @@ from qcow2harness.properties.corruptions import CORRUPTIONS, Corruption
 from qcow2harness import cli, qemu
 from qcow2harness.checker.zoned import BLOCKING_CLAUSES
 from qcow2harness.corpus import recipe_unavailable
+from qcow2harness.report_html import gather
 from qcow2harness.structure import CLAUSES as STRUCTURAL_CLAUSES
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -90,14 +91,14 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def check_verdict(path: pathlib.Path) -> tuple[int, set[str]]:
+def check_verdict(path: pathlib.Path) -> tuple[int, list[str]]:
+    """check's exit code and the clauses it reports, in its order."""
     code, out, err = run_cli("check", "--json", str(path))
     assert code in EXIT_CLASS, err
     # One image: one JSON document (indented or on one line).
     record = json.loads(out)
-    clauses = {f["clause"] for f in record["violations"] + record.get("notes", [])}
-    clauses |= set(record.get("suppressed", {}))
-    return code, clauses
+    clauses = [f["clause"] for f in record["violations"] + record.get("notes", [])]
+    return code, clauses + sorted(set(record.get("suppressed", {})) - set(clauses))
 
 
 def refusal(command: str, path: pathlib.Path, tmp: pathlib.Path) -> tuple[int, str | None]:
@@ -157,6 +158,11 @@ def test_every_command_names_checks_clause(c: Corruption, base: Callable[[str], 
         report_code, _ = refusal("report", path, tmp_path)
         assert report_code == check_code, (
             f"{c.id}: report exits {report_code}, check {check_code}")
+        # The page's findings come from the same check (report_html.gather, as the CLI).
+        page = gather(path).report
+        listed = check_clauses[:len(page.findings)]  # the findings, suppressed ones after
+        assert sorted(f.clause for f in page.findings) == sorted(listed), c.id
+        assert page.exit_code == check_code
         for command in ("info", "map"):
             code, named = refusal(command, path, tmp_path)
             if (command, c.id) in CANNOT_RUN:
@@ -168,14 +174,17 @@ def test_every_command_names_checks_clause(c: Corruption, base: Callable[[str], 
                 assert named is not None, f"{c.id}: {command} refuses without a clause"
                 assert named in check_clauses and check_code == 2, (
                     f"{c.id}: {command} names {named}; check exits {check_code} with "
-                    f"{sorted(check_clauses)}")
+                    f"{check_clauses}")
+                if named in SHARED:  # one validation: the first problem check reports
+                    first = next(clause for clause in check_clauses if clause in SHARED)
+                    assert named == first, f"{c.id}: {command} names {named}, check {first}"
                 continue
             assert c.clause not in SHARED, (
                 f"{c.id}: {command} accepts an image whose {c.clause} the shared "
                 "validation judges")
             if check_code == 2:
                 reason = exemption(command, c.clause)
-                assert reason, (f"{c.id}: check exits 2 ({sorted(check_clauses)}) but "
+                assert reason, (f"{c.id}: check exits 2 ({check_clauses}) but "
                                 f"{command} accepts the image, and NOT_LOOKED_AT says nothing")
                 key = c.clause if c.clause in NOT_LOOKED_AT[command] else \
                     c.clause.split("-")[0] + "-"
