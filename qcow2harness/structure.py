@@ -6,6 +6,12 @@ area and the zoned write-pointer table's placement through these functions, so t
 same damage gets the same clause from every command. Each function returns the
 `Problem`s it finds; the checker reports them all, the other commands refuse the image
 with the first one (`require_sound`).
+
+Where the commands once disagreed, the clause is the one whose rule spec/ gives to the
+damaged structure: a table placed past the end of the file is its placement clause
+(the L1 table HDR-15, not L1-2, which is about an L1 entry's L2 offset; the refcount
+table HDR-18, not RC-2, which is about refcount blocks; the wp table ZONE-20, not WP-3,
+which is about an entry's reserved bits), and cluster_bits has HDR-5's one limit, 21.
 """
 
 from __future__ import annotations
