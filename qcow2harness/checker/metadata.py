@@ -452,32 +452,38 @@ def walk_l1_tables(walk: Walk, sources: Iterable[L1Source]) -> None:
     walk_l2_tables(walk, tables, weights, guest_bases)
 
 
-def walk_small_l1_tables(walk: Walk, sources: list[L1Source]) -> None:
-    """walk_l1_tables for few entries in all: the same checks and findings in the same
-    order, on Python ints (tests/test_check_fast_paths.py compares both)."""
-    import numpy as np
+@dataclass
+class L1Scan:
+    """What the L1 entries of all tables say, on Python ints."""
 
-    out, file_size = walk.out, walk.image.file_size
-    cluster_size, bits = walk.cluster_size, walk.cluster_bits
-    reserved_bits, offset_mask, copied_bit = int(L1_RESERVED), int(OFFSET_MASK), int(COPIED)
-    stored = walk.stored
-    weights: dict[int, int] = {}  # L2 table offset -> L1 entries pointing at it
-    guest_base: dict[int, int] = {}  # L2 table offset -> its first active L1 index
+    weights: dict[int, int] = field(default_factory=dict)  # L2 table -> L1 entries at it
+    guest_base: dict[int, int] = field(default_factory=dict)  # L2 table -> 1st active index
     # Good entries (index, L2 table offset, COPIED) of the active table, and per snapshot.
-    active: list[tuple[int, int, bool]] = []
-    snapshots: list[tuple[L1Source, list[tuple[int, int, bool]]]] = []
+    active: list[tuple[int, int, bool]] = field(default_factory=list)
+    snapshots: list[tuple[L1Source, list[tuple[int, int, bool]]]] = field(default_factory=list)
+
+
+def scan_l1_tables(walk: Walk, sources: list[L1Source],
+                   claim_table: Callable[[Walk, L1Source], None] | None = None) -> L1Scan:
+    """Claim each L1 table (`claim_table`, _claim_l1_table by default) and report its
+    entries (L1-1, L1-2, SNAP-7), on Python ints; the good entries are returned."""
+    out, file_size = walk.out, walk.image.file_size
+    cluster_size = walk.cluster_size
+    scan = L1Scan()
     for source in sources:
-        if not source.entries.size:
+        entries = source.entries
+        values: list[int] = entries if isinstance(entries, list) else entries.tolist()
+        if not values:
             continue  # nothing to claim, list or report
-        _claim_l1_table(walk, source)
+        (claim_table or _claim_l1_table)(walk, source)
         reserved: list[int] = []
         misaligned: list[int] = []
         past: list[int] = []
         good: list[tuple[int, int, bool]] = []
-        for index, entry in enumerate(source.entries.tolist()):
-            if entry & reserved_bits:
+        for index, entry in enumerate(values):
+            if entry & L1_RESERVED:
                 reserved.append(index)
-            offset = entry & offset_mask
+            offset = entry & OFFSET_MASK
             if not offset:
                 continue
             if offset & (cluster_size - 1):
@@ -485,38 +491,57 @@ def walk_small_l1_tables(walk: Walk, sources: list[L1Source]) -> None:
             elif offset + cluster_size > file_size:
                 past.append(index)
             else:
-                good.append((index, offset, bool(entry & copied_bit)))
-                weights[offset] = weights.get(offset, 0) + 1
+                good.append((index, offset, bool(entry & COPIED)))
+                scan.weights[offset] = scan.weights.get(offset, 0) + 1
                 if source.active:
-                    guest_base.setdefault(offset, index)
+                    scan.guest_base.setdefault(offset, index)
         if reserved or misaligned or past:
             _report_l1_entries(out, source, reserved, misaligned, past)
         if source.active:
-            active = good
+            scan.active = good
         else:
-            snapshots.append((source, good))
-    order = sorted(weights)  # np.unique's order
-    tables = np.array(order, dtype=np.uint64)
-    counts = np.array([weights[offset] for offset in order], dtype=np.intp)
-    walk.claim_clusters(tables >> np.uint64(bits), Role.L2, counts.astype(np.uint32),
-                        what="L2 table")
-    walk.stats["l2_tables"] = len(weights)
-    guest_per_l2 = _guest_per_l2(walk)
-    guest_bases = np.array([guest_base[offset] * guest_per_l2 if offset in guest_base else -1
-                            for offset in order], dtype=np.int64)
-    if stored is not None:
-        def stored_is_one(offset: int) -> bool:
-            return bool(stored[offset >> bits] == 1)
+            scan.snapshots.append((source, good))
+    return scan
 
-        wrong = [position for position, (_, offset, copied) in enumerate(active)
-                 if copied != stored_is_one(offset)]
-        if wrong:
-            indices, offsets, flags = zip(*active, strict=True)
-            _report_active_copied(walk, wrong, indices, offsets, flags)
-        for source, good in snapshots:
-            stale = [index for index, offset, copied in good if copied != stored_is_one(offset)]
-            if stale:
-                _report_stale_snapshot(out, source, len(stale), stale[0])
+
+def report_l1_copied(walk: Walk, scan: L1Scan) -> None:
+    """L1-3 for the active table, L1-4 per snapshot table (HDR-12 when dirty)."""
+    stored = walk.stored
+    if stored is None:
+        return
+    bits = walk.cluster_bits
+
+    def stored_is_one(offset: int) -> bool:
+        return bool(stored[offset >> bits] == 1)
+
+    wrong = [position for position, (_, offset, copied) in enumerate(scan.active)
+             if copied != stored_is_one(offset)]
+    if wrong:
+        indices, offsets, flags = zip(*scan.active, strict=True)
+        _report_active_copied(walk, wrong, indices, offsets, flags)
+    for source, good in scan.snapshots:
+        stale = [index for index, offset, copied in good if copied != stored_is_one(offset)]
+        if stale:
+            _report_stale_snapshot(walk.out, source, len(stale), stale[0])
+
+
+def walk_small_l1_tables(walk: Walk, sources: list[L1Source]) -> None:
+    """walk_l1_tables for few entries in all: the same checks and findings in the same
+    order, the entries on Python ints (tests/test_check_fast_paths.py compares both)."""
+    import numpy as np
+
+    scan = scan_l1_tables(walk, sources)
+    order = sorted(scan.weights)  # np.unique's order
+    tables = np.array(order, dtype=np.uint64)
+    counts = np.array([scan.weights[offset] for offset in order], dtype=np.intp)
+    walk.claim_clusters(tables >> np.uint64(walk.cluster_bits), Role.L2,
+                        counts.astype(np.uint32), what="L2 table")
+    walk.stats["l2_tables"] = len(order)
+    guest_per_l2 = _guest_per_l2(walk)
+    guest_bases = np.array([scan.guest_base[offset] * guest_per_l2
+                            if offset in scan.guest_base else -1 for offset in order],
+                           dtype=np.int64)
+    report_l1_copied(walk, scan)
     walk_l2_tables(walk, tables, counts, guest_bases)
 
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any, Literal, cast
 
 from qcow2harness.checker.metadata import (
-    L1_RESERVED,
     L2_BATCH_BYTES,
     L2_RESERVED,
     NO_ROLE,
@@ -26,9 +25,9 @@ from qcow2harness.checker.metadata import (
     Role,
     StageProgress,
     Walk,
-    _report_active_copied,
-    _report_l1_entries,
     report_indices,
+    report_l1_copied,
+    scan_l1_tables,
 )
 from qcow2harness.checker.report import Findings
 from qcow2harness.errors import ParseError
@@ -263,51 +262,24 @@ def _check_table_overlaps(walk: Walk) -> None:
 # -- L1 and L2 ---------------------------------------------------------------------
 
 
+def _claim_l1_table(walk: Walk, source: L1Source) -> None:
+    what = f"{source.name} L1 table"
+    _claim(walk, source.offset, len(source.entries) * 8, Role.L1, what=what)
+    walk.table(source.offset, len(source.entries) * 8, what)
+
+
 def _walk_l1_table(walk: Walk, sources: list[L1Source]) -> None:
-    """walk_small_l1_tables for the active table alone."""
-    out, file_size = walk.out, walk.image.file_size
-    cluster_size, bits = walk.cluster_size, walk.cluster_bits
-    weights: dict[int, int] = {}
-    good: list[tuple[int, int, bool]] = []
-    for source in sources:
-        if not source.entries:
-            continue
-        what = f"{source.name} L1 table"
-        _claim(walk, source.offset, len(source.entries) * 8, Role.L1, what=what)
-        walk.table(source.offset, len(source.entries) * 8, what)
-        reserved: list[int] = []
-        misaligned: list[int] = []
-        past: list[int] = []
-        for index, entry in enumerate(source.entries):
-            if entry & L1_RESERVED:
-                reserved.append(index)
-            offset = entry & OFFSET_MASK
-            if not offset:
-                continue
-            if offset & (cluster_size - 1):
-                misaligned.append(index)
-            elif offset + cluster_size > file_size:
-                past.append(index)
-            else:
-                good.append((index, offset, bool(entry & COPIED)))
-                weights[offset] = weights.get(offset, 0) + 1
-        if reserved or misaligned or past:
-            _report_l1_entries(out, source, reserved, misaligned, past)
-    order = sorted(weights)
-    _claim_clusters(walk, [offset >> bits for offset in order], Role.L2,
-                    [weights[offset] for offset in order], "L2 table")
-    walk.stats["l2_tables"] = len(weights)
-    stored = cast("list[int] | None", walk.stored)
-    if stored is not None:
-        wrong = [position for position, (_, offset, copied) in enumerate(good)
-                 if copied != (stored[offset >> bits] == 1)]
-        if wrong:
-            indices, offsets, flags = zip(*good, strict=True)
-            _report_active_copied(walk, wrong, indices, offsets, flags)
-    per_batch = max(1, L2_BATCH_BYTES // cluster_size)
+    """walk_small_l1_tables on lists: the entries through the same scan_l1_tables."""
+    scan = scan_l1_tables(walk, sources, _claim_l1_table)
+    order = sorted(scan.weights)
+    _claim_clusters(walk, [offset >> walk.cluster_bits for offset in order], Role.L2,
+                    [scan.weights[offset] for offset in order], "L2 table")
+    walk.stats["l2_tables"] = len(order)
+    report_l1_copied(walk, scan)
+    per_batch = max(1, L2_BATCH_BYTES // walk.cluster_size)
     for start in range(0, len(order), per_batch):
         batch = order[start:start + per_batch]
-        _check_l2_batch(walk, batch, [weights[offset] for offset in batch])
+        _check_l2_batch(walk, batch, [scan.weights[offset] for offset in batch])
         if walk.progress is not None:
             walk.progress("L2 tables", min(start + per_batch, len(order)), len(order))
 
