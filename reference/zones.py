@@ -682,13 +682,17 @@ def count_persisted_states(zone_size: int, zone_capacity: int, num_conventional_
 
 @dataclass
 class ClauseTally:
-    """One clause over a whole table: how many zones break it, the first of them, and the
-    scalar rule's message for that first zone."""
+    """One clause over a whole table: how many zones break it, and the scalar rule's
+    message for each of the first of them (at most the `examples` the judge was asked
+    for), in zone order."""
 
     clause: str
     count: int
-    first: int
-    message: str
+    examples: list[tuple[int, str]]  # (zone, message)
+
+    @property
+    def first(self) -> int:
+        return self.examples[0][0]
 
 
 @dataclass
@@ -702,76 +706,83 @@ class TableVerdict:
     notes: list[ClauseTally]
 
 
-def _tallies(found: Iterable[TableProblem]) -> list[ClauseTally]:
+EXAMPLES_PER_CLAUSE = 32  # default zones named per clause; the rest are counted
+
+
+def _tallies(found: Iterable[TableProblem], examples: int) -> list[ClauseTally]:
     tallies: dict[str, ClauseTally] = {}
     for clause, index, message in found:
         assert index is not None
         tally = tallies.get(clause)
         if tally is None:
-            tallies[clause] = ClauseTally(clause, 1, index, message)
+            tallies[clause] = ClauseTally(clause, 1, [(index, message)])
         else:
             tally.count += 1
+            if len(tally.examples) < examples:
+                tally.examples.append((index, message))
     return sorted(tallies.values(), key=lambda t: (t.first, t.clause))
 
 
-def judge_zonedmeta_plain(fields: dict[str, int | bytes], entries: Sequence[int]) -> TableVerdict:
+def judge_zonedmeta_plain(fields: dict[str, int | bytes], entries: Sequence[int],
+                          examples: int = EXAMPLES_PER_CLAUSE) -> TableVerdict:
     """The table verdict entry by entry (zonedmeta_problems, zonedmeta_notes): for small
     tables, without numpy."""
     problems = zonedmeta_problems(fields, entries)
     if [clause for clause, _, _ in problems] == ["WP-2"]:
         return TableVerdict(True, [], [])
-    return TableVerdict(False, _tallies(problems), _tallies(zonedmeta_notes(fields, entries)))
+    return TableVerdict(False, _tallies(problems, examples),
+                        _tallies(zonedmeta_notes(fields, entries), examples))
 
 
-def judge_zonedmeta(fields: dict[str, int | bytes],
-                    batches: Iterable[tuple[int, Any]]) -> TableVerdict:
+def judge_zonedmeta(fields: dict[str, int | bytes], batches: Iterable[tuple[int, Any]],
+                    examples: int = EXAMPLES_PER_CLAUSE) -> TableVerdict:
     """judge_zonedmeta_plain() over (first zone index, uint64 entries) batches of any
     table, in one pass and bounded memory."""
     np = _numpy()
     counts: dict[str, int] = {}
-    firsts: dict[str, tuple[int, int]] = {}  # clause -> (zone, entry)
-    note_count, note_first = 0, None
+    found: dict[str, list[tuple[int, int]]] = {}  # clause -> the first (zone, entry)s
+    note_count = 0
+    note_found: list[tuple[int, int]] = []
     swapped_clean = True
     for first_index, batch in batches:
         entries = np.asarray(batch, dtype=np.uint64)
         facts = _entry_facts(np, fields, first_index, entries)
         for clause, mask in _problem_masks(facts).items():
-            _tally_mask(np, clause, mask, first_index, entries, counts, firsts)
+            counts[clause] = counts.get(clause, 0) + _collect(
+                np, mask, first_index, entries, found.setdefault(clause, []), examples)
         if swapped_clean:
             swapped = entries.byteswap()
             swapped_clean = not any(mask.any() for mask in entry_problem_masks(
                 fields, first_index, swapped).values())
-        notes = _note_mask(np, fields, facts)
-        found = int(np.count_nonzero(notes))
-        if found:
-            if note_first is None:
-                at = int(np.argmax(notes))
-                note_first = (first_index + at, int(entries[at]))
-            note_count += found
+        note_count += _collect(np, _note_mask(np, fields, facts), first_index, entries,
+                               note_found, examples)
+    counts = {clause: count for clause, count in counts.items() if count}
     if counts and swapped_clean:
         return TableVerdict(True, [], [])
-    problems = []
-    for clause, count in counts.items():
-        index, entry = firsts[clause]
-        message = dict(entry_problems(fields, index, entry))[clause]
-        problems.append(ClauseTally(clause, count, index, message))
+    problems = [ClauseTally(clause, count, [(index, dict(entry_problems(fields, index,
+                                                                         entry))[clause])
+                                            for index, entry in found[clause]])
+                for clause, count in counts.items()]
     notes_out = []
-    if note_first is not None:
-        note = entry_note(fields, *note_first)
-        assert note is not None
-        notes_out.append(ClauseTally("WP-9", note_count, note_first[0], note))
+    if note_count:
+        named = []
+        for index, entry in note_found:
+            note = entry_note(fields, index, entry)
+            assert note is not None
+            named.append((index, note))
+        notes_out.append(ClauseTally("WP-9", note_count, named))
     return TableVerdict(False, sorted(problems, key=lambda t: (t.first, t.clause)), notes_out)
 
 
-def _tally_mask(np: Any, clause: str, mask: Any, first_index: int, entries: Any,
-                counts: dict[str, int], firsts: dict[str, tuple[int, int]]) -> None:
+def _collect(np: Any, mask: Any, first_index: int, entries: Any,
+             kept: list[tuple[int, int]], examples: int) -> int:
+    """How many zones `mask` marks; the first of them are added to `kept` (zone, entry)
+    until it holds `examples`."""
     found = int(np.count_nonzero(mask))
-    if not found:
-        return
-    if clause not in firsts:
-        at = int(np.argmax(mask))
-        firsts[clause] = (first_index + at, int(entries[at]))
-    counts[clause] = counts.get(clause, 0) + found
+    if found and len(kept) < examples:
+        for at in np.flatnonzero(mask)[:examples - len(kept)]:
+            kept.append((first_index + int(at), int(entries[at])))
+    return found
 
 
 class Zone:

@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from qcow2harness.checker.report import Findings
+from qcow2harness.checker.report import FINDINGS_PER_CLAUSE, Findings
 from qcow2harness.image import Extension, ExtensionType, Image
 
 if TYPE_CHECKING:
     from qcow2harness.checker.metadata import Walk
-    from qcow2harness.reference.zones import ClauseTally, Problem
+    from qcow2harness.reference.zones import Problem
 
 # Byte offset of each field inside the extension body (ksy/qcow2_zoned.ksy).
 ZONED_FIELD_OFFSET = {
@@ -185,14 +185,9 @@ def judge_table(zones: Zones) -> Any:
     from qcow2harness.reference.zones import judge_zonedmeta, judge_zonedmeta_plain
 
     if zones.nr_zones <= PLAIN_TABLE_ZONES:
-        return judge_zonedmeta_plain(zones.fields, zones.first_entries(zones.nr_zones))
-    return judge_zonedmeta(zones.fields, zones.batches())
-
-
-def _tally_message(tally: ClauseTally) -> str:
-    if tally.count == 1:
-        return tally.message
-    return f"{tally.count:,} zones break {tally.clause}; the first: {tally.message}"
+        return judge_zonedmeta_plain(zones.fields, zones.first_entries(zones.nr_zones),
+                                     FINDINGS_PER_CLAUSE)
+    return judge_zonedmeta(zones.fields, zones.batches(), FINDINGS_PER_CLAUSE)
 
 
 def check_zoned(image: Image, out: Findings, walk: Walk | None, zones: Zones | None) -> None:
@@ -225,7 +220,10 @@ def check_zoned(image: Image, out: Findings, walk: Walk | None, zones: Zones | N
                 "posted v10 code writes it); qcow2 numbers are big-endian", table)
         return  # a byte-swapped table says nothing about the zones
     for tally in verdict.problems + verdict.notes:
-        out.add(tally.clause, _tally_message(tally), table + 8 * tally.first)
+        # The first zones by name, as every clause is reported; the rest are counted.
+        for zone, message in tally.examples:
+            out.add(tally.clause, message, table + 8 * zone)
+        out.add_suppressed(tally.clause, tally.count - len(tally.examples))
     _report_dead_data(zones, out, table)
 
 
