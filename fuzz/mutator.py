@@ -54,7 +54,7 @@ from qcow2harness.properties.corruptions import (
 )
 
 from qcow2harness.errors import HarnessError
-from qcow2harness.image import ExtensionType, Image
+from qcow2harness.image import COMPRESSED, COPIED, OFFSET_MASK, ZERO_FLAG, ExtensionType, Image
 
 MAGIC = b"QFI\xfb"
 FIX_MAGIC_PROBABILITY = 0.95  # keep magic and version valid this often
@@ -63,11 +63,7 @@ MAX_TABLE_ENTRIES = 512  # entries of one table taken into the layout
 MAX_L2_TABLES = 8
 MAX_GROWTH = 64 * 1024  # a mutant grows by at most this much (cluster_size may be huge)
 
-COPIED = 1 << 63
-COMPRESSED = 1 << 62
-ZERO_FLAG = 1
 CONVENTIONAL = 1 << 59
-OFFSET_MASK = 0x00FFFFFFFFFFFE00
 
 
 @dataclass(frozen=True)

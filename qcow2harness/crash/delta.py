@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-OFFSET_MASK = 0x00FFFFFFFFFFFE00
-COMPRESSED = 1 << 62
+from qcow2harness.image import COMPRESSED, OFFSET_MASK
+
 EXTENDED_L2 = 1 << 4
 EXTERNAL_DATA = 1 << 2
 

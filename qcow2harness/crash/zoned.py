@@ -403,7 +403,7 @@ def host_stages(path: str) -> tuple[int, set[int], tuple[int, int]]:
 
         span(int(header.ofs_l1_table), 8 * int(header.num_l1_entries))
         span(int(header.ofs_refcount_table), int(header.num_refcount_table_clusters) * cluster)
-        mask = 0x00FFFFFFFFFFFE00
+        from qcow2harness.image import OFFSET_MASK as mask
         for entry in image.refcount_table_entries():
             if int(entry) & mask:
                 meta.add((int(entry) & mask) // cluster)

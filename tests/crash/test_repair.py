@@ -29,9 +29,10 @@ from qcow2harness.crash.repair import (
     write_targets,
 )
 from qcow2harness.errors import UsageError
+from qcow2harness.image import OFFSET_MASK
 
 KiB = 1024
-L2_OFFSET_MASK = 0x00FFFFFFFFFFFE00
+L2_OFFSET_MASK = OFFSET_MASK
 COPIED = 1 << 63
 
 
