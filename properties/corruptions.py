@@ -1573,7 +1573,7 @@ def _crypt5(data: bytearray, img: Image, p: Params) -> None:
 
 @corruption("CRYPT-6", "legacy-aes", "qemu-default")
 def _crypt6(data: bytearray, img: Image, p: Params) -> None:
-    """(SHOULD) crypt_method is 1 (legacy AES-CBC)."""
+    """(MAY, exercised) crypt_method is 1 (legacy AES-CBC); a note, not a violation."""
     _set_header(data, "crypt_method", 1)
 
 

@@ -74,7 +74,8 @@ def check_header(image: Image, out: Findings) -> bool:
     elif int(header.crypt_method) not in (0, 1, 2):
         out.add("CRYPT-1", f"unknown crypt_method {int(header.crypt_method)}", 32)
     elif int(header.crypt_method) == 1:
-        out.add("CRYPT-6", "legacy AES encryption (crypt_method 1) is deprecated and weak", 32)
+        out.add("CRYPT-6", "legacy AES encryption (crypt_method 1): valid, but no longer "
+                "opened by QEMU's system emulators", 32)
 
     _check_tables(image, out, cluster_size)
     _check_compression(image, out)
