@@ -20,7 +20,7 @@ from poke import poke_file, poke_header
 from qcow2harness import qemu
 from qcow2harness.checker import check_path
 from qcow2harness.corpus import qemu_img_argv
-from qcow2harness.image import Image
+from qcow2harness.image import OFFSET_MASK, Image
 
 QEMU_CANNOT_OPEN = 1
 QEMU_LEAKS = 3
@@ -80,7 +80,7 @@ def refcount_entry_offset(path: pathlib.Path, cluster: int) -> int:
 
 def l2_table_offset(path: pathlib.Path) -> int:
     with Image.open(path) as image:
-        return int(image.l1_entries()[0]) & 0x00FFFFFFFFFFFE00
+        return int(image.l1_entries()[0]) & OFFSET_MASK
 
 
 def first_data_cluster(path: pathlib.Path) -> int:

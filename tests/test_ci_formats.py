@@ -26,6 +26,7 @@ from qcow2harness.spec.registry import MODEL_ENFORCERS, load
 
 from qcow2harness import cli
 from qcow2harness.commands.output import SCHEMA_VERSIONS
+from qcow2harness.image import OFFSET_MASK
 from qcow2harness.junit import Case, Suite, write_junit, xml_safe
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -127,7 +128,7 @@ def l2_reserved_everywhere(seed: pathlib.Path, out: pathlib.Path) -> None:
     report lists, so that some are counted in `suppressed`."""
     data = bytearray(seed.read_bytes())
     l1 = struct.unpack(">Q", data[40:48])[0]
-    l2 = struct.unpack(">Q", data[l1:l1 + 8])[0] & 0x00FFFFFFFFFFFE00
+    l2 = struct.unpack(">Q", data[l1:l1 + 8])[0] & OFFSET_MASK
     cluster_size = 1 << struct.unpack(">I", data[20:24])[0]
     for at in range(l2, l2 + cluster_size, 8):
         entry = struct.unpack(">Q", data[at:at + 8])[0]
