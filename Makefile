@@ -13,7 +13,7 @@ BUILD_PACKAGES := dpkg-dev ninja-build pkg-config libglib2.0-dev flex bison libz
 # the zoned suites against it when this folder exists.
 SERIES ?= ../shared/zoned-series
 
-.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash properties-nightly dist oss-fuzz clean zoned-qemu zoned-build-deps
+.PHONY: all setup system-deps node-deps venv demo test bench ksy lint type iotests fuzz crash properties-nightly dist oss-fuzz clean zoned-qemu zoned-build-deps mutation
 
 all: test
 
@@ -90,6 +90,12 @@ crash: setup
 
 properties-nightly: setup
 	$(BIN)/tox -e properties-nightly $(if $(ARGS),-- $(ARGS))
+
+# Mutation testing of the checker, the reference model and the crash oracle
+# (qcow2harness/mutation.py, README "Mutation testing"); not part of `make test`.
+# ARGS replace the defaults, e.g. make mutation ARGS="reference/zones.py --shard 1/4 --json m1.json"
+mutation: setup
+	$(BIN)/tox -e mutation $(if $(ARGS),-- $(ARGS))
 
 iotests: setup
 	$(BIN)/tox -e iotests

@@ -1,6 +1,7 @@
-"""Merging shard results (`--json FILE` of crash, fuzz and the nightly properties).
+"""Merging shard results (`--json FILE` of crash, fuzz, the nightly properties and the
+mutation campaign).
 
-Each result names its kind ("crash", "fuzz", "properties") and its shard
+Each result names its kind ("crash", "fuzz", "properties", "mutation") and its shard
 ({"index", "count", ...}). The merge checks that the shards belong together (same
 campaign, same shard count, same capture or seed corpus), that no part came twice
 and that none is missing, and then adds them up into one report whose exit code is
@@ -67,7 +68,8 @@ MAX_RESULT_BYTES = 64 * 1024 * 1024  # a result file larger than this is refused
 # refused (no campaign is cut this finely) instead of listing billions of missing parts.
 MAX_PARTS = 100_000
 # kind -> docs/schema/NAME.schema.json that describes its result file
-SCHEMA_OF_KIND = {"crash": "crash", "fuzz": "fuzz", "properties": "properties"}
+SCHEMA_OF_KIND = {"crash": "crash", "fuzz": "fuzz", "properties": "properties",
+                  "mutation": "mutation"}
 
 
 def read_result(path: str) -> dict[str, Any]:
@@ -547,8 +549,78 @@ def merge_properties(results: list[tuple[str, Result]]) -> Merged:
     return Merged("properties", code, summary, {"result": report}, missing)
 
 
+# --- mutation ------------------------------------------------------------------------
+
+MUTATION_SAME = ("schema_version", "tool", "modules", "tests", "equivalent_file",
+                 "stale_equivalents", "mutants_total", "mutants_total_digest")
+
+
+def merge_mutation(results: list[tuple[str, Result]]) -> Merged:
+    """Mutants are united (mutant i belongs to shard i mod N) and each module's figures
+    counted again from them; the shards' mutant digests must add up to the campaign's
+    (a --max-mutants or --mutant run is a part, not a shard)."""
+    from qcow2harness.mutation import module_figures
+
+    shards = [r for _, r in results]
+    what = "mutation"
+    for name in MUTATION_SAME:
+        _same(what, shards, name)
+    count, by_index, missing = _parts(what, results)
+    ordered = [by_index[i] for i in sorted(by_index)]
+    mutants = [m for r in ordered for m in r["mutants"]]
+    ids = [m["id"] for m in mutants]
+    if len(ids) != len(set(ids)):
+        raise UsageError(f"{what}: a mutant was run by two shards")
+    first = ordered[0]
+    if not missing and xor_digests(r["mutants_digest"] for r in ordered) \
+            != first["mutants_total_digest"]:
+        raise UsageError(f"{what}: the shards' mutants do not add up to the campaign's "
+                         "(a --max-mutants or --mutant run, or another version of the "
+                         "modules?)")
+    if missing:
+        for index in sorted(set(range(count)) - set(by_index)):
+            missing[missing.index(f"{what}: shard {index}/{count}")] += \
+                f" (its mutants {index}, {index + count}, ... of {first['mutants_total']})"
+    order = {module: number for number, module in enumerate(first["modules"])}
+    mutants.sort(key=lambda m: (order.get(m["module"], len(order)), m["line"], m["operator"],
+                                m["k"]))
+    baseline: dict[str, float] = {}
+    for result in ordered:
+        for module, seconds in result["baseline_seconds"].items():
+            baseline[module] = max(baseline.get(module, 0.0), seconds)
+    seconds = round(sum(float(r["seconds"]) for r in ordered), 3)
+    ran = sum(1 for m in mutants if m["outcome"] != "equivalent")
+    survived = sum(1 for m in mutants if m["outcome"] == "survived")
+    errors = sum(1 for m in mutants if m["outcome"] == "error")
+    code = EXIT_INVALID if survived else EXIT_CANNOT_RUN if errors else EXIT_OK
+    report = {key: first[key] for key in ("kind", *MUTATION_SAME)}
+    report |= {
+        "shard": {"index": 0, "count": 1,
+                  "merged_from": [f"{i}/{count}" for i in sorted(by_index)]},
+        "mutants_digest": xor_digests(r["mutants_digest"] for r in ordered),
+        "limited": any(r["limited"] for r in ordered),
+        "baseline_seconds": baseline, "mutants": mutants,
+        "modules_figures": module_figures(mutants),
+        "seconds": seconds,
+        "wall_seconds": round(max(float(r["seconds"]) for r in ordered), 3),
+        "mutants_per_second": round(ran / seconds, 3) if seconds else 0,
+        "exit_code": code,
+    }
+    rates = ", ".join(f"{module} {_percent(row['kill_rate'])}"
+                      for module, row in report["modules_figures"].items())
+    summary = (f"{what}: {len(mutants)} of {first['mutants_total']} mutants from "
+               f"{len(ordered)} of {count} shard(s), {survived} survived; kill rate {rates}"
+               + (f"; MISSING {len(missing)} part(s)" if missing else "") + f"; exit {code}")
+    return Merged("mutation", code, summary, {"result": report}, missing)
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.1f}%"
+
+
 MERGERS: dict[str, Callable[[list[tuple[str, Result]]], Merged]] = {
-    "crash": merge_crash, "fuzz": merge_fuzz, "properties": merge_properties}
+    "crash": merge_crash, "fuzz": merge_fuzz, "properties": merge_properties,
+    "mutation": merge_mutation}
 
 
 __all__ = ["IncompleteError", "MERGERS", "Merged", "load", "merge"]

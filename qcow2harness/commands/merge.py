@@ -7,8 +7,8 @@ Exit 0 when the merged run found nothing, 2 when it found something (the unshard
 run's code), 1 when the results do not belong together, a shard is missing (unless
 --allow-partial) or a file is not a result: each is read only if it is a regular file
 of at most 64 MiB, and validated against its kind's schema (docs/schema/crash, fuzz,
-properties.schema.json) before it is used; the message names the file and the first
-field (a JSON pointer) that is wrong.
+properties, mutation.schema.json) before it is used; the message names the file and the
+first field (a JSON pointer) that is wrong.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ import argparse
 from qcow2harness.commands.output import write_json
 
 NAME = "merge"
-HELP = "merge the --json results of crash/fuzz/nightly shards into one report (exit 0/2)"
+HELP = ("merge the --json results of crash/fuzz/nightly/mutation shards into one report "
+        "(exit 0/2)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from qcow2harness.merge import MAX_RESULT_BYTES
 
     parser.add_argument("results", nargs="+", metavar="RESULT.json",
-                        help="shard results (crash, fuzz or properties; one kind): regular "
-                        f"files of at most {MAX_RESULT_BYTES // (1024 * 1024)} MiB, each "
-                        "valid against docs/schema/KIND.schema.json")
+                        help="shard results (crash, fuzz, properties or mutation; one "
+                        f"kind): regular files of at most {MAX_RESULT_BYTES // (1024 * 1024)} "
+                        "MiB, each valid against docs/schema/KIND.schema.json")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
                         help="the merged report, on stdout or into FILE")
     parser.add_argument("--allow-partial", action="store_true",
