@@ -471,7 +471,9 @@ class Campaign:
     min_timeout: float = 10.0
     max_mutants: int | None = None  # for a trial: the shard's first N only
     only: frozenset[str] = frozenset()  # run just these ids (triage)
+    minutes: float | None = None  # start no mutant after this long (the result is limited)
     progress: bool = True
+    stopped_early: bool = False
 
     def run(self) -> dict[str, Any]:
         for module in self.modules:
@@ -509,7 +511,11 @@ class Campaign:
             baseline[module] = round(seconds, 3)
         bodies = {m: function_bodies(sources[m]) for m in baseline}
         outcomes: list[Outcome] = []
+        deadline = None if self.minutes is None else started + 60 * self.minutes
         for number, mutant in enumerate(mine):
+            if deadline is not None and time.monotonic() > deadline:
+                self.stopped_early = True
+                break
             source = sources[mutant.module]
             mutated = mutated_source(mutant, source)
             before, after = diff_lines(mutant, source, mutated)
@@ -569,7 +575,8 @@ def result_json(campaign: Campaign, every: list[Mutant], mine: list[Mutant],
         "mutants_total": len(every),
         "mutants_total_digest": id_digest(m.id for m in every),
         "mutants_digest": id_digest(o.mutant.id for o in outcomes),
-        "limited": campaign.max_mutants is not None or bool(campaign.only),
+        "limited": (campaign.max_mutants is not None or bool(campaign.only)
+                    or campaign.stopped_early),
         "baseline_seconds": baseline,
         "mutants": items,
         "modules_figures": module_figures(items),
@@ -595,6 +602,9 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         rate = "-" if row["kill_rate"] is None else f"{100 * row['kill_rate']:.1f}%"
         lines.append(f"{module:34} {row['mutants']:7} {row['killed']:6} {row['survived']:5} "
                      f"{row['timeout']:4} {row['equivalent']:6} {row['error']:5} {rate:>9}")
+    if result["limited"]:
+        lines.append(f"LIMITED: {len(result['mutants'])} of this shard's mutants were run "
+                     "(--max-mutants, --mutant or --minutes)")
     lines.append(f"{len(result['mutants'])} mutants in {result['seconds']:.0f} s "
                  f"({result['mutants_per_second']} mutants/s), shard "
                  f"{result['shard']['index']}/{result['shard']['count']}")
@@ -625,6 +635,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run only this mutant (repeatable)")
     parser.add_argument("--max-mutants", type=int, metavar="N",
                         help="run only the shard's first N mutants (a trial)")
+    parser.add_argument("--minutes", type=float, metavar="M",
+                        help="start no mutant after M minutes (the result says it is limited)")
     parser.add_argument("--timeout-factor", type=float, default=5.0,
                         help="a mutant times out after this many baseline runs (min 10 s)")
     parser.add_argument("--quiet", action="store_true", help="no line per mutant")
@@ -644,7 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         campaign = Campaign(modules, shard, Path(args.equivalent),
                             timeout_factor=args.timeout_factor, max_mutants=args.max_mutants,
-                            only=frozenset(args.mutant), progress=not args.quiet)
+                            only=frozenset(args.mutant), minutes=args.minutes,
+                            progress=not args.quiet)
         result = campaign.run()
     except UsageError as error:
         print(f"mutation: {error}", file=sys.stderr)
