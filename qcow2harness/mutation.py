@@ -40,9 +40,10 @@ any mutant survives: each is a blind spot to kill with a test or to explain as
 equivalent.
 
 **Equivalence file** (tests/mutation/equivalent.toml): one `[[equivalent]]` table per
-mutant judged equivalent, with its `id`, the source `line` it was judged on and one
-line of `why`. An entry whose line has changed, or whose id no longer exists, is stale:
-it is reported and no longer hides the mutant.
+mutant judged equivalent (or `ids`, several of one line for one reason), with its `id`,
+the source `line` it was judged on and one line of `why`. An entry whose line has
+changed, or whose id no longer exists, is stale: it is reported and no longer hides the
+mutant.
 """
 
 from __future__ import annotations
@@ -277,18 +278,24 @@ class Equivalent:
 
 
 def read_equivalents(path: Path) -> dict[str, Equivalent]:
+    """id -> entry. A table names one mutant (`id`) or several of one line (`ids`)."""
     if not path.exists():
         return {}
     with open(path, "rb") as handle:
         data = tomllib.load(handle)
     out: dict[str, Equivalent] = {}
     for number, entry in enumerate(data.get("equivalent", [])):
-        missing = [key for key in ("id", "line", "why") if not str(entry.get(key, "")).strip()]
-        if missing:
-            raise UsageError(f"{path}: equivalent #{number + 1}: missing {', '.join(missing)}")
-        if entry["id"] in out:
-            raise UsageError(f"{path}: {entry['id']} listed twice")
-        out[entry["id"]] = Equivalent(entry["id"], entry["line"].strip(), entry["why"].strip())
+        where = f"{path}: equivalent #{number + 1}"
+        ids = [entry["id"]] if "id" in entry else list(entry.get("ids", []))
+        missing = [key for key in ("line", "why") if not str(entry.get(key, "")).strip()]
+        if not ids or missing:
+            raise UsageError(f"{where}: missing {', '.join(missing or ['id'])}")
+        if len({":".join(i.split(":")[:2]) for i in ids}) != 1:
+            raise UsageError(f"{where}: the ids of one table must share a line")
+        for mutant_id in ids:
+            if mutant_id in out:
+                raise UsageError(f"{where}: {mutant_id} listed twice")
+            out[mutant_id] = Equivalent(mutant_id, entry["line"].strip(), entry["why"].strip())
     return out
 
 

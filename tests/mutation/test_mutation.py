@@ -144,6 +144,17 @@ def test_an_entry_without_a_reason_is_refused(tmp_path: pathlib.Path) -> None:
         mutation.read_equivalents(file)
 
 
+def test_one_table_may_name_several_mutants_of_one_line(tmp_path: pathlib.Path) -> None:
+    file = tmp_path / "equivalent.toml"
+    file.write_text('[[equivalent]]\nids = ["a.py:1:core/X:0", "a.py:1:core/Y:0"]\n'
+                    'line = "x = 1"\nwhy = "any value will do"\n')
+    assert sorted(mutation.read_equivalents(file)) == ["a.py:1:core/X:0", "a.py:1:core/Y:0"]
+    file.write_text('[[equivalent]]\nids = ["a.py:1:core/X:0", "a.py:2:core/Y:0"]\n'
+                    'line = "x = 1"\nwhy = "any value will do"\n')
+    with pytest.raises(UsageError, match="share a line"):
+        mutation.read_equivalents(file)
+
+
 @cosmic_ray
 def test_the_equivalence_file_names_live_mutants_with_reasons() -> None:
     entries = mutation.read_equivalents(REPO / mutation.EQUIVALENT_FILE)
