@@ -551,8 +551,9 @@ def merge_properties(results: list[tuple[str, Result]]) -> Merged:
 
 # --- mutation ------------------------------------------------------------------------
 
-MUTATION_SAME = ("schema_version", "tool", "modules", "tests", "equivalent_file",
-                 "stale_equivalents", "mutants_total", "mutants_total_digest")
+MUTATION_SAME = ("schema_version", "tool", "modules", "tests", "sources_digest",
+                 "equivalent_file", "stale_equivalents", "mutants_total",
+                 "mutants_total_digest")
 
 
 def merge_mutation(results: list[tuple[str, Result]]) -> Merged:

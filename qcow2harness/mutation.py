@@ -87,10 +87,12 @@ TESTS_OF: dict[str, tuple[str, ...]] = {
                                  "tests/crash/test_reference.py",
                                  "tests/reference/test_properties.py"),
     "reference/zones.py": ("tests/reference/test_zones.py",
+                           "tests/reference/test_conformance.py",
                            "tests/reference/test_persistence.py",
                            "tests/reference/test_trace.py",
                            "tests/reference/test_writer.py",
-                           "tests/reference/test_zone_batches.py"),
+                           "tests/reference/test_zone_batches.py",
+                           "tests/test_clause_coverage.py"),
     "qcow2harness/crash/oracle.py": ("tests/crash/test_reference.py",
                                      "tests/crash/test_qemu.py",
                                      "tests/crash/test_repair.py"),
@@ -479,6 +481,10 @@ class Campaign:
     max_mutants: int | None = None  # for a trial: the shard's first N only
     only: frozenset[str] = frozenset()  # run just these ids (triage)
     minutes: float | None = None  # start no mutant after this long (the result is limited)
+    # A result of this campaign to bring up to date: its killed and timed-out mutants are
+    # kept, the others run again (after new tests or equivalence entries). The modules'
+    # sources must be the ones it ran on.
+    previous: dict[str, Any] | None = None
     progress: bool = True
     stopped_early: bool = False
 
@@ -500,12 +506,16 @@ class Campaign:
         if self.max_mutants is not None:
             mine = mine[:self.max_mutants]
         stale = stale_equivalents(equivalents, every, sources, self.modules)
+        kept = self._kept(sources)
+        if self.previous is not None:
+            ran_before = {m["id"] for m in self.previous["mutants"]}
+            mine = [m for m in mine if m.id in ran_before]
         for name in _PRELOAD:
             __import__(name)
         baseline: dict[str, float] = {}
         traced: dict[str, dict[str, Any]] = {}
         for module in self.modules:
-            if not any(m.module == module for m in mine):
+            if not any(m.module == module and m.id not in kept for m in mine):
                 continue
             with tempfile.TemporaryDirectory(prefix="mutation-") as scratch:
                 out = os.path.join(scratch, "lines.json")
@@ -523,6 +533,12 @@ class Campaign:
             if deadline is not None and time.monotonic() > deadline:
                 self.stopped_early = True
                 break
+            if mutant.id in kept:
+                done = kept[mutant.id]
+                outcomes.append(Outcome(mutant, done["outcome"], done["seconds"],
+                                        done["exit_code"], done["before"], done["after"],
+                                        done["tests"]))
+                continue
             source = sources[mutant.module]
             mutated = mutated_source(mutant, source)
             before, after = diff_lines(mutant, source, mutated)
@@ -546,7 +562,37 @@ class Campaign:
                 print(f"[{number + 1}/{len(mine)}] {outcomes[-1].outcome:9} {mutant.id}",
                       file=sys.stderr, flush=True)
         seconds = time.monotonic() - started
-        return result_json(self, every, mine, outcomes, stale, baseline, seconds)
+        result = result_json(self, every, mine, outcomes, stale, baseline, seconds, sources)
+        if self.previous is not None:
+            result["seconds"] = round(self.previous["seconds"] + seconds, 3)
+            judged = sum(1 for o in outcomes if o.outcome != "equivalent")
+            result["mutants_per_second"] = round(judged / result["seconds"], 3)
+            result["limited"] = result["limited"] or self.previous["limited"]
+            result["again"] = {"previous_seconds": self.previous["seconds"],
+                               "seconds": round(seconds, 3),
+                               "mutants": len(outcomes) - len(kept)}
+        return result
+
+    def _kept(self, sources: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """The previous result's killed and timed-out mutants, by id."""
+        if self.previous is None:
+            return {}
+        previous = self.previous
+        if previous["modules"] != self.modules or previous["shard"]["index"] != \
+                self.shard.index or previous["shard"]["count"] != self.shard.count:
+            raise UsageError("--again: that result is of other modules or another shard")
+        if previous["sources_digest"] != sources_digest(sources):
+            raise UsageError("--again: the modules changed since that result: run again "
+                             "in full")
+        return {m["id"]: m for m in previous["mutants"] if m["outcome"] in ("killed",
+                                                                            "timeout")}
+
+
+def sources_digest(sources: dict[str, str]) -> dict[str, str]:
+    import hashlib
+
+    return {module: hashlib.sha256(text.encode()).hexdigest()
+            for module, text in sources.items()}
 
 
 def module_figures(outcomes: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -564,7 +610,7 @@ def module_figures(outcomes: Iterable[dict[str, Any]]) -> dict[str, dict[str, An
 
 def result_json(campaign: Campaign, every: list[Mutant], mine: list[Mutant],
                 outcomes: list[Outcome], stale: list[str], baseline: dict[str, float],
-                seconds: float) -> dict[str, Any]:
+                seconds: float, sources: dict[str, str]) -> dict[str, Any]:
     items = [o.to_json() for o in outcomes]
     ran = [o for o in outcomes if o.outcome != "equivalent"]
     survivors = [o for o in outcomes if o.outcome == "survived"]
@@ -575,6 +621,7 @@ def result_json(campaign: Campaign, every: list[Mutant], mine: list[Mutant],
         "tool": f"cosmic-ray {_version('cosmic-ray')}",
         "modules": campaign.modules,
         "tests": {m: list(TESTS_OF[m]) for m in campaign.modules},
+        "sources_digest": sources_digest(sources),
         "equivalent_file": str(campaign.equivalent_file.relative_to(REPO)
                                if campaign.equivalent_file.is_relative_to(REPO)
                                else campaign.equivalent_file),
@@ -612,6 +659,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     if result["limited"]:
         lines.append(f"LIMITED: {len(result['mutants'])} of this shard's mutants were run "
                      "(--max-mutants, --mutant or --minutes)")
+    if "again" in result:
+        again = result["again"]
+        lines.append(f"brought up to date: {again['mutants']} mutants run again in "
+                     f"{again['seconds']:.0f} s after a run of {again['previous_seconds']:.0f} s")
     lines.append(f"{len(result['mutants'])} mutants in {result['seconds']:.0f} s "
                  f"({result['mutants_per_second']} mutants/s), shard "
                  f"{result['shard']['index']}/{result['shard']['count']}")
@@ -623,6 +674,17 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"stale equivalence entry (its line changed or the mutant is gone): "
                      f"{entry}")
     return lines
+
+
+def _read_previous(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    from qcow2harness.merge import read_result
+
+    result = read_result(path)
+    if result["kind"] != "mutation":
+        raise UsageError(f"{path}: a {result['kind']} result, not a mutation result")
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -644,6 +706,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run only the shard's first N mutants (a trial)")
     parser.add_argument("--minutes", type=float, metavar="M",
                         help="start no mutant after M minutes (the result says it is limited)")
+    parser.add_argument("--again", metavar="RESULT.json",
+                        help="bring that result up to date: keep its killed and timed-out "
+                        "mutants, run the others again (same modules, shard and sources)")
     parser.add_argument("--timeout-factor", type=float, default=5.0,
                         help="a mutant times out after this many baseline runs (min 10 s)")
     parser.add_argument("--quiet", action="store_true", help="no line per mutant")
@@ -664,6 +729,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         campaign = Campaign(modules, shard, Path(args.equivalent),
                             timeout_factor=args.timeout_factor, max_mutants=args.max_mutants,
                             only=frozenset(args.mutant), minutes=args.minutes,
+                            previous=_read_previous(args.again),
                             progress=not args.quiet)
         result = campaign.run()
     except UsageError as error:

@@ -205,13 +205,31 @@ def test_a_hanging_run_times_out(tmp_path: pathlib.Path) -> None:
 
 
 @cosmic_ray
-def test_a_real_run_writes_a_valid_result(tmp_path: pathlib.Path) -> None:
+def test_a_real_run_writes_a_valid_result_and_can_be_brought_up_to_date(
+        tmp_path: pathlib.Path) -> None:
     killed = _find(PERSISTENCE, "if where[-1] > wp_at:", "core/ReplaceComparisonOperator_Gt_Lt")
-    out = tmp_path / "m.json"
-    code = mutation.main([PERSISTENCE, "--mutant", killed.id, "--json", str(out), "--quiet"])
-    result = read_result(str(out))  # UsageError naming the field when invalid
-    assert result["limited"] and [m["outcome"] for m in result["mutants"]] == ["killed"]
-    assert code == 0 and result["modules_figures"][PERSISTENCE]["kill_rate"] == 1.0
+    # UNKNOWN is a sentinel compared only with ==: -2 serves as well as -1.
+    sentinel = _find(PERSISTENCE, "UNKNOWN = -1", "core/NumberReplacer")
+    first, again = tmp_path / "first.json", tmp_path / "again.json"
+    code = mutation.main([PERSISTENCE, "--mutant", killed.id, "--mutant", sentinel.id,
+                          "--equivalent", str(tmp_path / "none.toml"), "--json", str(first),
+                          "--quiet"])
+    result = read_result(str(first))  # UsageError naming the field when invalid
+    assert result["limited"] and code == 2
+    assert {m["id"]: m["outcome"] for m in result["mutants"]} == {
+        killed.id: "killed", sentinel.id: "survived"}
+    listed = tmp_path / "equivalent.toml"
+    listed.write_text(f'[[equivalent]]\nid = "{sentinel.id}"\nline = "UNKNOWN = -1  # after '
+                      'a crash recovery the model no longer knows which of old/new survived"\n'
+                      'why = "a sentinel compared only with =="\n')
+    code = mutation.main([PERSISTENCE, "--mutant", killed.id, "--mutant", sentinel.id,
+                          "--equivalent", str(listed), "--again", str(first),
+                          "--json", str(again), "--quiet"])
+    updated = read_result(str(again))
+    assert code == 0 and updated["again"]["mutants"] == 1  # the killed one is kept
+    assert {m["id"]: m["outcome"] for m in updated["mutants"]} == {
+        killed.id: "killed", sentinel.id: "equivalent"}
+    assert updated["modules_figures"][PERSISTENCE]["kill_rate"] == 1.0
 
 
 def _fake_shards(count: int, outcome_of: Any) -> list[dict[str, Any]]:
@@ -226,7 +244,7 @@ def _fake_shards(count: int, outcome_of: Any) -> list[dict[str, Any]]:
         mine = campaign.shard.round_robin(every)
         outcomes = [mutation.Outcome(m, outcome_of(m), 0.5, 0, "a", "b", 1) for m in mine]
         out.append(mutation.result_json(campaign, every, mine, outcomes, [],
-                                        {PERSISTENCE: 1.0}, 10.0))
+                                        {PERSISTENCE: 1.0}, 10.0, {PERSISTENCE: "text"}))
     return out
 
 
