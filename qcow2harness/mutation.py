@@ -83,6 +83,7 @@ _CHECKER_TESTS = ("tests/test_clause_coverage.py", "tests/test_check_hostile.py"
                   "tests/test_check_fast_paths.py")
 TESTS_OF: dict[str, tuple[str, ...]] = {
     "reference/persistence.py": ("tests/reference/test_persistence.py",
+                                 "tests/reference/test_persistence_edges.py",
                                  "tests/crash/test_zoned.py",
                                  "tests/crash/test_reference.py",
                                  "tests/reference/test_properties.py"),

@@ -1,0 +1,110 @@
+"""Edges of the persistence model that the mutation campaign (qcow2harness/mutation.py)
+found untested: each test here kills mutants of reference/persistence.py that survived
+tests/reference/test_persistence.py and the crash tests."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from qcow2harness.reference.persistence import (
+    SECTOR,
+    UNKNOWN,
+    Extent,
+    ExtentMap,
+    Uncertain,
+    _reads_as,
+    pattern_byte,
+    stage_order_problems,
+)
+
+
+def test_pattern_bytes_over_a_whole_cycle() -> None:
+    # Spot checks at 1, 255 and 256 cannot tell `+ 1` from `| 1`: the whole cycle can.
+    fills = [pattern_byte(content) for content in range(1, 256)]
+    assert fills == list(range(1, 256))
+    assert [pattern_byte(content) for content in range(256, 511)] == fills
+
+
+def test_a_sector_is_the_unit_of_a_torn_write() -> None:
+    assert SECTOR == 512
+    old, new = pattern_byte(1), pattern_byte(2)
+    assert old is not None and new is not None
+    torn = bytes([old]) * SECTOR + bytes([new]) * SECTOR
+    assert _reads_as(torn, {1, 2})
+    assert not _reads_as(torn, {1})
+    # A sector torn within itself is no value at all.
+    assert not _reads_as(bytes([old]) * (SECTOR - 1) + bytes([new]) * (SECTOR + 1), {1, 2})
+
+
+def test_extents_are_immutable_values() -> None:
+    # ExtentMap.copy() shares Extent objects between copies: they must not change.
+    extent = Extent(4096, 4096, 1)
+    uncertain = Uncertain(4096, 4096, frozenset({0, 1}))
+    assert (extent.end, uncertain.end) == (8192, 8192)
+    for value in (extent, uncertain):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.offset = 0  # type: ignore[misc]
+
+
+def test_stage_order_without_any_flush() -> None:
+    assert stage_order_problems(["data", "wp"], 1) == [
+        ("PERS-1", "wp issued before its data was flushed")]
+    assert stage_order_problems(["data", "metadata", "wp"], 2) == [
+        ("PERS-1", "wp issued before its data was flushed"),
+        ("PERS-2", "wp issued before its metadata was flushed")]
+
+
+def test_stage_order_judges_metadata_when_there_is_no_data() -> None:
+    assert stage_order_problems(["wp", "metadata"], 0) == [
+        ("PERS-2", "wp issued before its metadata")]
+    assert stage_order_problems(["metadata", "flush", "wp"], 2) == []
+
+
+def test_stage_order_looks_at_the_last_request_of_a_stage() -> None:
+    # Data before the flush and more data after the wp: the later data is what counts.
+    assert stage_order_problems(["data", "flush", "wp", "data"], 2) == [
+        ("PERS-1", "wp issued before its data")]
+
+
+def test_stage_order_with_events_read_from_a_log() -> None:
+    # Events parsed from a log are equal to the literals but not the same objects.
+    parsed = ["".join(["da", "ta"]), "".join(["fl", "ush"]), "".join(["w", "p"])]
+    assert stage_order_problems(parsed, 2) == []
+    assert stage_order_problems([parsed[0], parsed[2]], 1) == [
+        ("PERS-1", "wp issued before its data was flushed")]
+
+
+def _extents(extents: ExtentMap, offset: int, end: int) -> list[tuple[int, int, int]]:
+    return [(e.offset, e.length, e.content) for e in extents.slice(offset, end)]
+
+
+def test_extent_map_keeps_no_empty_extent() -> None:
+    extents = ExtentMap()
+    extents.set(0, 100, 1)
+    extents.set(0, 50, 2)  # from the start of an extent
+    extents.set(50, 100, 3)  # up to its end
+    extents.set(70, 70, 4)  # an empty range
+    extents.set(80, 60, 4)  # a reversed one
+    assert _extents(extents, 0, 150) == [(0, 50, 2), (50, 50, 3), (100, 50, 0)]
+    assert _extents(extents, 100, 150) == [(100, 50, 0)]  # starts where an extent ends
+
+
+def test_extent_map_holds_unknown_content() -> None:
+    extents = ExtentMap()
+    extents.set(0, 100, UNKNOWN)
+    assert _extents(extents, 0, 100) == [(0, 100, UNKNOWN)]
+
+
+def test_extent_map_of_many_extents() -> None:
+    # Past a few extents the bisection's neighbours are not the first ones; past 256
+    # the indices are not small cached ints.
+    extents = ExtentMap()
+    for number in range(300):
+        extents.set(10 * number, 10 * number + 5, number + 1)
+    extents.set(2003, 2013, 999)
+    got = _extents(extents, 1990, 2020)
+    assert got == [(1990, 5, 200), (1995, 5, 0), (2000, 3, 201), (2003, 10, 999),
+                   (2013, 2, 202), (2015, 5, 0)]
+    # 300 extents and the 300 gaps after them, the new one in place of a gap.
+    assert len(extents.slice(0, 3000)) == 600
