@@ -12,11 +12,16 @@ from qcow2harness.reference.persistence import (
     UNKNOWN,
     Extent,
     ExtentMap,
+    PersistenceModel,
     Uncertain,
+    WpWindow,
     _reads_as,
     pattern_byte,
     stage_order_problems,
 )
+from qcow2harness.reference.zones import ZoneConfig
+
+from qcow2harness.errors import ModelError
 
 
 def test_pattern_bytes_over_a_whole_cycle() -> None:
@@ -106,5 +111,64 @@ def test_extent_map_of_many_extents() -> None:
     got = _extents(extents, 1990, 2020)
     assert got == [(1990, 5, 200), (1995, 5, 0), (2000, 3, 201), (2003, 10, 999),
                    (2013, 2, 202), (2015, 5, 0)]
+    assert _extents(extents, 2000, 2013) == [(2000, 3, 201), (2003, 10, 999)]
     # 300 extents and the 300 gaps after them, the new one in place of a gap.
     assert len(extents.slice(0, 3000)) == 600
+
+
+ZONE = 8192
+CONFIG = ZoneConfig(size=8 * ZONE, zone_size=ZONE, zone_capacity=6144, conventional_zones=1,
+                    max_open_zones=3, max_active_zones=4, max_append_bytes=4096)
+
+
+def test_bytes_that_hold_neither_old_nor_new_are_pers_5() -> None:
+    model = PersistenceModel(CONFIG)
+    model.write(ZONE, 1024)  # 1
+    model.flush()
+    model.reset(1)
+    answer = model.crash()
+    wps = model.zones.wps()
+    fill = pattern_byte(7)
+    assert fill is not None
+    data = bytearray(CONFIG.size)
+    data[ZONE:ZONE + 1024] = bytes([fill]) * 1024  # neither zeros nor write 1
+
+    def read(offset: int, length: int) -> bytes:
+        return bytes(data[offset:offset + length])
+
+    problems = answer.violations(wps, read)
+    # and PERS-4: the recovered wp says the reset is durable, so the zone reads zeros
+    assert [p.split(":")[0] for p in problems] == ["PERS-5", "PERS-4"]
+    assert "hold none of contents [0, 1]" in problems[0]
+
+
+def test_each_sequential_zone_has_its_own_window() -> None:
+    model = PersistenceModel(CONFIG)
+    answer = model.crash()
+    for zone in range(1, 8):
+        window = answer.window(zone)
+        assert (window.zone, window.start) == (zone, zone * ZONE)
+        assert (window.writable_end, window.zone_end) == (zone * ZONE + 6144, (zone + 1) * ZONE)
+    with pytest.raises(ModelError):
+        answer.window(0)  # conventional
+
+
+def test_a_wp_between_the_writable_end_and_the_zone_end_is_the_full_wp() -> None:
+    window = WpWindow(zone=1, start=ZONE, durable=ZONE, volatile=ZONE + 1024,
+                      allowed=(ZONE, ZONE + 1024), writable_end=ZONE + 6144,
+                      zone_end=2 * ZONE)
+    assert (window.lowest, window.highest) == (ZONE, ZONE + 1024)
+    for wp, named in ((ZONE + 6143, ZONE + 6143), (ZONE + 6144, ZONE + 6144),
+                      (ZONE + 7000, ZONE + 6144), (2 * ZONE, ZONE + 6144),
+                      (2 * ZONE + 1, 2 * ZONE + 1)):
+        assert window.canonical(wp) == named, hex(wp)
+
+
+def test_a_crash_answer_is_immutable() -> None:
+    model = PersistenceModel(CONFIG)
+    model.write(ZONE, 512)
+    answer = model.crash()
+    point = answer.wp_points[1][0]
+    for value, field in ((answer, "windows"), (answer.window(1), "zone"), (point, "wp")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, field, 0)
