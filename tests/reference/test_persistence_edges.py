@@ -172,3 +172,45 @@ def test_a_crash_answer_is_immutable() -> None:
     for value, field in ((answer, "windows"), (answer.window(1), "zone"), (point, "wp")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(value, field, 0)
+
+
+def test_pers_4_allows_what_later_operations_wrote_over_the_data() -> None:
+    model = PersistenceModel(CONFIG)
+    model.write(ZONE, 1024)  # 1: A
+    model.flush()
+    model.reset(1)  # zeros over the zone, after A
+    model.write(ZONE, 512)  # 2: B over the first half
+    answer = model.crash()
+    a, b = pattern_byte(1), pattern_byte(2)
+    assert a is not None and b is not None
+    wps = model.zones.wps()
+
+    def verdict(wp: int, first: int, second: int) -> list[str]:
+        data = bytearray(CONFIG.size)
+        data[ZONE:ZONE + 1024] = bytes([first]) * 512 + bytes([second]) * 512
+        recovered = list(wps)
+        recovered[1] = wp
+        return [p.split(":")[0] for p in answer.violations(
+            recovered, lambda offset, length: bytes(data[offset:offset + length]))]
+
+    # The durable wp (A's): each half may since hold what the reset or B left there.
+    assert verdict(ZONE + 1024, a, a) == []
+    assert verdict(ZONE + 1024, b, a) == []
+    assert verdict(ZONE + 1024, b, 0) == []
+    assert verdict(ZONE + 1024, 0, a) == []
+    # B never reached the second half.
+    assert "PERS-4" in verdict(ZONE + 1024, b, b)
+    # B's wp: B is durable below it and nothing came later.
+    assert verdict(ZONE + 512, b, 0) == []
+    assert "PERS-4" in verdict(ZONE + 512, a, 0)
+    assert "PERS-4" in verdict(ZONE + 512, 0, 0)
+
+
+def test_windows_of_zones_past_256() -> None:
+    # Zone numbers past 256 are not cached small ints: they compare by value.
+    many = ZoneConfig(size=300 * ZONE, zone_size=ZONE, zone_capacity=ZONE,
+                      conventional_zones=0, max_open_zones=3, max_active_zones=4,
+                      max_append_bytes=4096)
+    answer = PersistenceModel(many).crash()
+    zone = int("299")
+    assert answer.window(zone).start == 299 * ZONE
