@@ -5,6 +5,7 @@ tests/reference/test_persistence.py and the crash tests."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 from qcow2harness.reference.persistence import (
@@ -214,3 +215,21 @@ def test_windows_of_zones_past_256() -> None:
     answer = PersistenceModel(many).crash()
     zone = int("299")
     assert answer.window(zone).start == 299 * ZONE
+
+
+def test_a_content_without_a_pattern_matches_anything() -> None:
+    assert _reads_as(bytes([7]) * SECTOR + bytes([9]) * SECTOR, {1, UNKNOWN})
+
+
+def test_apply_takes_op_names_read_from_json_and_refuses_others() -> None:
+    model = PersistenceModel(CONFIG)
+    for op in ({"op": "write", "offset": ZONE, "length": 512},
+               {"op": "append", "zone": 2, "length": 512},
+               {"op": "flush"}, {"op": "reset_all"}, {"op": "reopen"}):
+        parsed = json.loads(json.dumps(op))  # names not interned, as from a trace file
+        assert model.apply(parsed).ok, op
+    assert model.zones.wps()[1:3] == [ZONE, 2 * ZONE]  # reset_all applied
+    assert [(e.offset, e.content) for e in model.content()] == [(0, 0)]
+    for name in ("zzz", "xylophone", "aaa"):
+        with pytest.raises(ModelError, match="unknown op"):
+            model.apply({"op": name})
