@@ -233,3 +233,24 @@ def test_apply_takes_op_names_read_from_json_and_refuses_others() -> None:
     for name in ("zzz", "xylophone", "aaa"):
         with pytest.raises(ModelError, match="unknown op"):
             model.apply({"op": name})
+
+
+def test_recover_keeps_what_a_recovered_wp_proves_and_forgets_the_rest() -> None:
+    model = PersistenceModel(CONFIG)
+    model.write(ZONE, 512)  # 1
+    model.flush()
+    model.write(ZONE + 512, 512)  # 2: its wp is recovered, so its data is durable
+    model.write(2 * ZONE, 512)  # 3: its wp is not, so its bytes are old or new
+    with pytest.raises(ModelError, match="expected 8 write pointers"):
+        model.recover([0] * 7)
+    bad = model.zones.wps()
+    bad[1] = ZONE + 4096
+    with pytest.raises(ModelError, match="cannot be recovered"):
+        model.recover(bad)
+    wps = model.zones.wps()
+    wps[2] = 2 * ZONE
+    model.recover(wps)
+    assert model.zones.wps() == wps
+    assert [(e.offset, e.length, e.content) for e in model.content()] == [
+        (0, ZONE, 0), (ZONE, 512, 1), (ZONE + 512, 512, 2), (ZONE + 1024, ZONE - 1024, 0),
+        (2 * ZONE, 512, UNKNOWN), (2 * ZONE + 512, 6 * ZONE - 512, 0)]
