@@ -34,7 +34,9 @@ annotations` they are never evaluated, so each would be equivalent by constructi
 **Outcomes**: `killed` (the module's tests failed, or could not even import it),
 `survived` (they passed), `timeout` (slower than the timeout: counted as detected, as
 a hang is a failure a test run shows), `equivalent` (listed in the equivalence file,
-not run), `error` (pytest found no tests or a usage error: the test map is wrong).
+not run), `error` (pytest found no tests or a usage error without a mutant: the test
+map is wrong). Under a mutant those same exit codes mean the mutant broke the import
+of conftest or of a test module, which is a detection: killed.
 The kill rate of a module is (killed + timeout) / (mutants - equivalent). Exit 2 while
 any mutant survives: each is a blind spot to kill with a test or to explain as
 equivalent.
@@ -399,8 +401,10 @@ def run_tests(tests: Sequence[str], timeout: float,
     code = os.waitstatus_to_exitcode(status)
     if code == 0:
         return "survived", 0, seconds
-    if code in (4, 5):  # usage error, no tests collected: the map, not the mutant
+    if code in (4, 5) and mutant is None:  # usage error, no tests: the map is wrong
         return "error", code, seconds
+    # Under a mutant, 4 or 5 means it broke an import that conftest or collection needs
+    # (the same tests ran clean in the baseline): detected, so killed.
     return "killed", code, seconds
 
 

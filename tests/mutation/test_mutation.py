@@ -24,6 +24,7 @@ cosmic_ray = pytest.mark.skipif(importlib.util.find_spec("cosmic_ray") is None,
 
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 PERSISTENCE = "reference/persistence.py"
+ZONES = "reference/zones.py"
 
 TOY = textwrap.dedent("""\
     from __future__ import annotations
@@ -190,6 +191,16 @@ def test_a_mutant_is_served_to_the_tests_and_never_written() -> None:
     outcome, code, _ = mutation.run_tests([test], 120, served)
     assert (outcome, code) == ("killed", 1)
     assert hashlib.sha256((REPO / PERSISTENCE).read_bytes()).hexdigest() == digest
+
+
+def test_a_mutant_that_breaks_an_import_is_killed_and_no_tests_is_an_error(
+        tmp_path: pathlib.Path) -> None:
+    empty = tmp_path / "test_nothing_here.py"
+    empty.write_text("")
+    assert mutation.run_tests([str(empty)], 60)[:2] == ("error", 5)
+    broken = (mutation.dotted_name(ZONES), str(REPO / ZONES), "raise ImportError('mutant')\n")
+    outcome, code, _ = mutation.run_tests(["tests/reference/test_zones.py"], 120, broken)
+    assert outcome == "killed" and code != 0
 
 
 def test_a_hanging_run_times_out(tmp_path: pathlib.Path) -> None:
