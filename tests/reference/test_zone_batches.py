@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from qcow2harness.reference.zones import (
     CONVENTIONAL_FLAG,
-    INT64_MAX,
+    MAX_NR_ZONES,
     PERSISTED_STATES,
     count_persisted_states,
     dead_data_starts,
@@ -26,6 +26,8 @@ from qcow2harness.reference.zones import (
 )
 
 SECTOR = 512
+INT64_MAX = 2**63 - 1  # dead-data starts are int64: the largest one shown
+STAND_IN_START = 2**63  # zones starting at or past it show this start (reference.zones)
 
 
 @st.composite
@@ -132,3 +134,64 @@ def test_persisted_rows_agree(zone_size: int, capacity: int, conventional: int,
                                     batches(entries, size))
     assert counts == {state: n for state in PERSISTED_STATES
                       if (n := sum(row["state"] == state for row in scalar))}
+
+
+def _rows(arrays: dict[str, np.ndarray]) -> list[dict[str, int | str]]:
+    return [{"index": int(arrays["index"][at]), "start": int(arrays["start"][at]),
+             "capacity": int(arrays["capacity"][at]),
+             "type": "conventional" if arrays["conventional"][at] else "sequential",
+             "state": PERSISTED_STATES[arrays["state"][at]], "wp": int(arrays["wp"][at])}
+            for at in range(arrays["index"].size)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(2**58, 2**64 - 1), st.sampled_from([2**62, 2**63, 2**64 - 1])),
+       st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([2**63, 2**64 - 1])),
+       st.integers(0, 2**64 - 1),
+       st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=6), st.integers(1, 4))
+def test_persisted_rows_of_u64_geometries(zone_size: int, capacity: int, virtual_size: int,
+                                          raw: list[int], size: int) -> None:
+    """zone_size, zone_capacity and the virtual size are u64: rows agree wherever a start
+    fits below 2^63; past it the stand-in start is shown (its capacity is not compared)."""
+    entries = [e if e % 3 else (e % 2**20) | (CONVENTIONAL_FLAG if e % 2 else 0) for e in raw]
+    scalar = persisted_zone_report(zone_size, capacity, 0, virtual_size, entries)
+    rows = [row for first, batch in batches(entries, size)
+            for row in _rows(persisted_zone_batch(zone_size, capacity, 0, virtual_size, first,
+                                                  batch))]
+    for row, expected in zip(rows, scalar, strict=True):
+        if int(expected["start"]) >= STAND_IN_START:
+            assert row["start"] == STAND_IN_START
+            row = {**row, "start": expected["start"], "capacity": expected["capacity"]}
+        assert row == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_batches_anywhere_in_the_longest_table(data: st.DataObject) -> None:
+    """A window of a table of up to MAX_NR_ZONES zones (ZONE-10), around the end of its
+    conventional zones and the first zone starting at or past 2^63."""
+    zone_size = 1 << data.draw(st.integers(9, 63))
+    nr_zones = data.draw(st.integers(1, MAX_NR_ZONES))
+    conventional = data.draw(st.integers(0, nr_zones - 1))
+    first_stand_in = -(-STAND_IN_START // zone_size)
+    around = data.draw(st.sampled_from([conventional, first_stand_in, nr_zones, 0]))
+    count = data.draw(st.integers(1, 8))
+    first = min(max(around - data.draw(st.integers(0, count)), 0), max(nr_zones - count, 0))
+    count = min(count, nr_zones - first)
+    capacity = data.draw(st.integers(1, zone_size // SECTOR)) * SECTOR
+    fields: dict[str, int | bytes] = {
+        "zone_size": zone_size, "zone_capacity": capacity, "conventional_zones": conventional,
+        "virtual_size": min(nr_zones * zone_size, 2**64 - 1), "nr_zones": nr_zones}
+    entries = []
+    for index in range(first, first + count):
+        wp = (index * zone_size + data.draw(st.sampled_from([0, SECTOR, capacity, 7])))
+        flag = data.draw(st.sampled_from([0, CONVENTIONAL_FLAG, 1 << 60]))
+        entries.append((wp % CONVENTIONAL_FLAG) | flag)
+    batch = np.array(entries, dtype=np.uint64)
+    masks = entry_problem_masks(fields, first, batch)
+    notes = entry_note_mask(fields, first, batch)
+    for offset, entry in enumerate(entries):
+        index = first + offset
+        assert {c for c, mask in masks.items() if mask[offset]} == {
+            c for c, _ in entry_problems(fields, index, entry)}, (index, hex(entry))
+        assert bool(notes[offset]) == (entry_note(fields, index, entry) is not None)

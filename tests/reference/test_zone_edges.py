@@ -100,8 +100,8 @@ def test_capacity_in_512_up_to_the_zone_size() -> None:  # ZONE-7
 
 def test_conventional_zones_below_the_zone_count() -> None:  # ZONE-11
     assert _clauses(conventional=7) == []
-    assert _clauses(conventional=8)[:1] == ["ZONE-11"]
-    assert _clauses(conventional=9)[:1] == ["ZONE-11"]
+    assert _clauses(conventional=8) == _clauses(conventional=9) == ["ZONE-11"]
+    assert _clauses(conventional=8, max_open=1) == ["ZONE-11", "ZONE-12"]
 
 
 def test_open_limit_up_to_the_sequential_zones() -> None:  # ZONE-12, ZONE-13
@@ -116,6 +116,7 @@ def test_append_limit_below_the_capacity() -> None:  # ZONE-16
     assert _clauses(capacity=4096, max_append=4096) == ["ZONE-16"]
     assert _clauses(capacity=4096, max_append=8192) == ["ZONE-16"]
     assert _clauses(max_append=256) == ["ZONE-16"]
+    assert _clauses(capacity=1, max_append=512) == ["ZONE-7", "ZONE-16"]  # each rule alone
 
 
 def test_should_rules_at_their_edges() -> None:  # ZONE-14, ZONE-17
@@ -128,6 +129,9 @@ def test_should_rules_at_their_edges() -> None:  # ZONE-14, ZONE-17
     assert should(capacity=4096, max_append=4096 - 512) == ["ZONE-17"]
     assert should(capacity=512, max_append=0) == ["ZONE-17"]
     assert should(capacity=4096, max_append=4096) == []  # ZONE-16's to judge, not ZONE-17's
+    assert should(capacity=4096, max_append=8192) == []
+    assert should(capacity=1024, max_append=1000) == []
+    assert should(capacity=4096 + 256, max_append=4096) == ["ZONE-17"]
 
 
 def test_size_a_positive_multiple_of_512() -> None:
@@ -201,6 +205,18 @@ def test_a_sound_extension_has_no_problem() -> None:
     ({"file_size": 0x30000 + 63}, ["ZONE-20"]),
     ({"file_size": 0x30000 + 64 + 0x10000}, []),
     ({"zone_size": 3 * 512, "zone_capacity": 512}, ["ZONE-6"]),  # no ZONE-9 without a size
+    ({"zone_capacity": 1000, "nr_zones": 9, "zonedmeta_size": 72, "file_size": 0x40000},
+     ["ZONE-7", "ZONE-9"]),
+    ({"conventional_zones": 8, "nr_zones": 9, "zonedmeta_size": 72, "file_size": 0x40000},
+     ["ZONE-11", "ZONE-9"]),
+    ({"conventional_zones": 8, "max_active_zones": 1}, ["ZONE-11", "ZONE-14"]),
+    ({"nr_zones": 8192, "zonedmeta_size": 0x10000, "virtual_size": 8192 * ZONE,
+      "file_size": 0x40000 - 8}, ["ZONE-20"]),
+    ({"nr_zones": MAX_NR_ZONES, "zonedmeta_size": 8 * MAX_NR_ZONES,
+      "file_size": 0x30000 + 8 * MAX_NR_ZONES}, ["ZONE-9"]),
+    ({"nr_zones": MAX_NR_ZONES + 1, "zonedmeta_size": 8 * (MAX_NR_ZONES + 1),
+      "file_size": 0x30000 + 8 * (MAX_NR_ZONES + 1), "zone_capacity": 1000},
+     ["ZONE-7", "ZONE-10", "ZONE-9"]),
     ({"nr_zones": MAX_NR_ZONES + 1, "zonedmeta_size": 8 * (MAX_NR_ZONES + 1),
       "file_size": 0x30000 + 8 * (MAX_NR_ZONES + 1)}, ["ZONE-10", "ZONE-9"]),
     ({"virtual_size": (MAX_NR_ZONES + 1) * 1024, "zone_size": 1024, "zone_capacity": 1024,
@@ -230,6 +246,9 @@ def test_a_limit_equal_to_the_sequential_zones_is_noted() -> None:  # ZONE-15, Z
     assert [(c, f) for c, f, _ in notes] == [("ZONE-15", "max_open_zones")]
     assert "equals the 7 sequential zones" in notes[0][2]
     assert [c for c, _, _ in header_notes(_fields(zone_capacity=ZONE - 512))] == ["ZONE-8"]
+    one = _fields(nr_zones=2, virtual_size=2 * ZONE, zonedmeta_size=16, max_open_zones=1)
+    assert [c for c, _, _ in header_notes(one)] == ["ZONE-15"]
+    assert header_notes(_fields(max_active_zones=9)) == []  # past the count: ZONE-14's
 
 
 # ----- one table entry -----
@@ -262,6 +281,8 @@ def test_entry_messages_name_the_figures() -> None:
     assert message(1, ZONE | CONVENTIONAL_FLAG) == (
         "zone 1: conventional bit set, but the zone is sequential")
     assert message(0, 0) == "zone 0: conventional bit clear, but the zone is conventional"
+    assert message(2, 2 * ZONE | CONVENTIONAL_FLAG) == (
+        "zone 2: conventional bit set, but the zone is sequential")
     assert message(1, 3 * ZONE) == (
         f"zone 1: write pointer {3 * ZONE:#x} is outside the zone [{ZONE:#x}, {2 * ZONE:#x}]")
 
@@ -270,15 +291,18 @@ def test_dead_data_starts_at_the_wp_capped_at_the_capacity() -> None:  # WP-10, 
     entries = [CONVENTIONAL_FLAG, ZONE + 4096, 2 * ZONE + ZONE, 3 * ZONE | 1 << 60]
     assert dead_data_starts(BASE, entries) == [ZONE, ZONE + 4096, 2 * ZONE + ZONE // 2,
                                                4 * ZONE]
+    all_sequential = {**BASE, "conventional_zones": 0}
+    assert dead_data_starts(all_sequential, [CONVENTIONAL_FLAG - 1]) == [ZONE]  # WP-6: none
 
 
 def test_readable_ranges_are_conventional_zones_and_below_each_wp() -> None:  # ZSM-16
-    model = ZoneModel(ZoneConfig(size=4 * ZONE, zone_size=ZONE, zone_capacity=ZONE,
-                                 conventional_zones=1))
-    assert model.write(ZONE, 4096).ok
-    assert model.finish(3).ok
-    assert list(readable_ranges(model.report())) == [(0, ZONE), (ZONE, ZONE + 4096),
-                                                     (3 * ZONE, 4 * ZONE)]
+    model = ZoneModel(ZoneConfig(size=5 * ZONE, zone_size=ZONE, zone_capacity=ZONE,
+                                 conventional_zones=2))
+    model.restore([0, ZONE, int(str(2 * ZONE)), int(str(3 * ZONE)), int(str(4 * ZONE))])
+    assert model.write(2 * ZONE, 4096).ok
+    assert model.finish(4).ok
+    assert list(readable_ranges(model.report())) == [
+        (0, ZONE), (ZONE, 2 * ZONE), (2 * ZONE, 2 * ZONE + 4096), (4 * ZONE, 5 * ZONE)]
 
 
 # ----- the model's ops at their first and last byte -----
@@ -376,3 +400,19 @@ def test_equal_write_pointers_are_compared_by_value() -> None:
     assert model.open(2).ok
     model.reopen()
     assert model.zone(2).state is S.EMPTY
+
+
+def test_large_counts_compare_by_value() -> None:
+    """Counts past 256 are distinct int objects when equal: every rule compares values."""
+    zones = 1000
+    fields = _fields(nr_zones=zones, zonedmeta_size=8 * zones, virtual_size=zones * ZONE,
+                     file_size=0x30000 + 8 * zones, max_open_zones=zones - 1)
+    assert header_problems(fields) == []
+    assert [c for c, _, _ in header_notes(fields)] == ["ZONE-15"]
+    model = _model(zones=300, conventional=1)
+    model.restore([int(str(z * ZONE)) for z in range(300)])
+    assert model.zone(299).state is S.EMPTY
+    limited = _model(zones=300, conventional=1, max_open=280)
+    for zone in range(1, 282):
+        assert limited.write(zone * ZONE, 512).ok
+    assert limited.open_zones == 280 and limited.zone(1).state is S.CLOSED
