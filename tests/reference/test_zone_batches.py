@@ -195,3 +195,17 @@ def test_batches_anywhere_in_the_longest_table(data: st.DataObject) -> None:
         assert {c for c, mask in masks.items() if mask[offset]} == {
             c for c, _ in entry_problems(fields, index, entry)}, (index, hex(entry))
         assert bool(notes[offset]) == (entry_note(fields, index, entry) is not None)
+
+
+def test_a_verdict_counts_every_zone_names_the_first_and_orders_by_first_zone() -> None:
+    zone_size = 1 << 20
+    fields: dict[str, int | bytes] = {"zone_size": zone_size, "zone_capacity": zone_size,
+                                      "conventional_zones": 0, "virtual_size": 8 * zone_size}
+    # WP-7 (unaligned) at zones 1, 4, 5, 6 and 7; WP-6 (outside) at zone 2 only.
+    entries = [0, zone_size + 7, 5 * zone_size, 3 * zone_size,
+               *(index * zone_size + 7 for index in range(4, 8))]
+    for verdict in (judge_zonedmeta_plain(fields, entries, examples=2),
+                    judge_zonedmeta(fields, batches(entries, 3), examples=2)):
+        assert [(t.clause, t.count, t.first) for t in verdict.problems] == [
+            ("WP-7", 5, 1), ("WP-6", 1, 2)]
+        assert [zone for zone, _ in verdict.problems[0].examples] == [1, 4]

@@ -210,6 +210,7 @@ def test_a_sound_extension_has_no_problem() -> None:
     ({"conventional_zones": 8, "nr_zones": 9, "zonedmeta_size": 72, "file_size": 0x40000},
      ["ZONE-11", "ZONE-9"]),
     ({"conventional_zones": 8, "max_active_zones": 1}, ["ZONE-11", "ZONE-14"]),
+    ({"conventional_zones": 9}, ["ZONE-11"]),
     ({"nr_zones": 8192, "zonedmeta_size": 0x10000, "virtual_size": 8192 * ZONE,
       "file_size": 0x40000 - 8}, ["ZONE-20"]),
     ({"nr_zones": MAX_NR_ZONES, "zonedmeta_size": 8 * MAX_NR_ZONES,
