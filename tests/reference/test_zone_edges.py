@@ -417,3 +417,16 @@ def test_large_counts_compare_by_value() -> None:
     for zone in range(1, 282):
         assert limited.write(zone * ZONE, 512).ok
     assert limited.open_zones == 280 and limited.zone(1).state is S.CLOSED
+
+
+def test_finish_refuses_an_empty_zone_even_past_the_active_limit() -> None:  # ZSM-5
+    """A writer that skips the active limit on writes leaves more zones active than the
+    device allows; finishing an EMPTY zone must still be refused, not only at the limit."""
+    from qcow2harness.reference.writer import Mutant, _WriterZones
+
+    config = ZoneConfig(size=6 * ZONE, zone_size=ZONE, zone_capacity=ZONE, max_active_zones=2)
+    zones = _WriterZones(config, "lru", "empty", frozenset({Mutant.WRITE_SKIPS_ACTIVE_LIMIT}))
+    for zone in range(3):
+        assert zones.write(zone * ZONE, 512).ok
+    assert zones.active_zones == 3
+    assert zones.finish(4).error is R.TOO_MANY_ACTIVE
