@@ -136,6 +136,12 @@ def test_persisted_rows_agree(zone_size: int, capacity: int, conventional: int,
                       if (n := sum(row["state"] == state for row in scalar))}
 
 
+# Zone sizes whose multiples land just below, on and just past 2^63: a power of two, a
+# divisor of 2^63 - 1, of 2^63 + 1, and one whose 2^63 / size rounds up as a float.
+ZONE_SIZES_NEAR_2_63 = [2**62, 2**63, 2**64 - 1, (2**63 - 1) // 7, (2**63 + 1) // 3,
+                        2**62 + 1]
+
+
 def _rows(arrays: dict[str, np.ndarray]) -> list[dict[str, int | str]]:
     return [{"index": int(arrays["index"][at]), "start": int(arrays["start"][at]),
              "capacity": int(arrays["capacity"][at]),
@@ -145,9 +151,9 @@ def _rows(arrays: dict[str, np.ndarray]) -> list[dict[str, int | str]]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.integers(2**58, 2**64 - 1), st.sampled_from([2**62, 2**63, 2**64 - 1])),
+@given(st.one_of(st.integers(2**58, 2**64 - 1), st.sampled_from(ZONE_SIZES_NEAR_2_63)),
        st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([2**63, 2**64 - 1])),
-       st.integers(0, 2**64 - 1),
+       st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([2**63, 2**64 - 1])),
        st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=6), st.integers(1, 4))
 def test_persisted_rows_of_u64_geometries(zone_size: int, capacity: int, virtual_size: int,
                                           raw: list[int], size: int) -> None:
@@ -201,11 +207,26 @@ def test_a_verdict_counts_every_zone_names_the_first_and_orders_by_first_zone() 
     zone_size = 1 << 20
     fields: dict[str, int | bytes] = {"zone_size": zone_size, "zone_capacity": zone_size,
                                       "conventional_zones": 0, "virtual_size": 8 * zone_size}
-    # WP-7 (unaligned) at zones 1, 4, 5, 6 and 7; WP-6 (outside) at zone 2 only.
-    entries = [0, zone_size + 7, 5 * zone_size, 3 * zone_size,
-               *(index * zone_size + 7 for index in range(4, 8))]
+    fields["virtual_size"] = 16 * zone_size
+    # WP-7 (unaligned) at zones 2, 11, 12, 13 and 14; WP-6 (outside) at zone 10 only: by
+    # first zone WP-7 comes first, though its last zone and "zone 2" sort after WP-6's.
+    entries = [index * zone_size for index in range(16)]
+    for index in (2, 11, 12, 13, 14):
+        entries[index] += 7
+    entries[10] = 12 * zone_size
     for verdict in (judge_zonedmeta_plain(fields, entries, examples=2),
                     judge_zonedmeta(fields, batches(entries, 3), examples=2)):
         assert [(t.clause, t.count, t.first) for t in verdict.problems] == [
-            ("WP-7", 5, 1), ("WP-6", 1, 2)]
-        assert [zone for zone, _ in verdict.problems[0].examples] == [1, 4]
+            ("WP-7", 5, 2), ("WP-6", 1, 10)]
+        assert [zone for zone, _ in verdict.problems[0].examples] == [2, 11]
+
+
+def test_a_zone_starting_at_2_63_is_not_reached_by_a_wrapped_wp() -> None:
+    """zone_size 2^63: zone 1 starts at 2^63, and a wp of 0 lies below it (WP-6), though
+    0 - 2^63 wraps to 2^63 as a uint64, which is within a zone size."""
+    fields: dict[str, int | bytes] = {"zone_size": 2**63, "zone_capacity": 2**63,
+                                      "conventional_zones": 0, "virtual_size": 2**64 - 1}
+    entries = [0, 0]
+    assert {c for c, _ in entry_problems(fields, 1, 0)} == {"WP-6"}
+    masks = entry_problem_masks(fields, 0, np.array(entries, dtype=np.uint64))
+    assert [c for c, mask in masks.items() if mask[1]] == ["WP-6"]

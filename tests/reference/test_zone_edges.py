@@ -318,7 +318,7 @@ def _model(zones: int = 7, conventional: int = 2, max_open: int = 0,
 def test_zone_of_every_byte_and_none_outside() -> None:
     model = _model()
     assert [model.zone_of(o) for o in (0, ZONE - 1, ZONE, 7 * ZONE - 1)] == [0, 0, 1, 6]
-    for outside in (-1, 7 * ZONE):
+    for outside in (-1, 7 * ZONE, 8 * ZONE):
         with pytest.raises(ModelError, match="outside the device"):
             model.zone_of(outside)
 
@@ -331,6 +331,8 @@ def test_writes_from_the_first_to_the_last_byte() -> None:
     assert model.write(6 * ZONE, ZONE).ok and model.zone(6).state is S.FULL
     assert model.write(6 * ZONE, ZONE + 512).error is R.OUT_OF_RANGE
     assert model.write(3 * ZONE, 1).error is R.UNALIGNED
+    assert model.append(3, 1).error is R.UNALIGNED
+    assert model.write(-1, 512).error is R.OUT_OF_RANGE
     assert model.write(3 * ZONE, 4096).ok
     assert model.write(3 * ZONE, 512).error is R.NOT_AT_WRITE_POINTER  # below the wp
     for length in (0, -512):
@@ -347,6 +349,7 @@ def test_a_fault_in_a_conventional_zone_blocks_only_writes_reaching_it() -> None
     assert model.write(0, ZONE).ok
     assert model.write(ZONE - 512, 512).ok
     assert model.write(ZONE - 512, 1024).error is R.INVALID_TRANSITION
+    assert model.write(ZONE - 512, 513).error is R.INVALID_TRANSITION  # its first byte
     assert model.write(2 * ZONE - 512, 1024).error is R.INVALID_TRANSITION
     assert model.write(2 * ZONE, ZONE).ok
     with pytest.raises(ModelError, match="unknown zone state"):
