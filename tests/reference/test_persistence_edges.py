@@ -8,6 +8,8 @@ import dataclasses
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from qcow2harness.reference.persistence import (
     SECTOR,
     UNKNOWN,
@@ -254,3 +256,178 @@ def test_recover_keeps_what_a_recovered_wp_proves_and_forgets_the_rest() -> None
     assert [(e.offset, e.length, e.content) for e in model.content()] == [
         (0, ZONE, 0), (ZONE, 512, 1), (ZONE + 512, 512, 2), (ZONE + 1024, ZONE - 1024, 0),
         (2 * ZONE, 512, UNKNOWN), (2 * ZONE + 512, 6 * ZONE - 512, 0)]
+
+
+# ----- the crash answer as a whole, over any history -----
+
+_OPS = st.lists(st.tuples(st.sampled_from(["write", "append", "reset", "finish", "flush",
+                                           "conventional", "reopen"]),
+                          st.integers(1, 7), st.integers(1, 4)), max_size=14)
+
+
+def _play(model: PersistenceModel, ops: list[tuple[str, int, int]]) -> None:
+    for name, zone, blocks in ops:
+        if name == "write":
+            model.write(model.zones.wps()[zone], blocks * SECTOR)
+        elif name == "append":
+            model.append(zone, blocks * SECTOR, content=0xCD if blocks % 2 else None)
+        elif name in ("reset", "finish"):
+            getattr(model, name)(zone)
+        elif name == "conventional":
+            model.write(zone * SECTOR, blocks * SECTOR)
+        else:
+            getattr(model, name)()
+
+
+@settings(max_examples=200, deadline=None)
+@given(_OPS)
+def test_a_crash_answer_tiles_the_device_in_maximal_extents(
+        ops: list[tuple[str, int, int]]) -> None:
+    """Exact and old-or-new ranges never overlap, cover every byte once, and two adjacent
+    ranges of one kind never hold the same content (or candidates): merged whole."""
+    model = PersistenceModel(CONFIG)
+    _play(model, ops)
+    answer = model.crash()
+    ranges = sorted([(e.offset, e.end, ("exact", e.content)) for e in answer.exact]
+                    + [(u.offset, u.end, ("old-or-new", u.candidates))
+                       for u in answer.old_or_new])
+    assert ranges[0][0] == 0 and ranges[-1][1] == CONFIG.size
+    for (_, end, what), (offset, _, next_what) in zip(ranges, ranges[1:], strict=False):
+        assert end == offset, "a gap or an overlap"
+        assert what != next_what, f"not merged at {offset:#x}"
+    assert all(offset < end for offset, end, _ in ranges)
+
+
+# ----- recover: which data a recovered wp proves -----
+
+def _contents(model: PersistenceModel, offset: int, end: int) -> list[tuple[int, int, int]]:
+    """[offset, end) as (start, end, content) runs, adjacent equal contents joined."""
+    runs: list[tuple[int, int, int]] = []
+    for e in model.content():
+        if e.offset < end and e.end > offset:
+            run = (max(e.offset, offset), min(e.end, end), e.content)
+            if runs and runs[-1][1] == run[0] and runs[-1][2] == run[2]:
+                run = (runs.pop()[0], run[1], run[2])
+            runs.append(run)
+    return runs
+
+
+def test_recover_at_a_wp_a_later_write_in_the_zone_overwrote_forgets_its_data() -> None:
+    model = PersistenceModel(CONFIG)
+    model.flush()
+    model.write(ZONE, 512)  # 1, then its wp ZONE + 512
+    model.write(ZONE + 512, 512)  # 2, later, in the same (odd-numbered) zone
+    wps = model.zones.wps()
+    wps[1] = ZONE + 512
+    model.recover(wps)
+    assert _contents(model, ZONE, ZONE + 1024) == [(ZONE, ZONE + 1024, UNKNOWN)]
+
+
+def test_recover_keeps_a_wps_data_when_later_writes_missed_the_zone() -> None:
+    model = PersistenceModel(CONFIG)
+    model.flush()
+    model.write(ZONE, 512)  # 1: zone 1's wp ZONE + 512
+    model.write(ZONE - 512, 512)  # 2: conventional, ends where zone 1 starts
+    model.write(0, 512)  # 3: conventional, far below
+    model.write(2 * ZONE, 512)  # 4: zone 2, just past zone 1
+    model.recover(model.zones.wps())
+    assert _contents(model, ZONE, ZONE + 512) == [(ZONE, ZONE + 512, 1)]
+
+
+def test_recover_keeps_every_write_below_the_recovered_wp() -> None:
+    model = PersistenceModel(CONFIG)
+    model.flush()
+    model.write(ZONE, 512)  # 1
+    model.write(ZONE + 512, 512)  # 2: earlier writes of the zone do not overwrite it
+    model.recover(model.zones.wps())
+    assert _contents(model, ZONE, ZONE + 1024) == [(ZONE, ZONE + 512, 1),
+                                                   (ZONE + 512, ZONE + 1024, 2)]
+
+
+def test_recover_at_the_durable_wp_forgets_what_the_first_op_wrote() -> None:
+    model = PersistenceModel(CONFIG)
+    model.write(ZONE, 512)  # the very first op (sequence 0)
+    model.recover()  # back to the zone start
+    assert _contents(model, ZONE, ZONE + 512) == [(ZONE, ZONE + 512, UNKNOWN)]
+
+
+def test_a_finish_after_a_write_leaves_that_wp_one_point() -> None:
+    model = PersistenceModel(CONFIG)
+    model.flush()
+    model.write(ZONE, 512)  # 1
+    model.finish(1)  # a new wp, and no data
+    wps = model.zones.wps()
+    wps[1] = ZONE + 512
+    model.recover(wps)
+    assert _contents(model, ZONE, ZONE + 512) == [(ZONE, ZONE + 512, 1)]
+
+
+def test_a_zone_whose_wp_names_two_points_does_not_stop_the_next_zones() -> None:
+    model = PersistenceModel(CONFIG)
+    model.flush()
+    model.write(ZONE, 512)  # 1
+    model.reset(1)  # back to the start: two points at ZONE now
+    model.write(2 * ZONE, 512)  # 2: zone 2, after zone 1 in the window order
+    wps = model.zones.wps()
+    model.recover(wps)
+    assert wps[1] == ZONE
+    assert _contents(model, 2 * ZONE, 2 * ZONE + 512) == [(2 * ZONE, 2 * ZONE + 512, 2)]
+
+
+def test_recover_at_the_zone_end_takes_the_full_wp() -> None:  # WP-9
+    model = PersistenceModel(CONFIG)
+    model.finish(1)
+    model.flush()
+    wps = model.zones.wps()
+    wps[1] = 2 * ZONE  # the zone end, past the writable end ZONE + 6144
+    model.recover(wps)
+    assert model.zones.wps()[1] == ZONE + 6144
+
+
+def test_a_refused_recover_changes_nothing() -> None:
+    model = PersistenceModel(CONFIG)
+    model.flush()
+    model.write(ZONE, 512)
+    before = (model.content(), model.zones.wps())
+    for count in (7, 9):
+        with pytest.raises(ModelError, match=f"expected 8 write pointers, got {count}"):
+            model.recover([0] + [z * ZONE for z in range(1, 8)] + [0] * (count - 8)
+                          if count > 8 else [z * ZONE for z in range(count)])
+        assert (model.content(), model.zones.wps()) == before
+
+
+def test_write_pointers_read_back_from_json_compare_by_value() -> None:
+    """Recovered wps come from an image or a trace: equal numbers, other objects."""
+    model = PersistenceModel(CONFIG)
+    model.flush()
+    model.recover(json.loads(json.dumps(model.zones.wps())))
+    model.reset(1)  # already at its start: no new wp
+    assert len(model.crash().wp_points[1]) == 1
+    model.reset_all()  # no zone moves: nothing more is zeroed
+    assert [(t.offset, t.end) for t in model.crash().touches] == [(ZONE, 2 * ZONE)]
+
+
+def test_pers_4_lets_no_other_write_stand_for_the_data() -> None:
+    model = PersistenceModel(CONFIG)
+    model.flush()
+    model.write(ZONE, 512)  # 1: A, the data the recovered wp proves
+    model.write(0, 512)  # 2: X, conventional
+    model.write(2 * ZONE, 512)  # 3: Y, zone 2
+    model.write(ZONE + 512, 512)  # 4: B, zone 1 past A
+    answer = model.crash()
+    wps = model.zones.wps()
+    wps[1] = ZONE + 512
+
+    def pers_4(first_sector: bytes) -> bool:
+        data = bytearray(CONFIG.size)
+        data[0:512] = bytes([pattern_byte(2) or 0]) * 512
+        data[2 * ZONE:2 * ZONE + 512] = bytes([pattern_byte(3) or 0]) * 512
+        data[ZONE:ZONE + 512] = first_sector
+        return any(p.startswith("PERS-4") for p in answer.violations(
+            wps, lambda offset, length: bytes(data[offset:offset + length])))
+
+    a = bytes([pattern_byte(1) or 0])
+    assert not pers_4(a * 512)
+    for other in (2, 3, 4):
+        assert pers_4(bytes([pattern_byte(other) or 0]) * 512), other
+    assert pers_4(a * 100 + b"\xee" + a * 411)  # one wrong byte past the first

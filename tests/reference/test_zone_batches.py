@@ -154,7 +154,7 @@ def _rows(arrays: dict[str, np.ndarray]) -> list[dict[str, int | str]]:
 @given(st.one_of(st.integers(2**58, 2**64 - 1), st.sampled_from(ZONE_SIZES_NEAR_2_63)),
        st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([2**63, 2**64 - 1])),
        st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([2**63, 2**64 - 1])),
-       st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=6), st.integers(1, 4))
+       st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=10), st.integers(1, 4))
 def test_persisted_rows_of_u64_geometries(zone_size: int, capacity: int, virtual_size: int,
                                           raw: list[int], size: int) -> None:
     """zone_size, zone_capacity and the virtual size are u64: rows agree wherever a start
@@ -230,3 +230,14 @@ def test_a_zone_starting_at_2_63_is_not_reached_by_a_wrapped_wp() -> None:
     assert {c for c, _ in entry_problems(fields, 1, 0)} == {"WP-6"}
     masks = entry_problem_masks(fields, 0, np.array(entries, dtype=np.uint64))
     assert [c for c, mask in masks.items() if mask[1]] == ["WP-6"]
+
+
+def test_a_batch_adds_only_the_examples_still_wanted() -> None:
+    zone_size = 1 << 20
+    fields: dict[str, int | bytes] = {"zone_size": zone_size, "zone_capacity": zone_size,
+                                      "conventional_zones": 0, "virtual_size": 12 * zone_size}
+    entries = [index * zone_size + (7 if index in (2, 9, 10, 11) else 0)
+               for index in range(12)]
+    verdict = judge_zonedmeta(fields, batches(entries, 3), examples=2)
+    assert [(t.clause, t.count, [z for z, _ in t.examples]) for t in verdict.problems] == [
+        ("WP-7", 4, [2, 9])]
