@@ -214,9 +214,12 @@ def test_windows_of_zones_past_256() -> None:
     many = ZoneConfig(size=300 * ZONE, zone_size=ZONE, zone_capacity=ZONE,
                       conventional_zones=0, max_open_zones=3, max_active_zones=4,
                       max_append_bytes=4096)
-    answer = PersistenceModel(many).crash()
+    model = PersistenceModel(many)
+    answer = model.crash()
     zone = int("299")
     assert answer.window(zone).start == 299 * ZONE
+    model.recover()  # 300 write pointers for 300 zones
+    assert model.zones.wps()[zone] == 299 * ZONE
 
 
 def test_a_content_without_a_pattern_matches_anything() -> None:
