@@ -37,7 +37,8 @@ import numpy as np
 from qcow2harness import qemu
 from qcow2harness.checker import check_path
 from qcow2harness.checker.report import Report
-from qcow2harness.errors import WriterError
+from qcow2harness.errors import ParseError, WriterError
+from qcow2harness.image import Image
 
 from .capture import QemuIoSession
 from .expect import Ranges
@@ -49,7 +50,6 @@ CRASH_ALLOWED = {"RC-5", "WP-10"}
 # repair on the next read-write open recomputes both, so these are refcount mismatches
 # too. (The checker reports them as MUST even when dirty: see FINDINGS.md.)
 STALE_REFCOUNT_CLAUSES = {"L1-3", "L2-3"}
-LAZY_REFCOUNTS = 1  # compatible feature bit 0
 READ_CHUNK = 4 << 20
 SECTOR = 512
 SPLIT_BUDGET = 128  # halvings per range before falling back to a raw conversion
@@ -69,8 +69,8 @@ def check_problems(path: str, base_clauses: set[str] | None = None,
     """(a): the checker's findings that a crash must not cause (wp_byte_order: see
     check_path; "little" looks past the known WP-2 deviation)."""
     report = check_path(path, wp_byte_order=wp_byte_order)
-    lazy = _lazy_refcounts(path)
-    dirty_lazy = lazy and _dirty(path)
+    dirty, lazy = _dirty_and_lazy(path)
+    dirty_lazy = dirty and lazy
     problems: list[Problem] = []
     for finding in report.findings:
         if finding.level == "MUST":
@@ -87,18 +87,14 @@ def check_problems(path: str, base_clauses: set[str] | None = None,
     return problems, report
 
 
-def _dirty(path: str) -> bool:
-    with open(path, "rb") as stream:
-        head = stream.read(80)
-    return len(head) == 80 and bool(int.from_bytes(head[72:80], "big") & 1)
-
-
-def _lazy_refcounts(path: str) -> bool:
-    with open(path, "rb") as stream:
-        head = stream.read(88)
-    if len(head) < 88 or head[:4] != b"QFI\xfb" or head[7] < 3:
-        return False
-    return bool(int.from_bytes(head[80:88], "big") & LAZY_REFCOUNTS)
+def _dirty_and_lazy(path: str) -> tuple[bool, bool]:
+    """The dirty bit and lazy_refcounts (HDR-12) as ksy/ reads them; neither when the
+    header does not parse (the checker has then said why)."""
+    try:
+        with Image.open(path) as image:
+            return bool(image.header.is_dirty), bool(image.header.has_lazy_refcounts)
+    except ParseError:
+        return False, False
 
 
 MAP_LINE = re.compile(r"\((0x[0-9a-f]+)\) bytes\s+(not )?allocated at offset .*\((0x[0-9a-f]+)\)")
