@@ -273,7 +273,9 @@ def _play(model: PersistenceModel, ops: list[tuple[str, int, int]]) -> None:
         if name == "write":
             model.write(model.zones.wps()[zone], blocks * SECTOR)
         elif name == "append":
-            model.append(zone, blocks * SECTOR, content=0xCD if blocks % 2 else None)
+            # a fixed content, as qemu-io's append writes, read as from a trace: equal
+            # ids that are other int objects
+            model.append(zone, blocks * SECTOR, content=int("461") if blocks % 2 else None)
         elif name in ("reset", "finish"):
             getattr(model, name)(zone)
         elif name == "conventional":
@@ -333,6 +335,7 @@ def test_recover_keeps_a_wps_data_when_later_writes_missed_the_zone() -> None:
     model.write(ZONE - 512, 512)  # 2: conventional, ends where zone 1 starts
     model.write(0, 512)  # 3: conventional, far below
     model.write(2 * ZONE, 512)  # 4: zone 2, just past zone 1
+    model.write(3 * ZONE, 512)  # 5: zone 3, further on
     model.recover(model.zones.wps())
     assert _contents(model, ZONE, ZONE + 512) == [(ZONE, ZONE + 512, 1)]
 
@@ -434,3 +437,12 @@ def test_pers_4_lets_no_other_write_stand_for_the_data() -> None:
     for other in (2, 3, 4):
         assert pers_4(bytes([pattern_byte(other) or 0]) * 512), other
     assert pers_4(a * 100 + b"\xee" + a * 411)  # one wrong byte past the first
+
+
+def test_old_or_new_ranges_keep_their_own_candidates() -> None:
+    model = PersistenceModel(CONFIG)
+    model.flush()
+    model.write(512, 512)  # 1, conventional
+    model.write(0, 1024)  # 2, over it and the sector before
+    assert [(u.offset, u.end, sorted(u.candidates)) for u in model.crash().old_or_new] == [
+        (0, 512, [0, 2]), (512, 1024, [0, 1, 2])]
