@@ -98,6 +98,7 @@ TESTS_OF: dict[str, tuple[str, ...]] = {
                            "tests/reference/test_zone_batches.py",
                            "tests/test_clause_coverage.py"),
     "qcow2harness/crash/oracle.py": ("tests/crash/test_oracle_filters.py",
+                                     "tests/crash/test_oracle_reader.py",
                                      "tests/crash/test_reference.py",
                                      "tests/crash/test_qemu.py",
                                      "tests/crash/test_repair.py"),

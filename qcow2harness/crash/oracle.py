@@ -132,7 +132,11 @@ class QemuReader:
             return [Problem("open", f"QEMU cannot open the state: {opened}")]
         problems: list[Problem] = []
         try:
-            size = _virtual_size(path)
+            try:
+                size = _virtual_size(path)
+            except ParseError as error:
+                return [Problem("open", f"QEMU opens the state but its header does not "
+                                f"parse: {error}")]
             if size not in expected.sizes:
                 problems.append(Problem("data", f"virtual size {size} is none of the sizes the "
                                         f"disk may have, {sorted(expected.sizes)}"))
@@ -265,9 +269,8 @@ def mapped_ranges(mapped: str, allocated: bool) -> list[tuple[int, int]]:
 
 
 def _virtual_size(path: str) -> int:
-    with open(path, "rb") as stream:
-        stream.seek(24)
-        return int.from_bytes(stream.read(8), "big")
+    with Image.open(path) as image:
+        return int(image.header.virtual_size)
 
 
 def _values(values: Iterable[int]) -> str:
