@@ -69,6 +69,13 @@ def test_should_findings_a_crash_may_leave_are_let_through(base: bytes,
     assert "RC-5" not in [prop for prop, _ in _judge(tmp_path, leaked)]
 
 
+@pytest.mark.parametrize("clause", ["DATA-1", "HDR-13"])  # sorting below and above HDR-12
+def test_lazy_refcounts_excuses_no_other_should_finding(base: bytes, tmp_path: pathlib.Path,
+                                                        clause: str) -> None:
+    data = _broken(base, clause)
+    assert clause in [prop for prop, _ in _judge(tmp_path, data, LAZY)]
+
+
 def test_what_the_base_already_broke_is_not_the_crashs(base: bytes,
                                                       tmp_path: pathlib.Path) -> None:
     data = _broken(base, "HDR-13")  # a SHOULD clause: the corrupt bit
