@@ -4,10 +4,10 @@
     violation. After a crash leaks are expected (RC-5), and so is data above a
     lagging write pointer (WP-10, PERS-6). HDR-12 (dirty bit, refcounts to repair) is
     allowed exactly when the image has lazy_refcounts (compatible bit 0) set: only
-    then may a writer postpone refcount updates behind the dirty bit (PERS-9). In such
-    a dirty image the COPIED-flag checks (L1-3, L2-3), which compare with the stale
-    stored refcounts, are refcount mismatches too and are allowed likewise. Other
-    SHOULD findings are violations unless the base image had them already.
+    then may a writer postpone refcount updates behind the dirty bit (PERS-9). The
+    checker files the COPIED-flag checks of a dirty image (L1-3, L2-3: they compare
+    with the stale stored refcounts) under HDR-12 too, so they are allowed likewise.
+    Other SHOULD findings are violations unless the base image had them already.
 (b) **data.** Guest bytes are read through the real QEMU: one long-lived qemu-io
     process opens each state read-only, lists its allocation with `map`, and checks
     each range of the expectation with `read -P`. A range that may hold one of several
@@ -45,11 +45,6 @@ from .expect import Ranges
 
 # SHOULD findings a crash may leave behind.
 CRASH_ALLOWED = {"RC-5", "WP-10"}
-# MUST findings that compare COPIED flags with stored refcounts. With the dirty bit and
-# lazy_refcounts the stored refcounts are allowed to be stale (HDR-12, PERS-9), and the
-# repair on the next read-write open recomputes both, so these are refcount mismatches
-# too. (The checker reports them as MUST even when dirty: see FINDINGS.md.)
-STALE_REFCOUNT_CLAUSES = {"L1-3", "L2-3"}
 READ_CHUNK = 4 << 20
 SECTOR = 512
 SPLIT_BUDGET = 128  # halvings per range before falling back to a raw conversion
@@ -69,13 +64,10 @@ def check_problems(path: str, base_clauses: set[str] | None = None,
     """(a): the checker's findings that a crash must not cause (wp_byte_order: see
     check_path; "little" looks past the known WP-2 deviation)."""
     report = check_path(path, wp_byte_order=wp_byte_order)
-    dirty, lazy = _dirty_and_lazy(path)
-    dirty_lazy = dirty and lazy
+    lazy = _lazy_refcounts(path)
     problems: list[Problem] = []
     for finding in report.findings:
         if finding.level == "MUST":
-            if dirty_lazy and finding.clause in STALE_REFCOUNT_CLAUSES:
-                continue  # COPIED judged against refcounts the dirty bit says are stale
             problems.append(Problem(finding.clause, finding.message))
         elif finding.level == "SHOULD":
             if finding.clause in CRASH_ALLOWED or finding.clause in (base_clauses or set()):
@@ -87,14 +79,14 @@ def check_problems(path: str, base_clauses: set[str] | None = None,
     return problems, report
 
 
-def _dirty_and_lazy(path: str) -> tuple[bool, bool]:
-    """The dirty bit and lazy_refcounts (HDR-12) as ksy/ reads them; neither when the
-    header does not parse (the checker has then said why)."""
+def _lazy_refcounts(path: str) -> bool:
+    """lazy_refcounts (HDR-12) as ksy/ reads it; unset when the header does not parse
+    (the checker has then said why)."""
     try:
         with Image.open(path) as image:
-            return bool(image.header.is_dirty), bool(image.header.has_lazy_refcounts)
+            return bool(image.header.has_lazy_refcounts)
     except ParseError:
-        return False, False
+        return False
 
 
 MAP_LINE = re.compile(r"\((0x[0-9a-f]+)\) bytes\s+(not )?allocated at offset .*\((0x[0-9a-f]+)\)")

@@ -9,6 +9,7 @@ import dataclasses
 import pathlib
 
 import pytest
+from qcow2harness.properties.corruptions import corruptions_for
 from qcow2harness.reference.persistence import PersistenceModel
 from qcow2harness.reference.writer import ReferenceWriter
 from qcow2harness.reference.zones import ZoneConfig
@@ -234,7 +235,67 @@ def test_zoned_problems_name_clause_and_message(tmp_path: pathlib.Path) -> None:
     writer.flush()
     writer.close()
     found = zoned_problems(str(path), answer)
-    assert [(p.prop, p.message.split(" ")[:2]) for p in found] == [("PERS-3", ["zone", "1"])]
+    with ReferenceWriter.open(path, fsync=False) as recovered:
+        said = answer.violations(recovered.wps_on_disk(), recovered.read)
+    assert [p.prop for p in found] == ["PERS-3"] and said[0].startswith("PERS-3: ")
+    assert found[0].message == said[0][len("PERS-3: "):]
     garbage = tmp_path / "garbage.qcow2"
     garbage.write_bytes(b"not qcow2" * 100)
     assert [p.prop for p in zoned_problems(str(garbage), answer)] == ["open"]
+
+
+def _unreadable_first_cluster(image: str, tmp_path: pathlib.Path) -> str:
+    """The image with the L2 entry of its first data cluster (the 0x11 at 64 KiB)
+    unaligned: QEMU fails that read with an I/O error (L2-2)."""
+    data = bytearray(pathlib.Path(image).read_bytes())
+    next(c for c in corruptions_for("L2-2") if c.id.endswith("data-offset-unaligned")).apply(
+        data, entry=0)
+    broken = tmp_path / "broken.qcow2"
+    broken.write_bytes(bytes(data))
+    return str(broken)
+
+
+def test_a_read_error_is_a_problem_and_the_rest_is_still_read(image: str,
+                                                              tmp_path: pathlib.Path) -> None:
+    broken = _unreadable_first_cluster(image, tmp_path)
+    later_wrong = _expect(WRITTEN[0], (MIB, MIB + 64 * KIB, {0x33}), *WRITTEN[2:])
+    found, _ = _verify(broken, later_wrong)
+    assert found[0] == ("data", "QEMU read [0x10000, 0x20000) failed: read failed: "
+                                "Input/output error")
+    assert len(found) == 2 and found[1][0] == "data"  # the 0x33 range: judged after
+
+
+def test_a_read_error_in_one_process_is_read_again_piece_by_piece(
+        image: str, tmp_path: pathlib.Path) -> None:
+    broken = _unreadable_first_cluster(image, tmp_path)
+    pieces = [(64 * KIB + n * 512, 64 * KIB + (n + 1) * 512, {0x11} | ({0x77} if n % 2 else set()))
+              for n in range(PROCESS_THRESHOLD + 8)]
+    pieces.append((pieces[-1][1], 128 * KIB, {0x11}))
+    found, reader = _verify(broken, _expect(*pieces, *WRITTEN[1:]))
+    assert reader.processes == 1
+    # Read again one by one, a piece of two values shows its read error; the rest fall to
+    # the raw conversion, which fails on the same cluster.
+    assert [message for _, message in found[:-1]] == [
+        f"QEMU read [{lo:#x}, {hi:#x}) failed: read failed: Input/output error"
+        for lo, hi, values in pieces if len(values) == 2]
+    assert found[-1][1].startswith("QEMU cannot read the guest data back: ")
+
+
+def test_a_half_no_value_covers_fails_the_range_whatever_the_other_half(image: str) -> None:
+    # [0xf0000, 0x108000) holds zeros then 0x22; [0x108000, 0x120000) 0x22 then 0x55
+    found, _ = _verify(image, _expect(WRITTEN[0], (0xF0000, 0x120000, {0x22, 0x55}),
+                                      *SECTORS_AT_2M))
+    assert found == [("data", "guest bytes [0xf0000, 0x120000) may hold only {0x22, 0x55}, "
+                              "but 65536 byte(s) differ, first at 0xf0000 (read {0x00})")]
+
+
+def test_halves_split_inside_the_range_wherever_it_starts(image: str) -> None:
+    found, reader = _verify(image, _expect(WRITTEN[0], (0xF0000, 0x110000, {0, 0x22}),
+                                           WRITTEN[2], *SECTORS_AT_2M))
+    assert found == [] and reader.fallbacks == 0
+
+
+def test_many_pieces_from_the_first_byte(image: str) -> None:
+    pieces = [(n * 512, (n + 1) * 512, {0, 0x77 + n % 2}) for n in range(PROCESS_THRESHOLD + 8)]
+    found, reader = _verify(image, _expect(*pieces, *WRITTEN))
+    assert found == [] and (reader.processes, reader.fallbacks) == (1, 0)
