@@ -289,6 +289,14 @@ def test_a_half_no_value_covers_fails_the_range_whatever_the_other_half(image: s
                               "but 65536 byte(s) differ, first at 0xf0000 (read {0x00})")]
 
 
+def test_a_first_half_no_value_covers_is_not_saved_by_the_second(image: str) -> None:
+    found, _ = _verify(image, _expect(WRITTEN[0], (0xFFE00, 0x100200, {0x22, 0x55}),
+                                      (0x100200, 0x110000, {0x22}), WRITTEN[2],
+                                      *SECTORS_AT_2M))
+    assert found == [("data", "guest bytes [0xffe00, 0x100200) may hold only {0x22, 0x55}, "
+                              "but 512 byte(s) differ, first at 0xffe00 (read {0x00})")]
+
+
 def test_halves_split_inside_the_range_wherever_it_starts(image: str) -> None:
     found, reader = _verify(image, _expect(WRITTEN[0], (0xF0000, 0x110000, {0, 0x22}),
                                            WRITTEN[2], *SECTORS_AT_2M))
