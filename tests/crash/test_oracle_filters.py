@@ -13,8 +13,8 @@ from qcow2harness.properties import corruptions
 
 from qcow2harness.crash.oracle import CRASH_ALLOWED, check_problems
 
-DIRTY = (72 + 7, 1)  # incompatible_features, bit 0 (the last byte, big-endian)
-LAZY = (80 + 7, 1)  # compatible_features, bit 0
+DIRTY = ("incompatible_features", 1)  # bit 0
+LAZY = ("compatible_features", 1)  # bit 0
 
 
 @pytest.fixture
@@ -23,11 +23,13 @@ def base(qemu_tools: None, tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return corruptions.base_image("qemu-default", tmp_path_factory.getbasetemp() / "oracle")
 
 
-def _judge(tmp_path: pathlib.Path, data: bytes | bytearray, *bits: tuple[int, int],
+def _judge(tmp_path: pathlib.Path, data: bytes | bytearray, *bits: tuple[str, int],
            base_clauses: set[str] | None = None) -> list[tuple[str, str]]:
     image = bytearray(data)
-    for at, bit in bits:
-        image[at] |= bit
+    for field, bit in bits:  # where each header field lies: the catalogue's checked table
+        offset, width = corruptions.HEADER_FIELDS[field]
+        value = int.from_bytes(image[offset:offset + width], "big") | bit
+        image[offset:offset + width] = value.to_bytes(width, "big")
     path = tmp_path / "state.qcow2"
     path.write_bytes(bytes(image))
     problems, _ = check_problems(str(path), base_clauses)
