@@ -202,7 +202,7 @@ def check_zoned(image: Image, out: Findings, walk: Walk | None, zones: Zones | N
 
     fields, base = zones.fields, zones.ext.offset + 8
     for clause, field_name, message in zones.problems:
-        out.add(clause, message, base + ZONED_FIELD_OFFSET.get(field_name, 0))
+        out.add(clause, message, base + ZONED_FIELD_OFFSET[field_name])
     header = image.header
     if header.ofs_backing_file_name or header.has_external_data_file or header.num_snapshots:
         out.add("ZONE-23", "zoned image with a backing file, external data file or internal "
@@ -212,7 +212,7 @@ def check_zoned(image: Image, out: Findings, walk: Walk | None, zones: Zones | N
     if not zones.table_readable:
         return  # the table is unreadable or meaningless: reported above
     for clause, field_name, message in header_notes(fields):
-        out.add(clause, message, base + ZONED_FIELD_OFFSET.get(field_name, 0))
+        out.add(clause, message, base + ZONED_FIELD_OFFSET[field_name])
     table = zones.table_offset
     verdict = judge_table(zones)
     if verdict.little_endian:
