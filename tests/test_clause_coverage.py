@@ -232,14 +232,28 @@ def _check_image() -> Callable[[Image], Any]:
     return check_image
 
 
+# Where a finding inside the fixed header may point: the first byte of a field (the
+# parser-checked tables above), offset 0 (cluster 0 as a whole), or, for HDR-23, the
+# padding after the last additional field.
+HEADER_FIELD_STARTS = ({0} | {start for start, _ in corr.HEADER_FIELDS.values()}
+                       | {start for start, _ in corr.ADDITIONAL_HEADER_FIELDS.values()})
+HEADER_PADDING = max(start + width for start, width in corr.ADDITIONAL_HEADER_FIELDS.values())
+
+
 def _findings(data: bytes) -> tuple[set[str], int]:
-    """(clauses reported, exit code) for an image's bytes."""
+    """(clauses reported, exit code) for an image's bytes; every finding inside the
+    header points at the start of a field."""
     check_image = _check_image()
     try:
         image = Image.from_bytes(data)
     except ParseError as error:
         return ({error.clause} if error.clause else set()), 2
     report = check_image(image)
+    misplaced = [(f.clause, f.offset) for f in report.findings
+                 if f.offset is not None and f.offset < image.len_header
+                 and f.offset not in HEADER_FIELD_STARTS
+                 and (f.clause, f.offset) != ("HDR-23", HEADER_PADDING)]
+    assert misplaced == [], "findings inside the header but not at a field's first byte"
     return {f.clause for f in report.findings}, int(report.exit_code)
 
 
@@ -252,13 +266,14 @@ def test_checker_reports_the_broken_clause(c: Corruption, base: Callable[[str], 
     if c.base not in _base_findings:
         _base_findings[c.base] = _findings(original)[0]
     assert c.clause not in _base_findings[c.base], f"the {c.base} base already breaks {c.clause}"
-    found, exit_code = _findings(c.broken(original))
-    assert c.clause in found, f"{c.id}: {c.clause} not reported; found {sorted(found)}"
     level = SPEC[c.clause].level
-    if level == "MUST":
-        assert exit_code == 2, f"{c.id}: a MUST violation must exit 2, not {exit_code}"
-    elif not any(SPEC[other].level == "MUST" for other in c.also):
-        assert exit_code != 2, f"{c.id}: a {level} finding alone must not exit 2"
+    for params in _all_params(c):
+        found, exit_code = _findings(c.broken(original, **params))
+        assert c.clause in found, f"{c.id} {params}: {c.clause} not reported; found {sorted(found)}"
+        if level == "MUST":
+            assert exit_code == 2, f"{c.id} {params}: a MUST violation must exit 2, not {exit_code}"
+        elif not any(SPEC[other].level == "MUST" for other in c.also):
+            assert exit_code != 2, f"{c.id} {params}: a {level} finding alone must not exit 2"
 
 
 # === the strategy ===
