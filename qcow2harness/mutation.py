@@ -20,11 +20,14 @@ serves the mutated source for that one module (`_MutantFinder`).
 
 **Which tests run**: each module has a subset of fast test files (TESTS_OF). A
 baseline run of it, unmutated, traces which lines of the module each test executes.
-A mutant inside a function then runs only the tests that executed that function, in
-baseline order, stopping at the first failure; a mutant outside functions (module and
-class level, def lines) runs the whole subset. A function no test executes leaves its
-mutants survived without a run. A test that reaches the module only in a child process
-is not traced, so it is not chosen: that can only understate the kill rate.
+A mutant inside a function then runs only the tests that executed that function,
+stopping at the first failure: first those that killed the latest mutants of the same
+function, then of the same module, then the rest in baseline order (most mutants of a
+function fall to the same few tests, so a killed mutant usually costs one test). A
+mutant outside functions (module and class level, def lines) runs the whole subset. A
+function no test executes leaves its mutants survived without a run. A test that reaches
+the module only in a child process is not traced, so it is not chosen: that can only
+understate the kill rate.
 
 **Mutant id**: `MODULE:LINE:OPERATOR:K`, K the index of that operator's mutation among
 those on that line (0 first), e.g. `reference/zones.py:412:core/NumberReplacer:1`.
@@ -82,6 +85,7 @@ TARGET_KILL_RATE = 0.90  # issue #20: of the non-equivalent mutants, per module
 # Each module under trial -> the fast tests that cover it (seconds, not minutes). One
 # place: change a subset here and every shard and the README's command follow.
 _CHECKER_TESTS = ("tests/test_check_report.py", "tests/test_check_zoned.py",
+                  "tests/test_check_header.py",
                   "tests/test_clause_coverage.py",
                   "tests/test_check_hostile.py",
                   "tests/test_check_fast_paths.py")
@@ -266,16 +270,47 @@ def function_bodies(source: str) -> list[tuple[int, int]]:
     return sorted(spans)
 
 
+def enclosing_body(line: int, bodies: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The (first, last) body line of the function holding `line`; None outside them."""
+    return next(((first, last) for first, last in bodies if first <= line <= last), None)
+
+
 def select_tests(line: int, bodies: list[tuple[int, int]], traced: dict[str, Any],
                  files: Sequence[str]) -> list[str]:
     """The tests to run on a mutant of `line`: every test of the baseline that executed
     a line of the function holding it, in run order; the whole subset (`files`) for a
     line outside functions. Empty: no test executes that function."""
-    for first, last in bodies:
-        if first <= line <= last:
-            return [test for test in traced["order"]
-                    if any(first <= n <= last for n in traced["lines"].get(test, ()))]
-    return list(files)
+    body = enclosing_body(line, bodies)
+    if body is None:
+        return list(files)
+    first, last = body
+    return [test for test in traced["order"]
+            if any(first <= n <= last for n in traced["lines"].get(test, ()))]
+
+
+KILLERS_KEPT = 8  # per function and per module, the latest tests that killed a mutant
+
+
+@dataclass
+class Killers:
+    """The tests that killed the latest mutants, latest first, by function and module."""
+
+    latest: dict[Any, list[str]] = dataclasses.field(default_factory=dict)
+
+    def first(self, tests: list[str], module: str, body: tuple[int, int] | None) -> list[str]:
+        """`tests` reordered: this function's killers, then this module's, then the rest
+        in the order given. The same tests: only the order changes."""
+        given = set(tests)
+        front: list[str] = []
+        for key in ((module, body), module):
+            front += [t for t in self.latest.get(key, ()) if t in given and t not in front]
+        chosen = set(front)
+        return front + [t for t in tests if t not in chosen]
+
+    def record(self, test: str, module: str, body: tuple[int, int] | None) -> None:
+        for key in ((module, body), module):
+            latest = [test] + [t for t in self.latest.get(key, ()) if t != test]
+            self.latest[key] = latest[:KILLERS_KEPT]
 
 
 # --- the equivalence file -------------------------------------------------------------
@@ -361,11 +396,13 @@ class _MutantFinder(MetaPathFinder):
 
 def run_tests(tests: Sequence[str], timeout: float,
               mutant: tuple[str, str, str] | None = None,
-              record: tuple[str, str] | None = None) -> tuple[str, int | None, float]:
+              record: tuple[str, str] | None = None,
+              failed_out: str | None = None) -> tuple[str, int | None, float]:
     """Run pytest on `tests` (files or node ids, in that order, stopping at the first
     failure) in a forked child; the working tree is never written. `mutant` (module
     name, file, source) is served in place of that module. `record` (file, out) traces
     which lines of that file each test runs, into out as JSON (the baseline).
+    `failed_out`: a file the child writes the id of the failing test to.
     (outcome, exit code, seconds): killed, survived, timeout or error."""
     started = time.monotonic()
     pid = os.fork()
@@ -384,13 +421,15 @@ def run_tests(tests: Sequence[str], timeout: float,
             os.environ["HYPOTHESIS_PROFILE"] = "ci"
             import pytest
 
-            plugins: list[Any] = []
+            plugins: list[Any] = [_FirstFailure()]
             if record is not None:
                 plugins.append(_LineRecorder(record[0]))
             code = int(pytest.main(["-q", "-x", "-p", "no:cacheprovider", "--rootdir",
                                     str(REPO), *tests], plugins=plugins))
             if record is not None:
-                Path(record[1]).write_text(json.dumps(plugins[0].to_json()))
+                Path(record[1]).write_text(json.dumps(plugins[1].to_json()))
+            if failed_out is not None and plugins[0].nodeid is not None:
+                Path(failed_out).write_text(plugins[0].nodeid)
         except BaseException:  # noqa: B036 - the child must always exit, never return
             code = 70
         finally:
@@ -411,6 +450,17 @@ def run_tests(tests: Sequence[str], timeout: float,
     # Under a mutant, 4 or 5 means it broke an import that conftest or collection needs
     # (the same tests ran clean in the baseline): detected, so killed.
     return "killed", code, seconds
+
+
+class _FirstFailure:
+    """A pytest plugin: the id of the first test that failed (setup, call or teardown)."""
+
+    def __init__(self) -> None:
+        self.nodeid: str | None = None
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.failed and self.nodeid is None:
+            self.nodeid = report.nodeid
 
 
 class _LineRecorder:
@@ -538,6 +588,7 @@ class Campaign:
             baseline[module] = round(seconds, 3)
         bodies = {m: function_bodies(sources[m]) for m in baseline}
         outcomes: list[Outcome] = []
+        killers = Killers()
         deadline = None if self.minutes is None else started + 60 * self.minutes
         for number, mutant in enumerate(mine):
             if deadline is not None and time.monotonic() > deadline:
@@ -565,7 +616,15 @@ class Campaign:
                 timeout = max(self.min_timeout,
                               self.timeout_factor * baseline[mutant.module])
                 served = (dotted_name(mutant.module), str(REPO / mutant.module), mutated)
-                outcome, code, seconds = run_tests(tests, timeout, served)
+                body = enclosing_body(mutant.line, bodies[mutant.module])
+                if body is not None:
+                    tests = killers.first(tests, mutant.module, body)
+                with tempfile.TemporaryDirectory(prefix="mutation-") as scratch:
+                    failed = Path(scratch) / "failed"
+                    outcome, code, seconds = run_tests(tests, timeout, served,
+                                                       failed_out=str(failed))
+                    if outcome == "killed" and body is not None and failed.exists():
+                        killers.record(failed.read_text(), mutant.module, body)
                 outcomes.append(Outcome(mutant, outcome, seconds, code, before, after,
                                         len(tests)))
             if self.progress:

@@ -118,6 +118,23 @@ def test_a_mutant_runs_the_tests_that_ran_its_function() -> None:
     assert mutation.select_tests(8, bodies, traced, files) == []
 
 
+def test_the_latest_killers_run_first_and_nothing_else_changes() -> None:
+    killers = mutation.Killers()
+    tests = ["t::a", "t::b", "t::c", "t::d"]
+    f, g = (7, 8), (12, 12)
+    assert killers.first(tests, "m.py", f) == tests  # nothing killed yet: baseline order
+    killers.record("t::c", "m.py", f)
+    killers.record("t::d", "m.py", g)
+    # f's own killer, then the module's latest, then the rest in the order given.
+    assert killers.first(tests, "m.py", f) == ["t::c", "t::d", "t::a", "t::b"]
+    assert killers.first(tests, "m.py", g) == ["t::d", "t::c", "t::a", "t::b"]
+    assert killers.first(["t::b", "t::c"], "m.py", g) == ["t::c", "t::b"]  # only those given
+    assert killers.first(tests, "other.py", f) == tests
+    for number in range(2 * mutation.KILLERS_KEPT):
+        killers.record(f"t::{number}", "m.py", f)
+    assert len(killers.latest[("m.py", f)]) == mutation.KILLERS_KEPT
+
+
 # ---------------------------------------------------------------------------
 # === the equivalence file ===
 # ---------------------------------------------------------------------------
@@ -179,7 +196,7 @@ def _find(module: str, text: str, operator: str) -> mutation.Mutant:
 
 
 @cosmic_ray
-def test_a_mutant_is_served_to_the_tests_and_never_written() -> None:
+def test_a_mutant_is_served_to_the_tests_and_never_written(tmp_path: pathlib.Path) -> None:
     source = (REPO / PERSISTENCE).read_text()
     digest = hashlib.sha256(source.encode()).hexdigest()
     test = "tests/crash/test_zoned.py"
@@ -188,8 +205,10 @@ def test_a_mutant_is_served_to_the_tests_and_never_written() -> None:
                    "core/ReplaceComparisonOperator_Gt_Lt")
     served = (mutation.dotted_name(PERSISTENCE), str(REPO / PERSISTENCE),
               mutation.mutated_source(mutant, source))
-    outcome, code, _ = mutation.run_tests([test], 120, served)
+    failed = tmp_path / "failed"
+    outcome, code, _ = mutation.run_tests([test], 120, served, failed_out=str(failed))
     assert (outcome, code) == ("killed", 1)
+    assert failed.read_text().startswith(test + "::")  # the test that killed it, by id
     assert hashlib.sha256((REPO / PERSISTENCE).read_bytes()).hexdigest() == digest
 
 
