@@ -262,7 +262,8 @@ def _get_refcount(data: bytearray, img: Image, cluster: int) -> int:
     return (data[offset] >> shift) & ((1 << bits) - 1)
 
 
-def _set_refcount(data: bytearray, img: Image, cluster: int, value: int) -> None:
+def set_refcount(data: bytearray, img: Image, cluster: int, value: int) -> None:
+    """Store `value` as the refcount of `cluster` (any refcount_order)."""
     offset, shift, bits = _refcount_slot(img, cluster)
     if bits >= 8:
         _put(data, offset, value, bits // 8)
@@ -272,7 +273,7 @@ def _set_refcount(data: bytearray, img: Image, cluster: int, value: int) -> None
 
 
 def _add_refcount(data: bytearray, img: Image, cluster: int, delta: int) -> None:
-    _set_refcount(data, img, cluster, _get_refcount(data, img, cluster) + delta)
+    set_refcount(data, img, cluster, _get_refcount(data, img, cluster) + delta)
 
 
 def _append(data: bytearray, img: Image, content: bytes, refcount: int = 1) -> int:
@@ -282,7 +283,7 @@ def _append(data: bytearray, img: Image, content: bytes, refcount: int = 1) -> i
     data.extend(bytes(offset - len(data)))
     data.extend(content.ljust(_round_up(max(len(content), 1), size), b"\0"))
     for cluster in range(offset // size, len(data) // size):
-        _set_refcount(data, img, cluster, refcount)
+        set_refcount(data, img, cluster, refcount)
     return offset
 
 
@@ -1225,7 +1226,7 @@ def _rc2(data: bytearray, img: Image, p: Params) -> None:
 @corruption("RC-4", "refcount-too-low", "qemu-default", params={"cluster": METADATA_KINDS})
 def _rc4(data: bytearray, img: Image, p: Params) -> None:
     """A metadata cluster (no COPIED flag points at it) has a stored refcount of 0."""
-    _set_refcount(data, img, _metadata_clusters(img)[p["cluster"]], 0)
+    set_refcount(data, img, _metadata_clusters(img)[p["cluster"]], 0)
 
 
 @corruption("RC-5", "refcount-too-high", "qemu-default", params={"cluster": METADATA_KINDS})
@@ -1237,7 +1238,7 @@ def _rc5(data: bytearray, img: Image, p: Params) -> None:
 @corruption("RC-5", "refcount-past-eof", "qemu-default")
 def _rc5_eof(data: bytearray, img: Image, p: Params) -> None:
     """(SHOULD) A cluster past the end of the file has refcount 1: a leak."""
-    _set_refcount(data, img, _round_up(len(data), img.cluster_size) // img.cluster_size + 1, 1)
+    set_refcount(data, img, _round_up(len(data), img.cluster_size) // img.cluster_size + 1, 1)
 
 
 # -- SNAP ----------------------------------------------------------------------
@@ -1253,7 +1254,7 @@ def _snap1(data: bytearray, img: Image, p: Params) -> None:
     new = _append(data, img, entry)
     del data[new + 16:]
     _set_header(data, "ofs_snapshot_table", new)
-    _set_refcount(data, img, old // img.cluster_size, 0)
+    set_refcount(data, img, old // img.cluster_size, 0)
 
 
 @corruption("SNAP-2", "snapshot-table-over-64mib", "qemu-snapshot")
@@ -1273,7 +1274,7 @@ def _snap2(data: bytearray, img: Image, p: Params) -> None:
     new = _append(data, img, b"".join(entries))
     _set_header(data, "ofs_snapshot_table", new)
     _set_header(data, "num_snapshots", len(entries))
-    _set_refcount(data, img, old // img.cluster_size, 0)
+    set_refcount(data, img, old // img.cluster_size, 0)
 
 
 @corruption("SNAP-3", "snapshot-l1-unaligned", "qemu-snapshot", also=(LEAKS_WHEN_UNREACHABLE,))
@@ -1896,13 +1897,13 @@ def _zone20(data: bytearray, img: Image, p: Params) -> None:
     freed)."""
     zones = _zones(img)
     _set_zoned(data, img, "ofs_zonedmeta", _beyond_eof(data, img))
-    _set_refcount(data, img, zones.table // img.cluster_size, 0)
+    set_refcount(data, img, zones.table // img.cluster_size, 0)
 
 
 @corruption("ZONE-21", "zonedmeta-refcount-zero", "reference-zoned", also=("RC-4",))
 def _zone21(data: bytearray, img: Image, p: Params) -> None:
     """The zonedmeta table's cluster has a stored refcount of 0."""
-    _set_refcount(data, img, _zones(img).table // img.cluster_size, 0)
+    set_refcount(data, img, _zones(img).table // img.cluster_size, 0)
 
 
 @corruption("ZONE-22", "zonedmeta-in-data-cluster", "reference-zoned", also=("OVL-1", "OVL-2"))
@@ -1919,8 +1920,8 @@ def _zone22(data: bytearray, img: Image, p: Params) -> None:
     blob = bytes(data[zones.table:zones.table + 8 * zones.count])
     data[host:host + len(blob)] = blob
     _set_zoned(data, img, "ofs_zonedmeta", host)
-    _set_refcount(data, img, zones.table // size, 0)
-    _set_refcount(data, img, host // size, 2)
+    set_refcount(data, img, zones.table // size, 0)
+    set_refcount(data, img, host // size, 2)
     _put(data, ref.offset, ref.raw & ~COPIED, 8)
 
 

@@ -15,13 +15,13 @@ import random
 
 import pytest
 from poke import poke_bytes, poke_file, poke_header
-from qcow2harness.properties.corruptions import HEADER_FIELDS, ZONED_FIELDS
+from qcow2harness.properties.corruptions import HEADER_FIELDS, ZONED_FIELDS, set_refcount
 from qcow2harness.reference.writer import Mutant, ReferenceWriter
 from qcow2harness.reference.zones import ZONE_BATCH, ZoneConfig, dead_data_starts
 
 from qcow2harness.checker import check_path
-from qcow2harness.checker.report import Finding
-from qcow2harness.checker.zoned import read_zoned
+from qcow2harness.checker.report import FINDINGS_PER_CLAUSE, Finding
+from qcow2harness.checker.zoned import DeadFrom, plain_entries, read_zoned, table_batches
 from qcow2harness.image import Image
 
 KiB = 1024
@@ -60,6 +60,22 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return _zoned_image(tmp_path_factory.mktemp("zoned") / "four.qcow2", 4)
 
 
+@pytest.fixture(scope="module")
+def long_header(small: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """`small` with a 112-byte header: the extensions move 8 bytes on, so the extension's
+    data starts at 0x78, and a field's offset shares bits with it."""
+    data = bytearray(small.read_bytes())
+    length = HEADER_FIELDS["len_header"]
+    assert int.from_bytes(data[length[0]:sum(length)], "big") == 104
+    assert data[CLUSTER - 8:CLUSTER] == bytes(8)  # room to move into
+    data[104:CLUSTER] = bytes(8) + data[104:CLUSTER - 8]
+    poke_header(data, "len_header", 112)
+    path = tmp_path_factory.mktemp("zoned") / "long-header.qcow2"
+    path.write_bytes(data)
+    assert _layout(path)[0] == 0x78 and check_path(path).findings == check_path(small).findings
+    return path
+
+
 # One poke per field of the extension that breaks (or, for ZONE-8, exercises) a rule.
 FIELD_POKES = [("zoned_model", 0), ("reserved", 1), ("zone_size", 0), ("zone_capacity", 0),
                ("zone_capacity", 48 * KiB), ("num_conventional_zones", 5), ("num_zones", 1),
@@ -67,11 +83,14 @@ FIELD_POKES = [("zoned_model", 0), ("reserved", 1), ("zone_size", 0), ("zone_cap
                ("len_zonedmeta", 0), ("ofs_zonedmeta", 1)]
 
 
+@pytest.mark.parametrize("image", ["small", "long_header"])
 @pytest.mark.parametrize(("field", "value"), FIELD_POKES)
-def test_a_zoned_field_finding_points_at_its_field(small: pathlib.Path, tmp_path: pathlib.Path,
-                                                    field: str, value: int) -> None:
-    base, _ = _layout(small)
-    data = bytearray(small.read_bytes())
+def test_a_zoned_field_finding_points_at_its_field(image: str, tmp_path: pathlib.Path,
+                                                    field: str, value: int,
+                                                    request: pytest.FixtureRequest) -> None:
+    original: pathlib.Path = request.getfixturevalue(image)
+    base, _ = _layout(original)
+    data = bytearray(original.read_bytes())
     offset, width = ZONED_FIELDS[field]
     poke_bytes(data, base + offset, value, width)
     path = tmp_path / "poked.qcow2"
@@ -157,12 +176,17 @@ def test_dead_data_past_the_first_batch(tmp_path: pathlib.Path, zone_size: int) 
                         writes=((3 * zone_size, CLUSTER), (last * zone_size, zone_size)))
     _kill_data(path, [3, last])
     _, table = _layout(path)
-    wp_10 = _of(check_path(path).findings, "WP-10")
+    # And zone ZONE_BATCH, the first of the second batch, has a wp off a sector boundary.
+    poke_file(path, table + 8 * ZONE_BATCH, ZONE_BATCH * zone_size + 7, 8)
+    findings = check_path(path).findings
     clusters = zone_size // CLUSTER
-    assert [(f.message, f.offset) for f in wp_10] == [(
+    assert [(f.message, f.offset) for f in _of(findings, "WP-10")] == [(
         f"2 zones hold {1 + clusters} guest cluster(s) of data that reads as zeros; "
         f"the first: zone 3: 1 guest cluster(s) at or above {3 * zone_size:#x} (its write "
         "pointer or capacity end) hold data that reads as zeros", table + 8 * 3)]
+    others = [f for f in findings if f.clause != "WP-10"]
+    assert [f.offset for f in others] == [table + 8 * ZONE_BATCH]
+    assert f"zone {ZONE_BATCH}" in others[0].message
 
 
 def test_dead_data_in_one_zone(tmp_path: pathlib.Path) -> None:
@@ -229,3 +253,128 @@ def test_the_last_entry_of_a_short_table_is_judged(small: pathlib.Path,
     poke_file(path, table + 8 * 3, 7, 8)
     assert {f.offset for f in check_path(path).findings} == {table + 24}
 
+
+
+def _write_table(path: pathlib.Path, offset: int, entries: list[int]) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"".join(entry.to_bytes(8, "big") for entry in entries))
+
+
+def test_dead_from_reads_a_table_wherever_it_lies(tmp_path: pathlib.Path) -> None:
+    """A copy of the table at an offset whose bits 19 and 20 are set, which the offset
+    of the second and third batch (8 * ZONE_BATCH zones on) also set."""
+    zones = 2 * ZONE_BATCH + 5
+    path = _zoned_image(tmp_path / "copy.qcow2", zones)
+    _, table = _layout(path)
+    copy = 0x380008
+    assert table + 8 * zones < copy
+    rng = random.Random(21)
+    entries = [zone * CLUSTER + rng.choice((0, 512, CLUSTER)) for zone in range(zones)]
+    with open(path, "r+b") as handle:
+        handle.truncate(copy + 8 * zones)
+    _write_table(path, copy, entries)
+    with Image.open(path) as image:
+        found = read_zoned(image)
+        assert found is not None
+        dead_from = DeadFrom(image, found.fields, copy, zones, "big")
+        assert dead_from[list(range(zones))].tolist() == dead_data_starts(found.fields, entries)
+
+
+# ----- 512-byte clusters: a table of many clusters, entries sharing bits with its offset -----
+
+TINY = 512  # cluster and zone size
+TINY_ZONES = 1024  # a table of 16 clusters
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    return _zoned_image(tmp_path_factory.mktemp("zoned") / "tiny.qcow2", TINY_ZONES, TINY,
+                        cluster_size=TINY, writes=((0, TINY), (700 * TINY, TINY)))
+
+
+def test_table_batches_read_each_batch_where_it_lies(tiny: pathlib.Path) -> None:
+    """From an offset inside the table, in batches of three: each batch holds the
+    entries at its own offset, the last one only those left, as the plain reader gives."""
+    _, table = _layout(tiny)
+    with Image.open(tiny) as image:
+        plain = plain_entries(image, table + 8, 5, "big")
+        batches = list(table_batches(image, table + 8, 5, "big", batch=3))
+    assert plain == [zone * TINY for zone in range(1, 6)]  # zones 1-5: empty
+    assert [(first, entries.tolist()) for first, entries in batches] == [
+        (0, plain[:3]), (3, plain[3:])]
+
+
+def _tiny_copy(tiny: pathlib.Path, tmp_path: pathlib.Path) -> tuple[pathlib.Path, int]:
+    path = tmp_path / "tiny.qcow2"
+    path.write_bytes(tiny.read_bytes())
+    return path, _layout(path)[1]
+
+
+def test_entries_far_into_a_table_are_named_at_their_offset(tiny: pathlib.Path,
+                                                            tmp_path: pathlib.Path) -> None:
+    path, table = _tiny_copy(tiny, tmp_path)
+    assert table & (8 * 200) and table & (8 * 700)  # + and | or ^ differ
+    poke_file(path, table + 8 * 200, 200 * TINY + 7, 8)  # off a sector boundary
+    _kill_data(path, [700])
+    findings = [f for f in check_path(path).findings if f.clause.startswith("WP-")]
+    assert [(f.clause, f.offset) for f in findings if f.clause != "WP-10"] != []
+    assert {f.offset for f in findings if f.clause != "WP-10"} == {table + 8 * 200}
+    assert [f.offset for f in _of(findings, "WP-10")] == [table + 8 * 700]
+
+
+def test_past_the_cap_a_clause_counts_what_it_does_not_name(tiny: pathlib.Path,
+                                                            tmp_path: pathlib.Path) -> None:
+    path, table = _tiny_copy(tiny, tmp_path)
+    bad = range(100, 170)  # 70 zones: 38 past the cap of 32 named findings
+    for zone in bad:
+        poke_file(path, table + 8 * zone, zone * TINY + 7, 8)
+    report = check_path(path)
+    named = [f for f in report.findings if f.clause.startswith("WP-")]
+    assert len({f.clause for f in named}) == 1
+    assert [f.offset for f in named] == [table + 8 * zone for zone in bad[:FINDINGS_PER_CLAUSE]]
+    assert dict(report.suppressed) == {named[0].clause: len(bad) - FINDINGS_PER_CLAUSE}
+
+
+def _refcount_zero(path: pathlib.Path, cluster: int) -> None:
+    data = bytearray(path.read_bytes())
+    with Image.open(path) as image:
+        set_refcount(data, image, cluster, 0)
+    path.write_bytes(data)
+
+
+def test_zone_21_looks_at_every_table_cluster_and_no_other(tiny: pathlib.Path,
+                                                          tmp_path: pathlib.Path) -> None:
+    _, table = _layout(tiny)
+    first, last = table // TINY, (table + 8 * TINY_ZONES - 1) // TINY
+    assert last - first == 8 * TINY_ZONES // TINY - 1
+    for cluster, is_table in ((first, True), (last, True), (first - 1, False),
+                              (last + 1, False), (last + 2, False)):
+        path, _ = _tiny_copy(tiny, tmp_path)
+        _refcount_zero(path, cluster)
+        found = {f.clause for f in check_path(path).findings}
+        assert "RC-4" in found, cluster  # the cluster is in use: the zero is noticed
+        assert ("ZONE-21" in found) == is_table, cluster
+
+
+def test_an_unaligned_table_is_not_judged_for_refcounts(tmp_path: pathlib.Path) -> None:
+    """ZONE-19 says the table is misplaced; its clusters are then no one's."""
+    path = _zoned_image(tmp_path / "leak.qcow2", 4, mutants=(Mutant.ZONEDMETA_UNREFCOUNTED,))
+    base, table = _layout(path)
+    poke_file(path, base + ZONED_FIELDS["ofs_zonedmeta"][0], table + 8, 8)
+    found = {f.clause for f in check_path(path).findings}
+    assert "ZONE-19" in found and "ZONE-21" not in found
+
+
+def test_a_table_running_past_the_end_of_the_file_shares_no_cluster(
+        tiny: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """Pointed at a cluster appended to the file, the table runs past its end (ZONE-20):
+    the walk claims none of it, and a cluster no one uses is not shared."""
+    path, _ = _tiny_copy(tiny, tmp_path)
+    base, _ = _layout(path)
+    end = path.stat().st_size
+    with open(path, "ab") as handle:
+        handle.write(bytes(TINY))
+    poke_file(path, base + ZONED_FIELDS["ofs_zonedmeta"][0], end, 8)
+    found = {f.clause for f in check_path(path).findings}
+    assert {"ZONE-20", "ZONE-21"} <= found and "ZONE-22" not in found

@@ -231,8 +231,9 @@ def _report_dead_data(zones: Zones, out: Findings, table: int) -> None:
     """WP-10, one finding: how many zones hold dead data, and the first of them."""
     if not zones.dead_clusters:
         return
+    assert zones.dead_from is not None  # the walk counts dead clusters only through it
     zone = min(zones.dead_clusters)
-    dead_from = zones.dead_from.at(zone) if zones.dead_from is not None else 0
+    dead_from = zones.dead_from.at(zone)
     message = (f"zone {zone}: {zones.dead_clusters[zone]} guest cluster(s) at or above "
                f"{dead_from:#x} (its write pointer or capacity end) hold data that reads "
                "as zeros")
@@ -246,15 +247,13 @@ def _report_dead_data(zones: Zones, out: Findings, table: int) -> None:
 def _check_zonedmeta_refcount(walk: Walk, fields: dict[str, int | bytes], out: Findings) -> None:
     offset = int(fields["zonedmeta_offset"])  # type: ignore[arg-type]
     length = 8 * int(fields["nr_zones"])  # type: ignore[arg-type]
-    if walk.stored is None or length == 0 or offset % walk.cluster_size:
+    if walk.stored is None or offset % walk.cluster_size:
         return
+    # The table's clusters; slices stop at the end of the file (ZONE-20 says the rest).
     first = offset >> walk.cluster_bits
-    last = min((offset + length - 1) >> walk.cluster_bits, walk.num_clusters - 1)
-    if first > last:
-        return
-    stored = walk.stored[first:last + 1]
-    if (stored == 0).any():
+    end = (offset + length + walk.cluster_size - 1) >> walk.cluster_bits
+    if (walk.stored[first:end] == 0).any():
         out.add("ZONE-21", "zonedmeta clusters have refcount 0: the table is not refcounted",
                 offset)
-    if (walk.refs[first:last + 1] > 1).any():
+    if (walk.refs[first:end] > 1).any():
         out.add("ZONE-22", "zonedmeta clusters are also used by another structure", offset)
