@@ -542,8 +542,8 @@ class Campaign:
     only: frozenset[str] = frozenset()  # run just these ids (triage)
     minutes: float | None = None  # start no mutant after this long (the result is limited)
     # A result of this campaign to bring up to date: its killed and timed-out mutants are
-    # kept, the others run again (after new tests or equivalence entries). The modules'
-    # sources must be the ones it ran on.
+    # kept, the others run again (after new tests or equivalence entries). A module whose
+    # source changed since keeps nothing (its mutant ids name other lines now).
     previous: dict[str, Any] | None = None
     progress: bool = True
     stopped_early: bool = False
@@ -566,10 +566,10 @@ class Campaign:
         if self.max_mutants is not None:
             mine = mine[:self.max_mutants]
         stale = stale_equivalents(equivalents, every, sources, self.modules)
-        kept = self._kept(sources)
+        kept, changed = self._kept(sources)
         if self.previous is not None:
             ran_before = {m["id"] for m in self.previous["mutants"]}
-            mine = [m for m in mine if m.id in ran_before]
+            mine = [m for m in mine if m.module in changed or m.id in ran_before]
         for name in _PRELOAD:
             __import__(name)
         baseline: dict[str, float] = {}
@@ -639,22 +639,23 @@ class Campaign:
             result["limited"] = result["limited"] or self.previous["limited"]
             result["again"] = {"previous_seconds": self.previous["seconds"],
                                "seconds": round(seconds, 3),
-                               "mutants": len(outcomes) - len(kept)}
+                               "mutants": sum(1 for o in outcomes if o.mutant.id not in kept),
+                               "modules_changed": sorted(changed)}
         return result
 
-    def _kept(self, sources: dict[str, str]) -> dict[str, dict[str, Any]]:
-        """The previous result's killed and timed-out mutants, by id."""
+    def _kept(self, sources: dict[str, str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """The previous result's killed and timed-out mutants, by id, of the modules whose
+        source is unchanged; and the changed modules, whose mutants all run again."""
         if self.previous is None:
-            return {}
+            return {}, set()
         previous = self.previous
         if previous["modules"] != self.modules or previous["shard"]["index"] != \
                 self.shard.index or previous["shard"]["count"] != self.shard.count:
             raise UsageError("--again: that result is of other modules or another shard")
-        if previous["sources_digest"] != sources_digest(sources):
-            raise UsageError("--again: the modules changed since that result: run again "
-                             "in full")
-        return {m["id"]: m for m in previous["mutants"] if m["outcome"] in ("killed",
-                                                                            "timeout")}
+        digests = sources_digest(sources)
+        changed = {m for m in self.modules if previous["sources_digest"].get(m) != digests[m]}
+        return {m["id"]: m for m in previous["mutants"] if m["outcome"] in ("killed", "timeout")
+                and m["module"] not in changed}, changed
 
 
 def sources_digest(sources: dict[str, str]) -> dict[str, str]:
@@ -777,7 +778,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="start no mutant after M minutes (the result says it is limited)")
     parser.add_argument("--again", metavar="RESULT.json",
                         help="bring that result up to date: keep its killed and timed-out "
-                        "mutants, run the others again (same modules, shard and sources)")
+                        "mutants, run the others again (same modules and shard; every mutant of a "
+                        "module whose source changed)")
     parser.add_argument("--timeout-factor", type=float, default=5.0,
                         help="a mutant times out after this many baseline runs (min 10 s)")
     parser.add_argument("--quiet", action="store_true", help="no line per mutant")

@@ -260,6 +260,18 @@ def test_a_real_run_writes_a_valid_result_and_can_be_brought_up_to_date(
     assert {m["id"]: m["outcome"] for m in updated["mutants"]} == {
         killed.id: "killed", sentinel.id: "equivalent"}
     assert updated["modules_figures"][PERSISTENCE]["kill_rate"] == 1.0
+    # A module whose source changed since the result keeps nothing: its mutants run again.
+    stale = json.loads(first.read_text())
+    stale["sources_digest"][PERSISTENCE] = "0" * 64
+    first.write_text(json.dumps(stale))
+    code = mutation.main([PERSISTENCE, "--mutant", killed.id, "--mutant", sentinel.id,
+                          "--equivalent", str(listed), "--again", str(first),
+                          "--json", str(again), "--quiet"])
+    rerun = read_result(str(again))
+    assert code == 0 and rerun["again"] == {**rerun["again"], "mutants": 2,
+                                            "modules_changed": [PERSISTENCE]}
+    assert {m["id"]: m["outcome"] for m in rerun["mutants"]} == {
+        killed.id: "killed", sentinel.id: "equivalent"}
 
 
 def _fake_shards(count: int, outcome_of: Any) -> list[dict[str, Any]]:
