@@ -100,7 +100,7 @@ def _check_v2_defaults(image: Image, out: Findings, cluster_size: int) -> None:
     """
     tail = image.pread(LEN_V2_HEADER, MIN_LEN_V3_HEADER - LEN_V2_HEADER)
     if len(tail) < MIN_LEN_V3_HEADER - LEN_V2_HEADER:
-        return
+        return  # the file ends first
     incompatible, compatible, autoclear, refcount_order, len_header = struct.unpack(
         ">QQQII", tail)
     looks_v3 = (MIN_LEN_V3_HEADER <= len_header <= cluster_size and len_header % 8 == 0
@@ -145,24 +145,20 @@ def _check_compression(image: Image, out: Findings) -> None:
 def check_extensions(image: Image, out: Findings) -> bool:
     """Check the header extension list. Returns False when it cannot be read."""
     # The image model tells a record running past cluster 0 (EXT-2) from a list
-    # without an end marker (EXT-1).
+    # without an end marker inside cluster 0 (EXT-1).
     if _report(out, extension_problems(image)):
         return False
-    extensions = image.extensions()
-    cluster_size = image.cluster_size
     seen: Counter[int] = Counter()
-    end_of_area = image.len_header
-    for ext in extensions:
+    for ext in image.extensions():
         seen[ext.magic] += 1
-        end_of_area = ext.offset + 8 + ext.length + (-ext.length % 8)
         if ext.is_known and seen[ext.magic] == 2:
             out.add("EXT-3", f"{ext.name} extension appears more than once", ext.offset)
         if not ext.is_known:
             out.add("EXT-4", f"unknown extension {ext.magic:#010x} ({ext.length} bytes) "
                     "ignored", ext.offset)
-        expected = FIXED_EXTENSION_LENGTH.get(ExtensionType(ext.magic) if ext.is_known else -1)
+        expected = FIXED_EXTENSION_LENGTH.get(ext.magic)  # IntEnum keys match the int
         if expected is not None and ext.length != expected:
-            clause = EXTENSION_LENGTH_CLAUSE[ExtensionType(ext.magic)]
+            clause = EXTENSION_LENGTH_CLAUSE[ext.magic]
             out.add(clause, f"{ext.name} extension is {ext.length} bytes, not {expected}",
                     ext.offset + 4)
         if ext.magic == ExtensionType.feature_name_table and ext.length % FEATURE_NAME_ENTRY:
@@ -174,9 +170,6 @@ def check_extensions(image: Image, out: Findings) -> bool:
                     out.add("EXT-7", f"feature name entry {index} has type "
                             f"{int(entry.feature_type)} bit {entry.bit}",
                             ext.offset + 8 + index * FEATURE_NAME_ENTRY)
-    # The end marker itself takes 8 bytes.
-    if end_of_area + 8 > cluster_size:
-        out.add("EXT-2", "header extensions run past the first cluster", end_of_area)
     _check_backing(image, out)
     _check_feature_extensions(image, out)
     return True
