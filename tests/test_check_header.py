@@ -1,6 +1,7 @@
-"""The checker's feature-bit notes (HDR-10, HDR-11): a known bit is no finding, and
-the finding names the unknown bits only. The corruption catalogue sets unknown bits on
-an image with none known, where both would pass unnoticed (issue #20)."""
+"""checker/header.py clause by clause, each with the field it depends on varied to both
+sides of its bound, and the offset each finding names (issue #20: one corruption per
+clause was blind to off-by-one bounds and offsets). First the feature-bit notes (HDR-10,
+HDR-11): a known bit is no finding, and the finding names the unknown bits only."""
 
 from __future__ import annotations
 
@@ -26,39 +27,6 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return path.read_bytes()
 
 
-def _feature_notes(plain: bytes, tmp_path: pathlib.Path,
-                   **fields: int) -> list[tuple[str, str, int | None]]:
-    """HDR-10 and HDR-11 on `plain` with header fields set (a known autoclear bit may
-    bring findings of its own, such as BMP-1)."""
-    data = bytearray(plain)
-    for name, value in fields.items():
-        poke_header(data, name, value)
-    path = tmp_path / "poked.qcow2"
-    path.write_bytes(data)
-    return [(f.clause, f.message, f.offset) for f in check_path(path).findings
-            if f.clause in ("HDR-10", "HDR-11")]
-
-
-def test_known_feature_bits_are_no_finding(plain: bytes, tmp_path: pathlib.Path) -> None:
-    assert _feature_notes(plain, tmp_path, compatible_features=KNOWN_COMPATIBLE_BITS,
-                     autoclear_features=KNOWN_AUTOCLEAR_BITS) == []
-
-
-@pytest.mark.parametrize(("field", "clause", "known"), [
-    ("compatible_features", "HDR-10", KNOWN_COMPATIBLE_BITS),
-    ("autoclear_features", "HDR-11", KNOWN_AUTOCLEAR_BITS)])
-@pytest.mark.parametrize("unknown", [1 << 2, 1 << 63])
-def test_only_the_unknown_bits_are_named(plain: bytes, tmp_path: pathlib.Path, field: str,
-                                         clause: str, known: int, unknown: int) -> None:
-    kind = field.split("_")[0]
-    assert _feature_notes(plain, tmp_path, **{field: known | unknown}) == [
-        (clause, f"unknown {kind} feature bits {unknown:#x}", HEADER_FIELDS[field][0])]
-
-
-# -- the rest of checker/header.py, clause by clause, each with the field it depends on
-# varied to both sides of its bound (issue #20: one corruption per clause was blind to
-# off-by-one bounds and to the offsets findings name).
-
 def _findings(data: bytes | bytearray, tmp_path: pathlib.Path,
               *clauses: str) -> list[tuple[str, str, int | None]]:
     path = tmp_path / "image.qcow2"
@@ -77,6 +45,31 @@ def _poked(plain: bytes, **fields: int) -> bytearray:
 def _clauses(data: bytes | bytearray, tmp_path: pathlib.Path, *clauses: str) -> list[str]:
     return [clause for clause, _, _ in _findings(data, tmp_path, *clauses)]
 
+
+def _feature_notes(plain: bytes, tmp_path: pathlib.Path,
+                   **fields: int) -> list[tuple[str, str, int | None]]:
+    """HDR-10 and HDR-11 on `plain` with header fields set (a known autoclear bit may
+    bring findings of its own, such as BMP-1)."""
+    return _findings(_poked(plain, **fields), tmp_path, "HDR-10", "HDR-11")
+
+
+def test_known_feature_bits_are_no_finding(plain: bytes, tmp_path: pathlib.Path) -> None:
+    assert _feature_notes(plain, tmp_path, compatible_features=KNOWN_COMPATIBLE_BITS,
+                     autoclear_features=KNOWN_AUTOCLEAR_BITS) == []
+
+
+@pytest.mark.parametrize(("field", "clause", "known"), [
+    ("compatible_features", "HDR-10", KNOWN_COMPATIBLE_BITS),
+    ("autoclear_features", "HDR-11", KNOWN_AUTOCLEAR_BITS)])
+@pytest.mark.parametrize("unknown", [1 << 2, 1 << 63])
+def test_only_the_unknown_bits_are_named(plain: bytes, tmp_path: pathlib.Path, field: str,
+                                         clause: str, known: int, unknown: int) -> None:
+    kind = field.split("_")[0]
+    assert _feature_notes(plain, tmp_path, **{field: known | unknown}) == [
+        (clause, f"unknown {kind} feature bits {unknown:#x}", HEADER_FIELDS[field][0])]
+
+
+# -- the rest of checker/header.py ---------------------------------------------------
 
 # HDR-8: version 2 with bytes 72-103 that read as version 3 fields. Each row varies one
 # of the things that make them "look like version 3" (checker/header.py docstring).
