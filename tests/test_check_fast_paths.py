@@ -307,6 +307,8 @@ def test_info_counts_tables_alike_with_and_without_numpy(path: pathlib.Path) -> 
     from qcow2harness import info
     from qcow2harness.errors import ParseError
 
+    plain: dict[str, int] | str | None
+    with_numpy: dict[str, int] | str | None
     with Image.open(path) as image:
         try:
             plain = info.describe_clusters(image)
