@@ -95,6 +95,21 @@ def test_a_file_cut_inside_the_header_is_hdr_3(tmp_path: pathlib.Path) -> None:
     assert [f.clause for f in report.findings] == ["HDR-3"] and report.exit_code == 2
 
 
+@pytest.mark.parametrize("header_length", [112, 4096])
+def test_a_header_length_past_the_end_of_the_file_is_hdr_3(tmp_path: pathlib.Path,
+                                                           header_length: int) -> None:
+    # The magic, version and fields up to header_length are whole; the header they declare
+    # is not. Image.open refuses it, so check_header never sees an HDR-3 of its own.
+    path = tmp_path / "long-header.qcow2"
+    ReferenceWriter.create(path, 1 << 20, fsync=False).close()
+    data = bytearray(path.read_bytes())
+    data[100:104] = header_length.to_bytes(4, "big")
+    path.write_bytes(bytes(data[:header_length - 4]))
+    report = check_path(path)
+    assert [f.clause for f in report.findings] == ["HDR-3"] and report.exit_code == 2
+    assert report.findings[0].offset == header_length - 4
+
+
 def test_a_report_carries_the_walk_and_how_long_it_took(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "plain.qcow2"
     ReferenceWriter.create(path, 1 << 20, fsync=False).close()
