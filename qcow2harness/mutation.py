@@ -212,6 +212,16 @@ def mutants_of(module: str, source: str | None = None) -> list[Mutant]:
     return out
 
 
+def shard_mutants(shard: Shard, every: Sequence[Mutant]) -> list[Mutant]:
+    """The shard's part of `every`: the i-th mutant of each module runs in shard i mod N.
+    Counted per module, so a module whose mutant count changes (an edit, then --again)
+    leaves every other module's mutants in the shard that ran them."""
+    by_module: dict[str, list[Mutant]] = {}
+    for mutant in every:
+        by_module.setdefault(mutant.module, []).append(mutant)
+    return [m for mutants in by_module.values() for m in shard.round_robin(mutants)]
+
+
 def mutated_source(mutant: Mutant, source: str) -> str:
     import cosmic_ray.plugins
     from cosmic_ray.mutating import mutate_code
@@ -559,7 +569,7 @@ class Campaign:
         equivalents = read_equivalents(self.equivalent_file)
         sources = {m: (REPO / m).read_text(encoding="utf-8") for m in self.modules}
         every = [mutant for m in self.modules for mutant in mutants_of(m, sources[m])]
-        mine = self.shard.round_robin(every)
+        mine = shard_mutants(self.shard, every)
         if self.only:
             unknown = self.only - {m.id for m in every}
             if unknown:
@@ -766,7 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "oracle (cosmic-ray operators, each mutant run against its module's fast tests)")
     parser.add_argument("modules", nargs="*", metavar="MODULE",
                         help=f"repo-relative paths (default: all {len(TESTS_OF)} in TESTS_OF)")
-    add_shard_argument(parser, "mutants (mutant i of the campaign's list runs in shard i mod N)")
+    add_shard_argument(parser, "mutants (mutant i of each module runs in shard i mod N)")
     parser.add_argument("--json", metavar="FILE", help="the result, for qcow2-harness merge")
     parser.add_argument("--equivalent", default=str(REPO / EQUIVALENT_FILE), metavar="FILE",
                         help="the equivalence file (default: %(default)s)")
@@ -795,7 +805,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             for module in modules:
                 source = (REPO / module).read_text(encoding="utf-8")
-                for mutant in shard.round_robin(mutants_of(module, source)):
+                for mutant in shard_mutants(shard, mutants_of(module, source)):
                     before, after = diff_lines(mutant, source, mutated_source(mutant, source))
                     print(f"{mutant.id}\t{before}\t->\t{after}")
             return 0

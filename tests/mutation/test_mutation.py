@@ -84,9 +84,25 @@ def test_each_mutant_changes_its_own_line() -> None:
 @cosmic_ray
 def test_shards_partition_the_mutants() -> None:
     every = mutation.mutants_of(PERSISTENCE)
-    parts = [Shard(i, 3).round_robin(every) for i in range(3)]
+    parts = [mutation.shard_mutants(Shard(i, 3), every) for i in range(3)]
     assert sorted(m.id for part in parts for m in part) == sorted(m.id for m in every)
     assert every[4] in parts[1]  # mutant i belongs to shard i mod N
+
+
+def _made_up(module: str, count: int) -> list[mutation.Mutant]:
+    return [mutation.Mutant(module, line, "core/Op", 0, line) for line in range(1, count + 1)]
+
+
+def test_a_modules_shard_does_not_depend_on_the_modules_before_it() -> None:
+    # An edit that changes one module's mutant count (then --again) must leave every other
+    # module's mutants in the shard that ran them.
+    later = _made_up("reference/zones.py", 10)
+    for count in (7, 8):
+        every = _made_up(PERSISTENCE, count) + later
+        parts = [mutation.shard_mutants(Shard(i, 2), every) for i in range(2)]
+        assert [m.line for m in parts[0] if m in later] == [1, 3, 5, 7, 9]
+        assert [m.line for m in parts[1] if m in later] == [2, 4, 6, 8, 10]
+        assert sorted(m.id for part in parts for m in part) == sorted(m.id for m in every)
 
 
 def test_every_module_on_trial_has_tests_and_imports_as_its_file() -> None:
@@ -283,7 +299,7 @@ def _fake_shards(count: int, outcome_of: Any) -> list[dict[str, Any]]:
     out = []
     for index in range(count):
         campaign.shard = Shard(index, count)
-        mine = campaign.shard.round_robin(every)
+        mine = mutation.shard_mutants(campaign.shard, every)
         outcomes = [mutation.Outcome(m, outcome_of(m), 0.5, 0, "a", "b", 1) for m in mine]
         out.append(mutation.result_json(campaign, every, mine, outcomes, [],
                                         {PERSISTENCE: 1.0}, 10.0, {PERSISTENCE: "text"}))
