@@ -591,11 +591,15 @@ class Campaign:
                 continue
             with tempfile.TemporaryDirectory(prefix="mutation-") as scratch:
                 out = os.path.join(scratch, "lines.json")
+                failed = Path(scratch) / "failed"
                 outcome, code, seconds = run_tests(TESTS_OF[module], 3600,
-                                                   record=(str(REPO / module), out))
+                                                   record=(str(REPO / module), out),
+                                                   failed_out=str(failed))
                 if outcome != "survived":
+                    first = failed.read_text() if failed.exists() else "none named"
                     raise UsageError(f"{module}: its tests fail without a mutant (pytest "
-                                     f"exit {code}): {' '.join(TESTS_OF[module])}")
+                                     f"exit {code}; first failure: {first}): "
+                                     f"{' '.join(TESTS_OF[module])}")
                 traced[module] = json.loads(Path(out).read_text())
             baseline[module] = round(seconds, 3)
         bodies = {m: function_bodies(sources[m]) for m in baseline}

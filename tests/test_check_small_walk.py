@@ -133,6 +133,13 @@ def refcount_block_for_clusters_past_the_end(data: bytearray, base: Base) -> Non
     put_u64(data, base.reftable_offset + 3 * 8, base.blocks[0])
 
 
+def two_refcount_blocks_for_clusters_past_the_end(data: bytearray, base: Base) -> None:
+    # entries 3 and 4 (clusters 768 on) reuse blocks 0 and 1, full: the second one must
+    # still be read and claimed after the first (256 + 256 counts, cluster 258 claimed twice)
+    put_u64(data, base.reftable_offset + 3 * 8, base.blocks[0])
+    put_u64(data, base.reftable_offset + 4 * 8, base.blocks[1])
+
+
 def refcount_table_of_eight_clusters(data: bytearray, base: Base) -> None:
     # the table now also covers refcount block 0 and the L2 tables and data after it
     poke_header(data, "num_refcount_table_clusters", 8)
@@ -186,6 +193,7 @@ POKES: list[tuple[Poke, str, str]] = [
     (refcount_block_at_the_end_of_the_file, "RC-2", "past the end of the file"),
     (reserved_bits_in_ten_refcount_table_entries, "RC-1", "reserved bits"),
     (refcount_block_for_clusters_past_the_end, "RC-5", "for clusters past the end"),
+    (two_refcount_blocks_for_clusters_past_the_end, "RC-5", "512 refcount(s) above zero"),
     (refcount_table_of_eight_clusters, "OVL-1", "refcount table"),
     (two_data_clusters_on_metadata, "OVL-1", "2 data cluster(s)"),
     (l2_table_and_data_cluster_on_a_refcount_block, "OVL-1", "(refcount block)"),

@@ -245,6 +245,19 @@ def test_a_hanging_run_times_out(tmp_path: pathlib.Path) -> None:
     assert (outcome, code) == ("timeout", None)
 
 
+@cosmic_ray
+def test_a_baseline_that_fails_names_its_first_failing_test(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    failing = tmp_path / "test_fails_unmutated.py"
+    failing.write_text("def test_passes():\n    pass\n\n\ndef test_fails():\n    assert False\n")
+    monkeypatch.setitem(mutation.TESTS_OF, PERSISTENCE, (str(failing),))
+    killed = _find(PERSISTENCE, "if where[-1] > wp_at:", "core/ReplaceComparisonOperator_Gt_Lt")
+    campaign = mutation.Campaign([PERSISTENCE], only=frozenset({killed.id}), progress=False)
+    # (a node id outside the rootdir is just "::test_fails")
+    with pytest.raises(UsageError, match=r"first failure: \S*::test_fails\)"):
+        campaign.run()
+
+
 # ---------------------------------------------------------------------------
 # === results and merge ===
 # ---------------------------------------------------------------------------
