@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,7 +157,7 @@ FEATURE_PROBES: dict[str, tuple[str, ...]] = {
 
 @functools.cache
 def _probe(tool: str, feature: str) -> str | None:
-    for _ in range(RETRIES):
+    for attempt in range(RETRIES):
         with tempfile.TemporaryDirectory(prefix="qcow2-harness-probe-") as scratch:
             proc = subprocess.run(
                 [tool, "create", "-q", "-f", "qcow2", *FEATURE_PROBES[feature],
@@ -166,6 +167,7 @@ def _probe(tool: str, feature: str) -> str | None:
             return None
         if not any(t in proc.stderr for t in TRANSIENT_ERRORS):
             break
+        _back_off(attempt)
     said = (proc.stderr or proc.stdout).strip().splitlines()
     return f"{tool} refuses to create a {feature} image: {said[-1] if said else 'no message'}"
 
@@ -255,10 +257,15 @@ def seed_recipes() -> list[Recipe]:
     return recipes
 
 
-# QEMU's LUKS PBKDF benchmark sometimes fails under coarse CPU accounting
-# (seen in sandboxes); the same command then succeeds on a retry.
+# QEMU's LUKS PBKDF benchmark sometimes fails under coarse CPU accounting (seen in
+# sandboxes, and in 4-6 of 20 runs on a machine busy with two mutation campaigns); the same
+# command then succeeds on a retry. Failures come in bursts, so the retries back off.
 TRANSIENT_ERRORS = ("Unable to get accurate CPU usage",)
-RETRIES = 5
+RETRIES = 10
+
+
+def _back_off(attempt: int) -> None:
+    time.sleep(0.1 * (attempt + 1))
 
 
 def _run_step(step: tuple[str, ...], directory: str) -> None:
@@ -271,6 +278,7 @@ def _run_step(step: tuple[str, ...], directory: str) -> None:
         except WriterError as error:
             if attempt + 1 == RETRIES or not any(t in error.message for t in TRANSIENT_ERRORS):
                 raise
+            _back_off(attempt)
 
 
 MiB = 1 << 20
