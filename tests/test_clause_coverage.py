@@ -240,21 +240,85 @@ HEADER_FIELD_STARTS = ({0} | {start for start, _ in corr.HEADER_FIELDS.values()}
 HEADER_PADDING = max(start + width for start, width in corr.ADDITIONAL_HEADER_FIELDS.values())
 
 
-def _findings(data: bytes) -> tuple[set[str], int]:
-    """(clauses reported, exit code) for an image's bytes; every finding inside the
-    header points at the start of a field."""
+def _findings(data: bytes) -> tuple[set[str], int, dict[str, list[int | None]]]:
+    """(clauses reported, exit code, offsets by clause) for an image's bytes; every
+    finding inside the header points at the start of a field."""
     check_image = _check_image()
     try:
         image = Image.from_bytes(data)
     except ParseError as error:
-        return ({error.clause} if error.clause else set()), 2
+        return ({error.clause} if error.clause else set()), 2, {}
     report = check_image(image)
+    offsets: dict[str, list[int | None]] = {}
+    for finding in report.findings:
+        offsets.setdefault(finding.clause, []).append(finding.offset)
     misplaced = [(f.clause, f.offset) for f in report.findings
                  if f.offset is not None and f.offset < image.len_header
                  and f.offset not in HEADER_FIELD_STARTS
                  and (f.clause, f.offset) != ("HDR-23", HEADER_PADDING)]
     assert misplaced == [], "findings inside the header but not at a field's first byte"
-    return {f.clause for f in report.findings}, int(report.exit_code)
+    return set(offsets), int(report.exit_code), offsets
+
+
+# Clauses whose finding points somewhere other than the bytes a corruption changed, and
+# where it points instead. Every other clause's finding must locate the damage (below).
+LOCATED_ELSEWHERE: dict[str, str] = {
+    "HDR-16": "l1_size, the field too small for the virtual size that was changed",
+    "HDR-18": "the refcount table offset field, when the cluster count was changed",
+    "HDR-22": "the compression type field, when the incompatible bit was changed",
+    "HDR-24": "the backing name offset field, when its length was changed",
+    "EXT-1": "the end of the header area, where the end marker is missing",
+    "EXT-5": "the extension's data, whose NUL may sit anywhere in it",
+    "EXT-6": "the backing format extension, when the backing name was removed",
+    "L1-3": "the L1 entry with COPIED set, when the refcount it contradicts was changed",
+    "RC-4": "the cluster whose refcount is wrong, not the refcount block entry",
+    "RC-5": "the cluster whose refcount is wrong (or no offset: a count past the end)",
+    "CMP-3": "the second host cluster reference, not the descriptor that was changed",
+    "CMP-4": "the compressed descriptor, when the stream it names was garbled",
+    "SNAP-3": "the snapshot L1 table, when the snapshot entry's offset was changed",
+    "SNAP-4": "the snapshot entry's start, for a size field",
+    "SNAP-5": "the snapshot entry's start, for its extra data",
+    "SNAP-6": "the snapshot entry's start, for its extra data",
+    "BMP-2": "the bitmaps extension, when the autoclear bit was cleared",
+    "BMP-5": "the bitmap directory, when the extension's size field was changed",
+    "BMP-6": "the bitmap directory entry's start, for a flag or type field",
+    "BMP-7": "the bitmap directory entry's start, for its granularity",
+    "BMP-8": "the first of the two entries with the one name",
+    "BMP-10": "the bitmap directory entry's start, for its extra data",
+    "CRYPT-2": "the encryption extension, when the crypt method was changed",
+    "CRYPT-3": "the extension's offset field, when the length was changed",
+    "DATA-2": "the data file name, whose NUL may sit anywhere in it",
+    "DATA-4": "the raw-data-file bit, when a backing file was added",
+    "OVL-1": "the metadata cluster that an entry's changed offset now points into",
+    "OVL-2": "the table that another table's changed offset now overlaps",
+    "ZONE-2": "no finding of check_image (an old qemu-img is run against the image)",
+    "ZONE-21": "the zonedmeta table, when its refcount was changed",
+    "ZONE-23": "the zoned extension, when a backing file or snapshot was added",
+}
+
+
+def _changed_runs(original: bytes, broken: bytes) -> list[tuple[int, int]]:
+    """[first, last] byte ranges where `broken` differs from `original` (a length change
+    is one range from the shorter end)."""
+    runs: list[tuple[int, int]] = []
+    common = min(len(original), len(broken))
+    for start in range(0, common, 4096):
+        if original[start:start + 4096] == broken[start:start + 4096]:
+            continue
+        for at in range(start, min(start + 4096, common)):
+            if original[at] != broken[at]:
+                if runs and runs[-1][1] == at - 1:
+                    runs[-1] = (runs[-1][0], at)
+                else:
+                    runs.append((at, at))
+    if len(original) != len(broken):
+        runs.append((common, max(len(original), len(broken)) - 1))
+    return runs
+
+
+def _locates_the_change(offset: int | None, runs: list[tuple[int, int]]) -> bool:
+    # At a changed byte, or at the start of the entry (up to 8 bytes) holding one.
+    return offset is not None and any(first - 7 <= offset <= last for first, last in runs)
 
 
 @pytest.mark.parametrize("c", CORRUPTIONS, ids=lambda c: c.id)
@@ -268,8 +332,14 @@ def test_checker_reports_the_broken_clause(c: Corruption, base: Callable[[str], 
     assert c.clause not in _base_findings[c.base], f"the {c.base} base already breaks {c.clause}"
     level = SPEC[c.clause].level
     for params in _all_params(c):
-        found, exit_code = _findings(c.broken(original, **params))
+        broken = c.broken(original, **params)
+        found, exit_code, offsets = _findings(broken)
         assert c.clause in found, f"{c.id} {params}: {c.clause} not reported; found {sorted(found)}"
+        if c.clause not in LOCATED_ELSEWHERE and offsets:
+            runs = _changed_runs(original, broken)
+            assert any(_locates_the_change(o, runs) for o in offsets[c.clause]), \
+                f"{c.id} {params}: no {c.clause} finding points at the bytes it changed " \
+                f"({[hex(first) for first, _ in runs[:4]]}): {offsets[c.clause][:4]}"
         if level == "MUST":
             assert exit_code == 2, f"{c.id} {params}: a MUST violation must exit 2, not {exit_code}"
         elif not any(SPEC[other].level == "MUST" for other in c.also):
