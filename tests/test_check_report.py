@@ -121,6 +121,27 @@ def test_a_report_carries_the_walk_and_how_long_it_took(tmp_path: pathlib.Path) 
     assert 0 <= report.stats["seconds"] <= took
 
 
+def test_the_decoding_bounds_are_the_ones_the_clauses_state() -> None:
+    # CMP-4 and BMP-13 state how much the checker decodes or reads per image.
+    from qcow2harness.checker import metadata
+
+    spec = load()
+    streams, mebibytes = map(int, re.search(  # type: ignore[union-attr]
+        r"at most (\d+) streams and (\d+) MiB of output", spec["CMP-4"].notes).groups())
+    tails = int(re.search(r"at most (\d+) MiB of such tails",  # type: ignore[union-attr]
+                          spec["BMP-13"].notes).group(1))
+    assert metadata.MAX_DECODED_STREAMS == streams
+    assert metadata.MAX_DECODED_BYTES == mebibytes << 20
+    assert metadata.MAX_BITMAP_TAIL_BYTES == tails << 20
+
+
+def test_every_cluster_role_has_its_own_code_and_name() -> None:
+    # Two roles with one code would be one role: no OVL-1 between them, one name for both.
+    from qcow2harness.checker.metadata import Role
+
+    assert len({int(role) for role in Role}) == len(Role.__members__)  # no aliases
+
+
 def test_the_cap_is_the_one_the_readme_states() -> None:
     # README "check": "At most N findings per clause are listed; the rest are counted".
     readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
