@@ -4,7 +4,9 @@
                    (properties/corruptions.py), or a named exemption with its reason.
 === layout ===     the field tables the corruptions poke agree with the generated parser.
 === corruptions === each corruption changes its base image; when the checker exists,
-                   check_image reports the clause on the broken image and not on the base.
+                   check_image reports the clause on the broken image and not on the base,
+                   no other clause but those its `also` lists, and (but for the clauses in
+                   LOCATED_ELSEWHERE) at the bytes the corruption changed.
 
 A base image that the image model cannot even open (bad magic, bad version, a truncated
 header) is "reported" under the clause its ParseError names: check_image takes an Image,
@@ -335,6 +337,9 @@ def test_checker_reports_the_broken_clause(c: Corruption, base: Callable[[str], 
         broken = c.broken(original, **params)
         found, exit_code, offsets = _findings(broken)
         assert c.clause in found, f"{c.id} {params}: {c.clause} not reported; found {sorted(found)}"
+        # The corruption breaks its clause and what `also` documents, nothing else.
+        unexpected = found - _base_findings[c.base] - {c.clause} - set(c.also)
+        assert not unexpected, f"{c.id} {params}: also reported {sorted(unexpected)}"
         if c.clause not in LOCATED_ELSEWHERE and offsets:
             runs = _changed_runs(original, broken)
             assert any(_locates_the_change(o, runs) for o in offsets[c.clause]), \
