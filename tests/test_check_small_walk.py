@@ -343,3 +343,24 @@ def test_progress_reaches_the_end_of_each_stage(base: Base) -> None:
     assert [call for call in calls if call[0] == "L2 tables"][-1] == ("L2 tables", tables, tables)
     assert [call for call in calls if call[0] == "refcounts"][-1] == ("refcounts", clusters,
                                                                      clusters)
+
+
+def test_the_numpy_walk_in_small_pieces_reports_each_piece(base: Base) -> None:
+    # One L2 table per batch and refcounts 3 clusters at a time: progress rises by one
+    # piece per call up to the stage's total.
+    from unittest import mock
+
+    from qcow2harness.checker import metadata
+
+    calls: list[tuple[str, int, int]] = []
+    with mock.patch.object(small, "SMALL_WALK", False), \
+            mock.patch.object(metadata, "L2_BATCH_BYTES", 1), \
+            mock.patch.object(metadata, "COMPARE_CHUNK", 3):
+        check_image(Image.from_bytes(base.data),
+                    lambda stage, done, total: calls.append((stage, done, total)))
+    tables = len(set(base.l2_tables))
+    clusters = len(base.data) // CLUSTER
+    for stage, total, piece in (("L2 tables", tables, 1), ("refcounts", clusters, 3)):
+        done = [call[1] for call in calls if call[0] == stage]
+        assert {call[2] for call in calls if call[0] == stage} == {total}
+        assert done == [min(step, total) for step in range(piece, total + piece, piece)], stage
