@@ -1488,6 +1488,13 @@ def _bmp12_ones(data: bytearray, img: Image, p: Params) -> None:
     _put(data, int(node.ofs_bitmap_table), cluster | 1, 8)
 
 
+@corruption("BMP-12", "data-past-eof", "qemu-bitmap")
+def _bmp12_past_eof(data: bytearray, img: Image, p: Params) -> None:
+    """A bitmap table entry points at a cluster past the end of the file."""
+    _, node = _bitmap_entries(img)[0]
+    _put(data, int(node.ofs_bitmap_table), _beyond_eof(data, img), 8)
+
+
 @corruption("BMP-13", "tail-bits-set", "qemu-bitmap")
 def _bmp13(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap's data cluster (new, refcounted) is all ones, including the bits past the
