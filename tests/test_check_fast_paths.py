@@ -372,3 +372,13 @@ def test_the_small_image_walk_is_taken() -> None:
     assert {"qemu-v3-empty.qcow2", "qemu-v3.qcow2", "qemu-refcount-bits-1.qcow2"} <= taken
     assert not taken & {"qemu-snapshot.qcow2", "qemu-compressed-zlib.qcow2",
                         "reference-zoned-base.qcow2", "qemu-extended-l2.qcow2"}
+
+
+def test_an_all_ones_bitmap_table_entry_is_valid() -> None:
+    # Bit 0 of a bitmap table entry with no cluster offset means "all ones" (BMP-12 allows
+    # it; with an offset it is a finding, corruption BMP-12/table-entry-all-ones-with-offset).
+    data = bytearray((CORPUS / "seeds" / "qemu-bitmap.qcow2").read_bytes())
+    table = int(Image.from_bytes(bytes(data)).bitmap_directory()[0].ofs_bitmap_table)
+    data[table:table + 8] = (1).to_bytes(8, "big")
+    numpy_walk, fast, default = walks(bytes(data))
+    assert numpy_walk == fast == default and default[0]["exit_code"] == 0 and default[1] == []
