@@ -1014,6 +1014,15 @@ def _l21(data: bytearray, img: Image, p: Params) -> None:
     _put(data, ref.offset, ref.raw | 1 << p["bit"], 8)
 
 
+@corruption("L2-1", "reserved-bit-in-extended-entry", "qemu-extended-l2",
+            params={"bit": (1, 8, 56, 61)})
+def _l21_extended(data: bytearray, img: Image, p: Params) -> None:
+    """A reserved bit of an extended entry's standard descriptor is set: L2-1, where bit 0
+    alone would be EL2-2."""
+    ref = _pick(_allocated(img), 0, "allocated L2 entry")
+    _put(data, ref.offset, ref.raw | 1 << p["bit"], 8)
+
+
 @corruption("L2-2", "data-offset-unaligned", "qemu-default", params={"entry": tuple(range(4))},
             also=("L2-1", "RC-4", "RC-5", "L2-3"))
 def _l22(data: bytearray, img: Image, p: Params) -> None:
