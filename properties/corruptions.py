@@ -53,6 +53,7 @@ __all__ = [
     "SNAPSHOT_FIELDS",
     "ZONED_FIELDS",
     "base_image",
+    "bitmap_with_one_bit",
     "corruptions_for",
 ]
 
@@ -1502,6 +1503,35 @@ def _bmp12_past_eof(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap table entry points at a cluster past the end of the file."""
     _, node = _bitmap_entries(img)[0]
     _put(data, int(node.ofs_bitmap_table), _beyond_eof(data, img), 8)
+
+
+def bitmap_with_one_bit(data: bytearray, img: Image, granularity_bits: int,
+                        past_the_end: int) -> None:
+    """Give bitmap 0 this granularity and a new, refcounted last data cluster whose one set
+    bit is `past_the_end` bits after the bitmap's last bit (-1: the last bit itself). Bit 0
+    of each byte comes first (BMP-13)."""
+    offset, node = _bitmap_entries(img)[0]
+    bits = -(-int(img.header.virtual_size) >> granularity_bits)
+    cluster_bits = 8 * img.cluster_size
+    entries = int(node.num_bitmap_table_entries)
+    if -(-bits // cluster_bits) != entries:
+        raise CorruptionError(f"granularity {granularity_bits} changes the table's size")
+    position = bits - (entries - 1) * cluster_bits + past_the_end
+    if not 0 <= position < cluster_bits:
+        raise CorruptionError(f"bit {position} is outside the last cluster")
+    content = bytearray(img.cluster_size)
+    content[position // 8] = 1 << position % 8
+    cluster = _append(data, img, bytes(content))
+    data[offset + BITMAP_ENTRY_FIELDS["granularity_bits"][0]] = granularity_bits
+    _put(data, int(node.ofs_bitmap_table) + 8 * (entries - 1), cluster, 8)
+
+
+@corruption("BMP-13", "one-bit-past-the-end", "qemu-bitmap",
+            params={"granularity": (16, 12), "past": (0, 1, 8)})
+def _bmp13_one_bit(data: bytearray, img: Image, p: Params) -> None:
+    """Only one bit of the tail is set, just past the bitmap's end (at a granularity that
+    ends the bitmap inside a byte, or on a byte boundary)."""
+    bitmap_with_one_bit(data, img, p["granularity"], p["past"])
 
 
 @corruption("BMP-13", "tail-bits-set", "qemu-bitmap")

@@ -382,3 +382,13 @@ def test_an_all_ones_bitmap_table_entry_is_valid() -> None:
     data[table:table + 8] = (1).to_bytes(8, "big")
     numpy_walk, fast, default = walks(bytes(data))
     assert numpy_walk == fast == default and default[0]["exit_code"] == 0 and default[1] == []
+
+
+@pytest.mark.parametrize("granularity", [16, 12])
+def test_a_bitmaps_last_bit_is_not_its_tail(granularity: int) -> None:
+    # The bit just before the tail is the bitmap's own (BMP-13); the corruption
+    # BMP-13/one-bit-past-the-end sets the one just after it.
+    data = bytearray((CORPUS / "seeds" / "qemu-bitmap.qcow2").read_bytes())
+    corr.bitmap_with_one_bit(data, Image.from_bytes(bytes(data)), granularity, -1)
+    numpy_walk, fast, default = walks(bytes(data))
+    assert numpy_walk == fast == default and default[0]["exit_code"] == 0 and default[1] == []
