@@ -37,7 +37,7 @@ from qcow2harness.properties.strategies import targeted_corruptions
 from qcow2harness.checker import check_image, small
 from qcow2harness.checker import metadata as md
 from qcow2harness.errors import HarnessError
-from qcow2harness.image import Image
+from qcow2harness.image import ExtensionType, Image
 
 CORPUS = pathlib.Path(__file__).resolve().parents[1] / "corpus"
 SEEDS = sorted((CORPUS / "seeds").glob("*.qcow2"))
@@ -390,5 +390,17 @@ def test_a_bitmaps_last_bit_is_not_its_tail(granularity: int) -> None:
     # BMP-13/one-bit-past-the-end sets the one just after it.
     data = bytearray((CORPUS / "seeds" / "qemu-bitmap.qcow2").read_bytes())
     corr.bitmap_with_one_bit(data, Image.from_bytes(bytes(data)), granularity, -1)
+    numpy_walk, fast, default = walks(bytes(data))
+    assert numpy_walk == fast == default and default[0]["exit_code"] == 0 and default[1] == []
+
+
+@pytest.mark.parametrize("granularity", [9, 31])
+def test_bitmap_granularity_at_each_bound_is_valid(granularity: int) -> None:
+    # BMP-7 allows granularity_bits 9 to 31; corruption BMP-7/granularity-8 goes past them.
+    data = bytearray((CORPUS / "seeds" / "qemu-bitmap.qcow2").read_bytes())
+    image = Image.from_bytes(bytes(data))
+    directory = int(next(ext.body.ofs_bitmap_directory for ext in image.extensions()
+                         if ext.magic == ExtensionType.bitmaps))
+    data[directory + corr.BITMAP_ENTRY_FIELDS["granularity_bits"][0]] = granularity
     numpy_walk, fast, default = walks(bytes(data))
     assert numpy_walk == fast == default and default[0]["exit_code"] == 0 and default[1] == []
