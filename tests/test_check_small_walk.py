@@ -376,3 +376,24 @@ def test_the_numpy_walk_in_small_pieces_reports_each_piece(base: Base) -> None:
         done = [call[1] for call in calls if call[0] == stage]
         assert {call[2] for call in calls if call[0] == stage} == {total}
         assert done == [min(step, total) for step in range(piece, total + piece, piece)], stage
+
+
+def test_the_cluster_map_marks_exactly_the_clusters_the_refcount_findings_name(
+        base: Base) -> None:
+    """One data cluster's stored refcount raised to 2, another's lowered to 0: the map
+    calls the first leaked and the second corrupt, and no other cluster either."""
+    from qcow2harness.checker import inspect_image
+    from qcow2harness.checker.metadata import ClusterKind, cluster_kinds
+
+    data = bytearray(base.data)
+    leaked, corrupt = ((base.l2_entry(0, k) & OFFSET_MASK) // CLUSTER for k in (0, 5))
+    for cluster, refcount in ((leaked, 2), (corrupt, 0)):  # 16-bit refcounts, block 0
+        poke_bytes(data, base.blocks[0] + 2 * cluster, refcount, 2)
+    inspection = inspect_image(Image.from_bytes(bytes(data)), cluster_map=True)
+    assert inspection.walk is not None
+    # (and COPIED no longer matches either refcount: L2-3)
+    assert {f.clause for f in inspection.report.findings} == {"L2-3", "RC-4", "RC-5"}
+    kinds = cluster_kinds(inspection.walk).tolist()
+    assert [i for i, kind in enumerate(kinds) if kind == ClusterKind.LEAKED] == [leaked]
+    assert [i for i, kind in enumerate(kinds) if kind == ClusterKind.CORRUPT] == [corrupt]
+    assert kinds.count(ClusterKind.DATA) == 129 * 4 - 2  # four data clusters per L2 table
