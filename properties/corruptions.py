@@ -1505,6 +1505,16 @@ def _bmp12_past_eof(data: bytearray, img: Image, p: Params) -> None:
     _put(data, int(node.ofs_bitmap_table), _beyond_eof(data, img), 8)
 
 
+@corruption("BMP-13", "tail-bits-set", "qemu-bitmap")
+def _bmp13(data: bytearray, img: Image, p: Params) -> None:
+    """A bitmap's data cluster (new, refcounted) is all ones, including the bits past the
+    end of the bitmap."""
+    _, node = _bitmap_entries(img)[0]
+    cluster = _append(data, img, b"\xff" * img.cluster_size)
+    table = int(node.ofs_bitmap_table)
+    _put(data, table + 8 * (int(node.num_bitmap_table_entries) - 1), cluster, 8)
+
+
 def bitmap_with_one_bit(data: bytearray, img: Image, granularity_bits: int,
                         past_the_end: int) -> None:
     """Give bitmap 0 this granularity and a new, refcounted last data cluster whose one set
@@ -1532,16 +1542,6 @@ def _bmp13_one_bit(data: bytearray, img: Image, p: Params) -> None:
     """Only one bit of the tail is set, just past the bitmap's end (at a granularity that
     ends the bitmap inside a byte, or on a byte boundary)."""
     bitmap_with_one_bit(data, img, p["granularity"], p["past"])
-
-
-@corruption("BMP-13", "tail-bits-set", "qemu-bitmap")
-def _bmp13(data: bytearray, img: Image, p: Params) -> None:
-    """A bitmap's data cluster (new, refcounted) is all ones, including the bits past the
-    end of the bitmap."""
-    _, node = _bitmap_entries(img)[0]
-    cluster = _append(data, img, b"\xff" * img.cluster_size)
-    table = int(node.ofs_bitmap_table)
-    _put(data, table + 8 * (int(node.num_bitmap_table_entries) - 1), cluster, 8)
 
 
 # -- CRYPT ---------------------------------------------------------------------
