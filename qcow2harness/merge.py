@@ -580,8 +580,9 @@ def merge_mutation(results: list[tuple[str, Result]]) -> Merged:
                          "modules?)")
     if missing:
         for index in sorted(set(range(count)) - set(by_index)):
-            missing[missing.index(f"{what}: shard {index}/{count}")] += \
-                f" (its mutants {index}, {index + count}, ... of {first['mutants_total']})"
+            missing[missing.index(f"{what}: shard {index}/{count}")] += (
+                f" (mutants {index}, {index + count}, ... of each module; "
+                f"{first['mutants_total']} in all)")
     order = {module: number for number, module in enumerate(first["modules"])}
     mutants.sort(key=lambda m: (order.get(m["module"], len(order)), m["line"], m["operator"],
                                 m["k"]))
