@@ -135,7 +135,7 @@ def test_the_decoding_bounds_are_the_ones_the_clauses_state() -> None:
     assert metadata.MAX_BITMAP_TAIL_BYTES == tails << 20
 
 
-def test_every_cluster_role_has_its_own_code_and_name() -> None:
+def test_no_two_cluster_roles_share_a_code() -> None:
     # Two roles with one code would be one role: no OVL-1 between them, one name for both.
     from qcow2harness.checker.metadata import Role
 

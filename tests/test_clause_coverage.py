@@ -301,6 +301,12 @@ LOCATED_ELSEWHERE: dict[str, str] = {
 }
 
 
+def test_located_elsewhere_names_clauses_and_corruptions() -> None:
+    corruption_ids = {c.id for c in CORRUPTIONS}
+    assert [key for key in LOCATED_ELSEWHERE
+            if key not in SPEC.levels and key not in corruption_ids] == []
+
+
 def _changed_runs(original: bytes, broken: bytes) -> list[tuple[int, int]]:
     """[first, last] byte ranges where `broken` differs from `original` (a length change
     is one range from the shorter end)."""
