@@ -20,10 +20,11 @@ order with their messages and offsets, suppressed counts, stats.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from unittest import mock
 
@@ -187,12 +188,19 @@ def in_pieces(found: Any) -> Any:
     return sorted(summary["counts"]), summary["stats"], summary["exit_code"]
 
 
-def smallest_pieces(data: bytes) -> Any:
-    """in_pieces of the numpy walk with one L2 table per batch and refcounts compared 3
-    clusters at a time (L2_BATCH_BYTES, COMPARE_CHUNK: 4 MiB each by default)."""
+@contextlib.contextmanager
+def numpy_walk_in_smallest_pieces() -> Iterator[None]:
+    """The numpy walk alone, one L2 table per batch and refcounts compared 3 clusters at a
+    time (L2_BATCH_BYTES, COMPARE_CHUNK: 4 MiB each by default)."""
     with mock.patch.object(small, "SMALL_WALK", False), \
             mock.patch.object(md, "L2_BATCH_BYTES", 1), \
             mock.patch.object(md, "COMPARE_CHUNK", 3):
+        yield
+
+
+def smallest_pieces(data: bytes) -> Any:
+    """in_pieces of the numpy walk in its smallest pieces."""
+    with numpy_walk_in_smallest_pieces():
         return in_pieces(verdict(data))
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pytest
 from poke import poke_bytes, poke_header
 from qcow2harness.reference.writer import ReferenceWriter
-from test_check_fast_paths import both_ways
+from test_check_fast_paths import both_ways, numpy_walk_in_smallest_pieces
 
 from qcow2harness.checker import check_image, small
 from qcow2harness.checker.report import Findings, Report
@@ -360,14 +360,8 @@ def test_progress_reaches_the_end_of_each_stage(base: Base) -> None:
 def test_the_numpy_walk_in_small_pieces_reports_each_piece(base: Base) -> None:
     # One L2 table per batch and refcounts 3 clusters at a time: progress rises by one
     # piece per call up to the stage's total.
-    from unittest import mock
-
-    from qcow2harness.checker import metadata
-
     calls: list[tuple[str, int, int]] = []
-    with mock.patch.object(small, "SMALL_WALK", False), \
-            mock.patch.object(metadata, "L2_BATCH_BYTES", 1), \
-            mock.patch.object(metadata, "COMPARE_CHUNK", 3):
+    with numpy_walk_in_smallest_pieces():
         check_image(Image.from_bytes(base.data),
                     lambda stage, done, total: calls.append((stage, done, total)))
     tables = len(set(base.l2_tables))
