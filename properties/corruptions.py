@@ -53,8 +53,9 @@ __all__ = [
     "SNAPSHOT_FIELDS",
     "ZONED_FIELDS",
     "base_image",
-    "bitmap_with_one_bit",
+    "bitmap_virtual_size",
     "corruptions_for",
+    "fill_bitmap",
 ]
 
 
@@ -1462,12 +1463,18 @@ def _bmp10(data: bytearray, img: Image, p: Params) -> None:
     _rewrite_bitmap_directory(data, img, rebuilt)
 
 
-@corruption("BMP-11", "table-size-plus-one", "qemu-bitmap")
+@corruption("BMP-11", "table-size-plus-one", "qemu-bitmap", params={"filled": (False, True)})
 def _bmp11(data: bytearray, img: Image, p: Params) -> None:
-    """A bitmap table has one entry more than the bitmap needs."""
+    """A bitmap table has one entry more than the bitmap needs (when `filled`, the bitmap's
+    data cluster has all its bits set, and the extra entry points at a full cluster)."""
     offset, node = _bitmap_entries(img)[0]
+    count = int(node.num_bitmap_table_entries)
+    if p["filled"]:
+        fill_bitmap(data, img, 0, int(node.granularity_bits))
+        extra = _append(data, img, b"\xff" * img.cluster_size)
+        _put(data, int(node.ofs_bitmap_table) + 8 * count, extra, 8)
     start, width = BITMAP_ENTRY_FIELDS["num_bitmap_table_entries"]
-    _put(data, offset + start, int(node.num_bitmap_table_entries) + 1, width)
+    _put(data, offset + start, count + 1, width)
 
 
 @corruption("BMP-11", "table-unaligned", "qemu-bitmap", also=(LEAKS_WHEN_UNREACHABLE,))
@@ -1498,6 +1505,15 @@ def _bmp12_ones(data: bytearray, img: Image, p: Params) -> None:
     _put(data, int(node.ofs_bitmap_table), cluster | 1, 8)
 
 
+@corruption("BMP-12", "table-entry-unaligned", "qemu-bitmap", also=("RC-5",))
+def _bmp12_unaligned(data: bytearray, img: Image, p: Params) -> None:
+    """A bitmap table entry points 512 bytes into a new, refcounted cluster (which leaks,
+    RC-5: an unaligned entry claims nothing)."""
+    _, node = _bitmap_entries(img)[0]
+    cluster = _append(data, img, bytes(img.cluster_size))
+    _put(data, int(node.ofs_bitmap_table), cluster + 512, 8)
+
+
 @corruption("BMP-12", "data-past-eof", "qemu-bitmap")
 def _bmp12_past_eof(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap table entry points at a cluster past the end of the file."""
@@ -1515,33 +1531,67 @@ def _bmp13(data: bytearray, img: Image, p: Params) -> None:
     _put(data, table + 8 * (int(node.num_bitmap_table_entries) - 1), cluster, 8)
 
 
-def bitmap_with_one_bit(data: bytearray, img: Image, granularity_bits: int,
-                        past_the_end: int) -> None:
-    """Give bitmap 0 this granularity and a new, refcounted last data cluster whose one set
-    bit is `past_the_end` bits after the bitmap's last bit (-1: the last bit itself). Bit 0
-    of each byte comes first (BMP-13)."""
-    offset, node = _bitmap_entries(img)[0]
-    bits = -(-int(img.header.virtual_size) >> granularity_bits)
-    cluster_bits = 8 * img.cluster_size
-    entries = int(node.num_bitmap_table_entries)
-    if -(-bits // cluster_bits) != entries:
-        raise CorruptionError(f"granularity {granularity_bits} changes the table's size")
-    position = bits - (entries - 1) * cluster_bits + past_the_end
-    if not 0 <= position < cluster_bits:
-        raise CorruptionError(f"bit {position} is outside the last cluster")
-    content = bytearray(img.cluster_size)
-    content[position // 8] = 1 << position % 8
-    cluster = _append(data, img, bytes(content))
+def fill_bitmap(data: bytearray, img: Image, number: int, granularity_bits: int, *,
+                virtual_size: int | None = None, past_the_end: int | None = None) -> None:
+    """Give bitmap `number` this granularity (and the image this virtual size), the table
+    entries that needs, and new, refcounted data clusters with every bit of the bitmap set;
+    with `past_the_end`, also the one bit that many bits after its last. Bit 0 of each
+    byte comes first (BMP-13)."""
+    if virtual_size is None:
+        virtual_size = int(img.header.virtual_size)
+    else:
+        _set_header(data, "virtual_size", virtual_size)
+    offset, node = _bitmap_entries(img)[number]
+    bits = -(-virtual_size >> granularity_bits)
+    bits_per_cluster = 8 * img.cluster_size
+    entries = -(-bits // bits_per_cluster)
+    table = int(node.ofs_bitmap_table)
+    if not table or table % img.cluster_size or 8 * entries > img.cluster_size:
+        raise CorruptionError(f"bitmap {number}'s table cannot hold {entries} entries")
+    used = bits - (entries - 1) * bits_per_cluster
+    last = bytearray(b"\xff" * (used // 8) + (bytes([(1 << used % 8) - 1]) if used % 8 else b""))
+    if past_the_end is not None:
+        position = used + past_the_end
+        if not used <= position < bits_per_cluster:
+            raise CorruptionError(f"bit {position} is outside the last cluster")
+        last.extend(bytes(position // 8 + 1 - len(last)))
+        last[position // 8] |= 1 << position % 8
+    for index in range(entries):
+        content = bytes(last) if index == entries - 1 else b"\xff" * img.cluster_size
+        _put(data, table + 8 * index, _append(data, img, content), 8)
     data[offset + BITMAP_ENTRY_FIELDS["granularity_bits"][0]] = granularity_bits
-    _put(data, int(node.ofs_bitmap_table) + 8 * (entries - 1), cluster, 8)
+    _put(data, offset + BITMAP_ENTRY_FIELDS["num_bitmap_table_entries"][0], entries,
+         BITMAP_ENTRY_FIELDS["num_bitmap_table_entries"][1])
+
+
+def bitmap_virtual_size(bits: int, granularity_bits: int = 9) -> int:
+    """The virtual size whose bitmap at this granularity has exactly `bits` bits."""
+    return bits << granularity_bits
 
 
 @corruption("BMP-13", "one-bit-past-the-end", "qemu-bitmap",
-            params={"granularity": (16, 12), "past": (0, 1, 8)})
+            params={"granularity": (16, 12, 20), "past": (0, 1, 8), "grow": (0, 3)})
 def _bmp13_one_bit(data: bytearray, img: Image, p: Params) -> None:
-    """Only one bit of the tail is set, just past the bitmap's end (at a granularity that
-    ends the bitmap inside a byte, or on a byte boundary)."""
-    bitmap_with_one_bit(data, img, p["granularity"], p["past"])
+    """Bitmap 0 has every bit set, and one more just past its end (at a granularity that
+    ends it inside a byte or on a byte boundary; `grow` adds clusters to the virtual size
+    so that 64 + 3 bits end it inside a byte)."""
+    fill_bitmap(data, img, 0, p["granularity"], past_the_end=p["past"],
+                virtual_size=int(img.header.virtual_size) + p["grow"] * img.cluster_size)
+
+
+@corruption("BMP-13", "past-a-two-cluster-bitmap", "qemu-bitmap",
+            params={"past": (0, 3, 7), "second_cluster_bits": (1029, 65544),
+                    "first_entry": ("data", "zeros")})
+def _bmp13_two_clusters(data: bytearray, img: Image, p: Params) -> None:
+    """Bitmap 0 spans two data clusters (its table has two entries) and has every bit set,
+    and one more just past its end in the second. The first entry may instead read as all
+    zeros (offset 0)."""
+    fill_bitmap(data, img, 0, 9, past_the_end=p["past"],
+                virtual_size=bitmap_virtual_size(8 * img.cluster_size + p["second_cluster_bits"]))
+    if p["first_entry"] == "zeros":
+        table = int(_bitmap_entries(img)[0][1].ofs_bitmap_table)
+        set_refcount(data, img, _get(data, table, 8) // img.cluster_size, 0)
+        _put(data, table, 0, 8)
 
 
 # -- CRYPT ---------------------------------------------------------------------

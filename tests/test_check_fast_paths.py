@@ -397,13 +397,59 @@ def test_an_all_ones_bitmap_table_entry_is_valid() -> None:
     assert_clean_by_each_walk(bytes(data))
 
 
-@pytest.mark.parametrize("granularity", [16, 12])
-def test_a_bitmaps_last_bit_is_not_its_tail(granularity: int) -> None:
-    # The bit just before the tail is the bitmap's own (BMP-13); the corruption
-    # BMP-13/one-bit-past-the-end sets the one just after it.
-    data = bytearray((CORPUS / "seeds" / "qemu-bitmap.qcow2").read_bytes())
-    corr.bitmap_with_one_bit(data, Image.from_bytes(bytes(data)), granularity, -1)
+def two_bitmaps(base: Callable[[str], bytes]) -> tuple[bytearray, Image]:
+    """The corruptions' base image with two bitmaps, and its parse."""
+    data = bytearray(base("qemu-bitmap"))
+    return data, Image.from_bytes(bytes(data))
+
+
+# Bitmap 0's granularity and the image's virtual size (None: the base's 4 MiB), chosen so
+# the bitmap ends on a byte (64, 1024 bits), inside one (4, 67 bits), at the end of its
+# data cluster, or in a second one.
+BITMAP_LAYOUTS: dict[str, tuple[int, Callable[[Image], int | None]]] = {
+    "64-bits": (16, lambda image: None),
+    "1024-bits": (12, lambda image: None),
+    "4-bits": (20, lambda image: None),
+    "67-bits": (16, lambda image: int(image.header.virtual_size) + 3 * image.cluster_size),
+    "one-full-cluster": (9, lambda image: corr.bitmap_virtual_size(8 * image.cluster_size)),
+    "two-clusters": (9, lambda image: corr.bitmap_virtual_size(8 * image.cluster_size + 1029)),
+}
+
+
+@pytest.mark.parametrize("layout", BITMAP_LAYOUTS)
+def test_a_full_bitmap_has_no_tail_bits(layout: str, base: Callable[[str], bytes]) -> None:
+    # Every bit of bitmap 0 set is no BMP-13 finding (corruptions BMP-13/one-bit-past-the-end
+    # and past-a-two-cluster-bitmap set one more). Bitmap 1's full first cluster comes right
+    # after bitmap 0's last: a tail read from the wrong place, too far or masked wrong
+    # reads ones.
+    granularity, virtual_size = BITMAP_LAYOUTS[layout]
+    data, image = two_bitmaps(base)
+    corr.fill_bitmap(data, image, 0, granularity, virtual_size=virtual_size(image))
+    corr.fill_bitmap(data, image, 1, 17, virtual_size=virtual_size(image))
     assert_clean_by_each_walk(bytes(data))
+
+
+def test_bitmap_tails_are_read_within_the_budget(base: Callable[[str], bytes]) -> None:
+    # BMP-13 reads at most MAX_BITMAP_TAIL_BYTES of tails per image, and skips a tail that
+    # does not fit in what is left. Bitmap 0's tail (32 bits used) is longer than bitmap
+    # 1's (64 bits used); each ends at the end of its cluster.
+    data, image = two_bitmaps(base)
+    corr.fill_bitmap(data, image, 0, 17, past_the_end=0)
+    corr.fill_bitmap(data, image, 1, 16, past_the_end=0)
+
+    def tails_reported(budget: int) -> list[int]:
+        with mock.patch.object(md, "MAX_BITMAP_TAIL_BYTES", budget):
+            report = check_image(Image.from_bytes(bytes(data)))
+        return [f.offset or 0 for f in report.findings if f.clause == "BMP-13"]
+
+    first, second = tails_reported(md.MAX_BITMAP_TAIL_BYTES)
+    assert first < second
+    tail_bytes = [image.cluster_size - offset % image.cluster_size for offset in (first, second)]
+    assert tail_bytes[0] > tail_bytes[1]
+    assert tails_reported(sum(tail_bytes)) == [first, second]
+    assert tails_reported(sum(tail_bytes) - 1) == [first]
+    assert tails_reported(tail_bytes[1]) == [second]
+    assert tails_reported(tail_bytes[1] - 1) == []
 
 
 @pytest.mark.parametrize("granularity", [9, 31])
