@@ -53,9 +53,12 @@ __all__ = [
     "SNAPSHOT_FIELDS",
     "ZONED_FIELDS",
     "base_image",
+    "bitmap_entries",
     "bitmap_virtual_size",
     "corruptions_for",
+    "extension_field",
     "fill_bitmap",
+    "rewrite_bitmap_entries",
 ]
 
 
@@ -426,15 +429,16 @@ def _extension(img: Image, kind: ExtensionType) -> Any:
     return ext
 
 
-def _ext_field(img: Image, kind: ExtensionType, table: Mapping[str, tuple[int, int]],
-               name: str) -> tuple[int, int]:
+def extension_field(img: Image, kind: ExtensionType, table: Mapping[str, tuple[int, int]],
+                    name: str) -> tuple[int, int]:
+    """(offset in the file, width) of a field of the image's extension of this kind."""
     offset, width = table[name]
     return _extension(img, kind).offset + 8 + offset, width
 
 
 def _set_ext_field(data: bytearray, img: Image, kind: ExtensionType,
                    table: Mapping[str, tuple[int, int]], name: str, value: int) -> None:
-    offset, width = _ext_field(img, kind, table, name)
+    offset, width = extension_field(img, kind, table, name)
     _put(data, offset, value, width)
 
 
@@ -513,7 +517,7 @@ def _bitmap_entry_len(node: Any) -> int:
     return _round_up(BITMAP_ENTRY_FIXED + int(node.len_extra_data) + int(node.len_name), 8)
 
 
-def _bitmap_entries(img: Image) -> list[tuple[int, Any]]:
+def bitmap_entries(img: Image) -> list[tuple[int, Any]]:
     """(offset, parsed entry) of each bitmap directory entry."""
     ext = _extension(img, ExtensionType.bitmaps)
     offset = int(ext.body.ofs_bitmap_directory)
@@ -525,11 +529,12 @@ def _bitmap_entries(img: Image) -> list[tuple[int, Any]]:
 
 
 def _bitmap_entry_bytes(node: Any, *, name: bytes | None = None, extra: bytes | None = None,
-                        padding: bytes | None = None) -> bytes:
+                        padding: bytes | None = None, flags: int | None = None) -> bytes:
     name = bytes(node.name) if name is None else name
     extra = bytes(node.extra_data) if extra is None else extra
+    flags = int(node.flags) if flags is None else flags
     fixed = struct.pack(">QIIBBHI", int(node.ofs_bitmap_table), int(node.num_bitmap_table_entries),
-                        int(node.flags), int(node.bitmap_type), int(node.granularity_bits),
+                        flags, int(node.bitmap_type), int(node.granularity_bits),
                         len(name), len(extra))
     raw = fixed + extra + name
     pad = bytes(-len(raw) % 8) if padding is None else padding
@@ -550,6 +555,15 @@ def _rewrite_bitmap_directory(data: bytearray, img: Image, entries: Sequence[byt
                    "len_bitmap_directory", len(blob))
     if (start + len(blob) - 1) // img.cluster_size != start // img.cluster_size:
         raise CorruptionError("the new bitmap directory leaves its cluster")
+
+
+def rewrite_bitmap_entries(data: bytearray, img: Image,
+                           changes: Mapping[int, Mapping[str, Any]]) -> None:
+    """Rewrite the bitmap directory, giving entry number N the new name, extra data or
+    flags in changes[N] (keys of those names); the directory's size follows."""
+    entries = [_bitmap_entry_bytes(node, **changes.get(i, {}))
+               for i, (_, node) in enumerate(bitmap_entries(img))]
+    _rewrite_bitmap_directory(data, img, entries)
 
 
 # -- zones ---------------------------------------------------------------------
@@ -1370,12 +1384,37 @@ def _bmp3_length(data: bytearray, img: Image, p: Params) -> None:
     _write_extensions(data, img, records)
 
 
-@corruption("BMP-4", "name-over-1023", "qemu-bitmap")
+@corruption("BMP-3", "nb-bitmaps-zero", "qemu-bitmap")
+def _bmp3_zero(data: bytearray, img: Image, p: Params) -> None:
+    """nb_bitmaps is 0 (the directory still holds its entries)."""
+    _set_ext_field(data, img, ExtensionType.bitmaps, BITMAPS_EXTENSION_FIELDS, "num_bitmaps", 0)
+
+
+@corruption("BMP-3", "nb-bitmaps-above-the-directory", "qemu-bitmap")
+def _bmp3_above(data: bytearray, img: Image, p: Params) -> None:
+    """nb_bitmaps is one more than the directory holds."""
+    _set_ext_field(data, img, ExtensionType.bitmaps, BITMAPS_EXTENSION_FIELDS, "num_bitmaps",
+                   len(bitmap_entries(img)) + 1)
+
+
+@corruption("BMP-4", "name-over-1023", "qemu-bitmap", params={"bitmap": (0, 1)})
 def _bmp4(data: bytearray, img: Image, p: Params) -> None:
-    """A bitmap's name is 1024 bytes long (the directory grows to match)."""
-    entries = [_bitmap_entry_bytes(node, name=(b"long" * 256) if i == 0 else None)
-               for i, (_, node) in enumerate(_bitmap_entries(img))]
-    _rewrite_bitmap_directory(data, img, entries)
+    """A bitmap's name is 1024 bytes long (the directory grows to match). For bitmap 1,
+    bitmap 0's name is 23 bytes, so that entry 1 starts 48 bytes in, off a 32-byte
+    boundary."""
+    changes: dict[int, dict[str, Any]] = {p["bitmap"]: {"name": b"long" * 256}}
+    if p["bitmap"]:
+        changes[0] = {"name": b"n" * 23}
+    rewrite_bitmap_entries(data, img, changes)
+
+
+@corruption("BMP-4", "directory-over-64-mib", "qemu-bitmap",
+            params={"size": (64 * 1024 * 1024 + 1, (1 << 64) - 1)},
+            also=(LEAKS_WHEN_UNREACHABLE,))
+def _bmp4_directory(data: bytearray, img: Image, p: Params) -> None:
+    """bitmap_directory_size is above QEMU's 64 MiB."""
+    _set_ext_field(data, img, ExtensionType.bitmaps, BITMAPS_EXTENSION_FIELDS,
+                   "len_bitmap_directory", p["size"])
 
 
 @corruption("BMP-5", "directory-unaligned", "qemu-bitmap", also=(LEAKS_WHEN_UNREACHABLE,))
@@ -1400,53 +1439,54 @@ def _bmp5_size(data: bytearray, img: Image, p: Params) -> None:
                    "len_bitmap_directory", int(ext.body.len_bitmap_directory) - 8)
 
 
-@corruption("BMP-6", "reserved-flag", "qemu-bitmap", params={"bit": (3, 4, 31)})
+@corruption("BMP-6", "reserved-flag", "qemu-bitmap",
+            params={"bit": (3, 4, 31), "bitmap": (0, 1)})
 def _bmp6(data: bytearray, img: Image, p: Params) -> None:
     """A reserved flag bit (3-31) of a bitmap directory entry is set."""
-    offset, node = _bitmap_entries(img)[0]
+    offset, node = bitmap_entries(img)[p["bitmap"]]
     start, width = BITMAP_ENTRY_FIELDS["flags"]
     _put(data, offset + start, int(node.flags) | 1 << p["bit"], width)
 
 
-@corruption("BMP-6", "bitmap-type-2", "qemu-bitmap", params={"type": (2, 0, 255)})
+@corruption("BMP-6", "bitmap-type-2", "qemu-bitmap",
+            params={"type": (2, 0, 255), "bitmap": (0, 1)})
 def _bmp6_type(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap's type is not 1."""
-    offset, _ = _bitmap_entries(img)[0]
+    offset, _ = bitmap_entries(img)[p["bitmap"]]
     data[offset + BITMAP_ENTRY_FIELDS["bitmap_type"][0]] = p["type"]
 
 
-@corruption("BMP-7", "granularity-8", "qemu-bitmap", params={"bits": (8, 32, 64)},
-            also=("BMP-11",))
+@corruption("BMP-7", "granularity-8", "qemu-bitmap",
+            params={"bits": (8, 32, 64), "bitmap": (0, 1)}, also=("BMP-11",))
 def _bmp7(data: bytearray, img: Image, p: Params) -> None:
     """granularity_bits is outside QEMU's 9-31."""
-    offset, _ = _bitmap_entries(img)[0]
+    offset, _ = bitmap_entries(img)[p["bitmap"]]
     data[offset + BITMAP_ENTRY_FIELDS["granularity_bits"][0]] = p["bits"]
 
 
-@corruption("BMP-8", "duplicate-name", "qemu-bitmap")
+@corruption("BMP-8", "duplicate-name", "qemu-bitmap", params={"name": ("first's", "23-bytes")})
 def _bmp8(data: bytearray, img: Image, p: Params) -> None:
-    """Two bitmaps have the same name."""
-    entries = _bitmap_entries(img)
+    """Two bitmaps have the same name: the first's, or one of 23 bytes (which starts the
+    second entry 48 bytes in, off a 32-byte boundary)."""
+    entries = bitmap_entries(img)
     if len(entries) < 2:
         raise CorruptionError("the base image needs two bitmaps")
-    first = bytes(entries[0][1].name)
-    rebuilt = [_bitmap_entry_bytes(node, name=first) for _, node in entries]
+    name = bytes(entries[0][1].name) if p["name"] == "first's" else b"n" * 23
+    rebuilt = [_bitmap_entry_bytes(node, name=name) for _, node in entries]
     _rewrite_bitmap_directory(data, img, rebuilt)
 
 
-@corruption("BMP-8", "empty-name", "qemu-bitmap")
+@corruption("BMP-8", "empty-name", "qemu-bitmap", params={"bitmap": (0, 1)})
 def _bmp8_empty(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap's name_size is 0."""
-    rebuilt = [_bitmap_entry_bytes(node, name=b"" if i == 0 else None)
-               for i, (_, node) in enumerate(_bitmap_entries(img))]
-    _rewrite_bitmap_directory(data, img, rebuilt)
+    rewrite_bitmap_entries(data, img, {p["bitmap"]: {"name": b""}})
 
 
 @corruption("BMP-9", "padding-not-zero", "qemu-bitmap")
 def _bmp9(data: bytearray, img: Image, p: Params) -> None:
     """The padding after a bitmap's name is not zero."""
     rebuilt = []
-    for _, node in _bitmap_entries(img):
+    for _, node in bitmap_entries(img):
         raw_len = BITMAP_ENTRY_FIXED + int(node.len_extra_data) + int(node.len_name)
         pad = -raw_len % 8
         rebuilt.append(_bitmap_entry_bytes(node, padding=b"\xee" * pad if pad else None))
@@ -1455,19 +1495,24 @@ def _bmp9(data: bytearray, img: Image, p: Params) -> None:
     _rewrite_bitmap_directory(data, img, rebuilt)
 
 
-@corruption("BMP-10", "extra-data", "qemu-bitmap")
+@corruption("BMP-10", "extra-data", "qemu-bitmap",
+            params={"bitmap": (0, 1), "flags": ("kept", "in_use")})
 def _bmp10(data: bytearray, img: Image, p: Params) -> None:
-    """(SHOULD) A bitmap entry carries 8 bytes of extra data."""
-    rebuilt = [_bitmap_entry_bytes(node, extra=bytes(8) if i == 0 else None)
-               for i, (_, node) in enumerate(_bitmap_entries(img))]
-    _rewrite_bitmap_directory(data, img, rebuilt)
+    """(SHOULD) A bitmap entry carries 8 bytes of extra data without the
+    extra_data_compatible flag (its flags kept, or in_use alone). For bitmap 1, bitmap 0
+    carries 8 bytes too, with the flag, so that entry 1 starts after them."""
+    changes: dict[int, dict[str, Any]] = {p["bitmap"]: {
+        "extra": bytes(8), "flags": None if p["flags"] == "kept" else 1}}
+    if p["bitmap"]:
+        changes[0] = {"extra": bytes(8), "flags": 4}
+    rewrite_bitmap_entries(data, img, changes)
 
 
 @corruption("BMP-11", "table-size-plus-one", "qemu-bitmap", params={"filled": (False, True)})
 def _bmp11(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap table has one entry more than the bitmap needs (when `filled`, the bitmap's
     data cluster has all its bits set, and the extra entry points at a full cluster)."""
-    offset, node = _bitmap_entries(img)[0]
+    offset, node = bitmap_entries(img)[0]
     count = int(node.num_bitmap_table_entries)
     if p["filled"]:
         fill_bitmap(data, img, 0, int(node.granularity_bits))
@@ -1477,10 +1522,17 @@ def _bmp11(data: bytearray, img: Image, p: Params) -> None:
     _put(data, offset + start, count + 1, width)
 
 
+@corruption("BMP-11", "table-offset-zero", "qemu-bitmap", also=(LEAKS_WHEN_UNREACHABLE,))
+def _bmp11_zero(data: bytearray, img: Image, p: Params) -> None:
+    """A bitmap's table offset is 0."""
+    offset, _ = bitmap_entries(img)[0]
+    _put(data, offset + BITMAP_ENTRY_FIELDS["ofs_bitmap_table"][0], 0, 8)
+
+
 @corruption("BMP-11", "table-unaligned", "qemu-bitmap", also=(LEAKS_WHEN_UNREACHABLE,))
 def _bmp11_unaligned(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap table moves 8 bytes further into its cluster."""
-    offset, node = _bitmap_entries(img)[0]
+    offset, node = bitmap_entries(img)[0]
     table, count = int(node.ofs_bitmap_table), int(node.num_bitmap_table_entries)
     blob = bytes(data[table:table + 8 * count])
     data[table:table + 8] = bytes(8)
@@ -1491,16 +1543,26 @@ def _bmp11_unaligned(data: bytearray, img: Image, p: Params) -> None:
 @corruption("BMP-12", "table-entry-reserved", "qemu-bitmap", params={"bit": (1, 8, 56, 63)})
 def _bmp12(data: bytearray, img: Image, p: Params) -> None:
     """A reserved bit (1-8, 56-63) of a bitmap table entry is set."""
-    _, node = _bitmap_entries(img)[0]
+    _, node = bitmap_entries(img)[0]
     table = int(node.ofs_bitmap_table)
     _put(data, table, _get(data, table, 8) | 1 << p["bit"], 8)
+
+
+@corruption("BMP-12", "reserved-bit-in-a-later-entry", "qemu-bitmap-table-2-clusters",
+            params={"entry": (64, 1)})
+def _bmp12_later(data: bytearray, img: Image, p: Params) -> None:
+    """A reserved bit of a later entry of a two-cluster bitmap table is set (entry 64 is
+    the first of its second cluster)."""
+    _, node = bitmap_entries(img)[0]
+    at = int(node.ofs_bitmap_table) + 8 * p["entry"]
+    _put(data, at, _get(data, at, 8) | 1 << 8, 8)
 
 
 @corruption("BMP-12", "table-entry-all-ones-with-offset", "qemu-bitmap")
 def _bmp12_ones(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap table entry points at a new, refcounted, zeroed cluster and also sets bit 0
     (all ones), which is only allowed with offset 0."""
-    _, node = _bitmap_entries(img)[0]
+    _, node = bitmap_entries(img)[0]
     cluster = _append(data, img, bytes(img.cluster_size))
     _put(data, int(node.ofs_bitmap_table), cluster | 1, 8)
 
@@ -1509,7 +1571,7 @@ def _bmp12_ones(data: bytearray, img: Image, p: Params) -> None:
 def _bmp12_unaligned(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap table entry points 512 bytes into a new, refcounted cluster (which leaks,
     RC-5: an unaligned entry claims nothing)."""
-    _, node = _bitmap_entries(img)[0]
+    _, node = bitmap_entries(img)[0]
     cluster = _append(data, img, bytes(img.cluster_size))
     _put(data, int(node.ofs_bitmap_table), cluster + 512, 8)
 
@@ -1517,7 +1579,7 @@ def _bmp12_unaligned(data: bytearray, img: Image, p: Params) -> None:
 @corruption("BMP-12", "data-past-eof", "qemu-bitmap")
 def _bmp12_past_eof(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap table entry points at a cluster past the end of the file."""
-    _, node = _bitmap_entries(img)[0]
+    _, node = bitmap_entries(img)[0]
     _put(data, int(node.ofs_bitmap_table), _beyond_eof(data, img), 8)
 
 
@@ -1525,7 +1587,7 @@ def _bmp12_past_eof(data: bytearray, img: Image, p: Params) -> None:
 def _bmp13(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap's data cluster (new, refcounted) is all ones, including the bits past the
     end of the bitmap."""
-    _, node = _bitmap_entries(img)[0]
+    _, node = bitmap_entries(img)[0]
     cluster = _append(data, img, b"\xff" * img.cluster_size)
     table = int(node.ofs_bitmap_table)
     _put(data, table + 8 * (int(node.num_bitmap_table_entries) - 1), cluster, 8)
@@ -1541,7 +1603,7 @@ def fill_bitmap(data: bytearray, img: Image, number: int, granularity_bits: int,
         virtual_size = int(img.header.virtual_size)
     else:
         _set_header(data, "virtual_size", virtual_size)
-    offset, node = _bitmap_entries(img)[number]
+    offset, node = bitmap_entries(img)[number]
     bits = -(-virtual_size >> granularity_bits)
     bits_per_cluster = 8 * img.cluster_size
     entries = -(-bits // bits_per_cluster)
@@ -1589,7 +1651,7 @@ def _bmp13_two_clusters(data: bytearray, img: Image, p: Params) -> None:
     fill_bitmap(data, img, 0, 9, past_the_end=p["past"],
                 virtual_size=bitmap_virtual_size(8 * img.cluster_size + p["second_cluster_bits"]))
     if p["first_entry"] == "zeros":
-        table = int(_bitmap_entries(img)[0][1].ofs_bitmap_table)
+        table = int(bitmap_entries(img)[0][1].ofs_bitmap_table)
         set_refcount(data, img, _get(data, table, 8) // img.cluster_size, 0)
         _put(data, table, 0, 8)
 
@@ -1778,6 +1840,15 @@ def _ovl2(data: bytearray, img: Image, p: Params) -> None:
     """A snapshot's L1 table offset is set to the active L1 table's offset."""
     offset, _ = _snapshots(img)[0]
     _put(data, offset + SNAPSHOT_FIELDS["ofs_l1_table"][0], int(img.header.ofs_l1_table), 8)
+
+
+@corruption("OVL-2", "bitmap-tables-overlap", "qemu-bitmap-table-2-clusters",
+            also=("RC-4", "RC-5"))
+def _ovl2_bitmap_tables(data: bytearray, img: Image, p: Params) -> None:
+    """Bitmap 1's table starts in the second cluster of bitmap 0's two-cluster table."""
+    (first, first_node), (second, _) = bitmap_entries(img)[:2]
+    _put(data, second + BITMAP_ENTRY_FIELDS["ofs_bitmap_table"][0],
+         int(first_node.ofs_bitmap_table) + img.cluster_size, 8)
 
 
 # -- ZONE ----------------------------------------------------------------------
@@ -2146,11 +2217,33 @@ QEMU_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "qemu-backing-overlay": ("qemu-backing-overlay", ("qemu-backing",)),
 }
 
-# Kinds made here by qemu-img directly, because no corpus recipe fits: (create options, steps).
-QEMU_EXTRA_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+@dataclass(frozen=True)
+class _ExtraKind:
+    """A base image made here by qemu-img create, then qemu-io and qemu-img commands
+    ("{img}" stands for the image); size None is the corpus's virtual size."""
+
+    options: str
+    qemu_io: tuple[str, ...] = ()
+    qemu_img: tuple[tuple[str, ...], ...] = ()
+    size: str | None = None
+
+
+def _two_bitmaps(granularity: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(("bitmap", "--add", "-g", granularity, "{img}", name)
+                 for name in ("bitmap0", "bitmap1"))
+
+
+# Kinds made here by qemu-img directly, because no corpus recipe fits.
+QEMU_EXTRA_KINDS: dict[str, _ExtraKind] = {
     # Compressed clusters with 4 KiB clusters, where descriptor offset bits 56-57 exist (CMP-1).
-    "qemu-compressed-4k": ("cluster_size=4k,compression_type=zlib",
-                           ("write -c -q -P 0x5a 0 4k", "write -c -q -P 0x6b 8k 4k")),
+    "qemu-compressed-4k": _ExtraKind("cluster_size=4k,compression_type=zlib",
+                                     qemu_io=("write -c -q -P 0x5a 0 4k",
+                                              "write -c -q -P 0x6b 8k 4k")),
+    # Bitmap tables of 64 entries, exactly one 512-byte cluster, and of 65, two clusters.
+    "qemu-bitmap-table-1-cluster": _ExtraKind("cluster_size=512", size="128M",
+                                              qemu_img=_two_bitmaps("512")),
+    "qemu-bitmap-table-2-clusters": _ExtraKind("cluster_size=512", size="129M",
+                                               qemu_img=_two_bitmaps("512")),
 }
 
 ZONED_KINDS = ("reference-zoned",)
@@ -2209,13 +2302,17 @@ def _build_qemu_extra(kind: str, directory: str) -> bytes:
     from qcow2harness import qemu
     from qcow2harness.corpus import VIRTUAL_SIZE
 
-    options, commands = QEMU_EXTRA_KINDS[kind]
+    extra = QEMU_EXTRA_KINDS[kind]
     path = os.path.join(directory, kind + ".qcow2")
     if os.path.exists(path):
         os.unlink(path)
-    qemu.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", options, path, VIRTUAL_SIZE)
-    for command in commands:
+    qemu.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", extra.options, path,
+             extra.size or VIRTUAL_SIZE)
+    for command in extra.qemu_io:
         qemu.run("qemu-io", "-c", command, path)
+    for arguments in extra.qemu_img:
+        qemu.run("qemu-img", *(path if argument == "{img}" else argument
+                               for argument in arguments))
     with open(path, "rb") as f:
         return f.read()
 

@@ -388,6 +388,13 @@ def test_the_small_image_walk_is_taken() -> None:
                         "reference-zoned-base.qcow2", "qemu-extended-l2.qcow2"}
 
 
+@pytest.mark.parametrize("kind", corr.BASE_KINDS)
+def test_every_corruption_base_checks_clean(kind: str, base: Callable[[str], bytes]) -> None:
+    # Corruptions break one clause of a conformant image: among them, bitmap tables of
+    # exactly one cluster and of two (qemu-bitmap-table-*).
+    assert_clean_by_each_walk(base(kind))
+
+
 def test_an_all_ones_bitmap_table_entry_is_valid() -> None:
     # Bit 0 of a bitmap table entry with no cluster offset means "all ones" (BMP-12 allows
     # it; with an offset it is a finding, corruption BMP-12/table-entry-all-ones-with-offset).
@@ -450,6 +457,29 @@ def test_bitmap_tails_are_read_within_the_budget(base: Callable[[str], bytes]) -
     assert tails_reported(sum(tail_bytes) - 1) == [first]
     assert tails_reported(tail_bytes[1]) == [second]
     assert tails_reported(tail_bytes[1] - 1) == []
+
+
+@pytest.mark.parametrize("change", [{"name": b"n" * 1023}, {"extra": bytes(8), "flags": 4}],
+                         ids=["name-of-1023-bytes", "extra-data-compatible"])
+@pytest.mark.parametrize("bitmap", [0, 1])
+def test_bitmap_entries_at_their_bounds_are_valid(change: dict[str, Any], bitmap: int,
+                                                  base: Callable[[str], bytes]) -> None:
+    # BMP-4 allows names up to 1023 bytes, BMP-10 extra data with extra_data_compatible
+    # (corruptions BMP-4/name-over-1023, BMP-10/extra-data go past them).
+    data, image = two_bitmaps(base)
+    corr.rewrite_bitmap_entries(data, image, {bitmap: change})
+    assert_clean_by_each_walk(bytes(data))
+
+
+def test_a_64_mib_bitmap_directory_is_within_bmp4(base: Callable[[str], bytes]) -> None:
+    # BMP-4 allows a directory of up to 64 MiB (corruption BMP-4/directory-over-64-mib);
+    # this one is then larger than its entries, which is BMP-5.
+    data, image = two_bitmaps(base)
+    offset, width = corr.extension_field(image, ExtensionType.bitmaps,
+                                         corr.BITMAPS_EXTENSION_FIELDS, "len_bitmap_directory")
+    data[offset:offset + width] = (64 * 1024 * 1024).to_bytes(width, "big")
+    clauses = {finding["clause"] for finding in verdict(bytes(data))[0]["violations"]}
+    assert "BMP-5" in clauses and "BMP-4" not in clauses
 
 
 @pytest.mark.parametrize("granularity", [9, 31])

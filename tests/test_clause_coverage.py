@@ -284,6 +284,9 @@ LOCATED_ELSEWHERE: dict[str, str] = {
     "SNAP-5": "the snapshot entry's start, for its extra data",
     "SNAP-6": "the snapshot entry's start, for its extra data",
     "BMP-2": "the bitmaps extension, when the autoclear bit was cleared",
+    "BMP-3/nb-bitmaps-above-the-directory": "the bitmap directory, which holds fewer entries",
+    "BMP-4/directory-over-64-mib": "the bitmaps extension's nb_bitmaps field, for either "
+                                   "of its bounds",
     "BMP-5": "the bitmap directory, when the extension's size field was changed",
     "BMP-6": "the bitmap directory entry's start, for a flag or type field",
     "BMP-7": "the bitmap directory entry's start, for its granularity",
@@ -301,9 +304,34 @@ LOCATED_ELSEWHERE: dict[str, str] = {
 }
 
 
+def _bitmap_entries_at(field: str | None = None) -> Callable[[Image], set[int]]:
+    start = corr.BITMAP_ENTRY_FIELDS[field][0] if field else 0
+    return lambda image: {offset + start for offset, _ in corr.bitmap_entries(image)}
+
+
+def _bitmaps_extension_at(field: str) -> Callable[[Image], set[int]]:
+    return lambda image: {corr.extension_field(image, ExtensionType.bitmaps,
+                                               corr.BITMAPS_EXTENSION_FIELDS, field)[0]}
+
+
+# For these clauses (or corruption ids) a finding must point exactly at one of the places
+# the broken image's parse names: for a LOCATED_ELSEWHERE key, the place it describes.
+EXACTLY_AT: dict[str, Callable[[Image], set[int]]] = {
+    "BMP-3/nb-bitmaps-above-the-directory": lambda image: {
+        int(corr.bitmap_entries(image)[0][0])},
+    "BMP-4/directory-over-64-mib": _bitmaps_extension_at("num_bitmaps"),
+    "BMP-4/name-over-1023": _bitmap_entries_at("len_name"),
+    "BMP-5/directory-unaligned": _bitmaps_extension_at("ofs_bitmap_directory"),
+    "BMP-6": _bitmap_entries_at(),
+    "BMP-7": _bitmap_entries_at(),
+    "BMP-8": _bitmap_entries_at("len_name"),
+    "BMP-10": _bitmap_entries_at(),
+}
+
+
 def test_located_elsewhere_names_clauses_and_corruptions() -> None:
     corruption_ids = {c.id for c in CORRUPTIONS}
-    assert [key for key in LOCATED_ELSEWHERE
+    assert [key for key in LOCATED_ELSEWHERE | EXACTLY_AT
             if key not in SPEC.levels and key not in corruption_ids] == []
 
 
@@ -353,6 +381,11 @@ def test_checker_reports_the_broken_clause(c: Corruption, base: Callable[[str], 
             assert any(_locates_the_change(o, runs) for o in offsets[c.clause]), \
                 f"{c.id} {params}: no {c.clause} finding points at the bytes it changed " \
                 f"({[hex(first) for first, _ in runs[:4]]}): {offsets[c.clause][:4]}"
+        for key in {c.clause, c.id} & set(EXACTLY_AT):
+            places = EXACTLY_AT[key](Image.from_bytes(broken))
+            assert set(offsets[c.clause]) & places, \
+                f"{c.id} {params}: no {c.clause} finding points at {sorted(places)}: " \
+                f"{offsets[c.clause][:4]}"
         if level == "MUST":
             assert exit_code == 2, f"{c.id} {params}: a MUST violation must exit 2, not {exit_code}"
         elif not any(SPEC[other].level == "MUST" for other in c.also):
