@@ -52,12 +52,14 @@ __all__ = [
     "HEADER_FIELDS",
     "SNAPSHOT_FIELDS",
     "ZONED_FIELDS",
+    "append_clusters",
     "base_image",
     "bitmap_entries",
     "bitmap_virtual_size",
     "corruptions_for",
     "extension_field",
     "fill_bitmap",
+    "place_compressed_cluster",
     "rewrite_bitmap_entries",
 ]
 
@@ -1154,6 +1156,25 @@ def _el26(data: bytearray, img: Image, p: Params) -> None:
 # -- CMP -----------------------------------------------------------------------
 
 
+def place_compressed_cluster(data: bytearray, img: Image, entry: int, host: int,
+                             sectors: int | None = None) -> None:
+    """Point unallocated L2 entry number `entry` at a raw-deflate stream of one cluster
+    written at `host`, over `sectors` 512-byte sectors (by default the most a descriptor
+    holds: two clusters); the range may reach past the stream, which is allowed."""
+    ref = _pick(_unallocated(img), entry, "unallocated L2 entry")
+    sectors = sectors or 1 << (img.cluster_bits - 8)
+    stream = _deflate(bytes([0x40 + entry]) * img.cluster_size)
+    if host + len(stream) > len(data):
+        raise CorruptionError("the stream does not fit in the file")
+    data[host:host + len(stream)] = stream
+    _put(data, ref.offset, _compressed_descriptor(img.cluster_bits, host, sectors), 8)
+
+
+def append_clusters(data: bytearray, img: Image, count: int, refcount: int = 1) -> int:
+    """Append `count` zeroed clusters with this refcount; returns the first one's offset."""
+    return _append(data, img, bytes(count * img.cluster_size), refcount)
+
+
 @corruption("CMP-1", "offset-bit-56", "qemu-compressed-4k", params={"bit": (56, 57)},
             also=("CMP-2", "CMP-4", "OVL-3", "RC-5"))
 def _cmp1(data: bytearray, img: Image, p: Params) -> None:
@@ -1208,6 +1229,20 @@ def _cmp3(data: bytearray, img: Image, p: Params) -> None:
     _add_refcount(data, img, off2 // size, -1)
 
 
+@corruption("CMP-3", "three-cluster-range-shared", "qemu-compressed-4k")
+def _cmp3_three(data: bytearray, img: Image, p: Params) -> None:
+    """(MAY, exercised) A compressed range starts 512 bytes before the end of a new
+    cluster and spans two clusters' worth of sectors, so it touches three; two more
+    ranges start in its second and third clusters (refcounts 1, 2, 2: sound)."""
+    size = img.cluster_size
+    first = append_clusters(data, img, 3)
+    place_compressed_cluster(data, img, 0, first + size - 512)
+    place_compressed_cluster(data, img, 1, first + size, sectors=1)
+    place_compressed_cluster(data, img, 2, first + 2 * size, sectors=1)
+    for cluster in (first // size + 1, first // size + 2):
+        set_refcount(data, img, cluster, 2)
+
+
 @corruption("CMP-4", "garbage-stream", "qemu-compressed-zstd", params={"entry": (0, 1)})
 def _cmp4(data: bytearray, img: Image, p: Params) -> None:
     """The bytes at a compressed range are replaced by garbage that no decoder accepts."""
@@ -1221,11 +1256,31 @@ def _cmp4(data: bytearray, img: Image, p: Params) -> None:
 def _cmp4_short(data: bytearray, img: Image, p: Params) -> None:
     """A valid raw-deflate stream that decodes to half a cluster replaces a compressed
     cluster's data."""
+    _replace_stream(data, img, _deflate(b"\x42" * (img.cluster_size // 2)))
+
+
+@corruption("CMP-4", "deflate-long-output", "qemu-compressed-4k")
+def _cmp4_long(data: bytearray, img: Image, p: Params) -> None:
+    """A valid raw-deflate stream that decodes to one byte more than a cluster replaces a
+    compressed cluster's data."""
+    _replace_stream(data, img, _deflate(b"\x42" * (img.cluster_size + 1)))
+
+
+@corruption("CMP-4", "zstd-long-output", "qemu-compressed-zstd")
+def _cmp4_long_zstd(data: bytearray, img: Image, p: Params) -> None:
+    """A valid zstd frame that decodes to one byte more than a cluster replaces a
+    compressed cluster's data."""
+    import zstandard
+
+    _replace_stream(data, img, zstandard.ZstdCompressor().compress(
+        b"\x42" * (img.cluster_size + 1)))
+
+
+def _replace_stream(data: bytearray, img: Image, stream: bytes) -> None:
     ref = _pick(_compressed(img), 0, "compressed L2 entry")
     offset, sectors = _compressed_fields(img, ref.raw)
-    stream = _deflate(b"\x42" * (img.cluster_size // 2))
     if len(stream) > (offset & ~511) + 512 * sectors - offset:
-        raise CorruptionError("the short stream does not fit the range")
+        raise CorruptionError("the stream does not fit the range")
     data[offset:offset + len(stream)] = stream
 
 

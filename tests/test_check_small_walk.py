@@ -391,3 +391,29 @@ def test_the_cluster_map_marks_exactly_the_clusters_the_refcount_findings_name(
     assert [i for i, kind in enumerate(kinds) if kind == ClusterKind.LEAKED] == [leaked]
     assert [i for i, kind in enumerate(kinds) if kind == ClusterKind.CORRUPT] == [corrupt]
     assert kinds.count(ClusterKind.DATA) == 129 * 4 - 2  # four data clusters per L2 table
+
+
+def test_the_cluster_map_marks_zero_and_free_clusters(base: Base) -> None:
+    """Entry 5 of L2 table 0 gets the zero flag and keeps its cluster (preallocated: ZERO);
+    entries 10 and 15 get the zero flag and the first and second cluster past the end of
+    the file (L2-2, and their old clusters leak); a free cluster (refcount 0, no
+    reference) is appended."""
+    from qcow2harness.checker import inspect_image
+    from qcow2harness.checker.metadata import ClusterKind, cluster_kinds
+
+    data = bytearray(base.data)
+    zero = (base.l2_entry(0, 5) & OFFSET_MASK) // CLUSTER
+    moved = [(base.l2_entry(0, k) & OFFSET_MASK) // CLUSTER for k in (10, 15)]
+    data.extend(bytes(CLUSTER))
+    poke_bytes(data, base.l2_entry_at(0, 5), base.l2_entry(0, 5) | 1, 8)
+    for past, k in enumerate((10, 15)):
+        poke_bytes(data, base.l2_entry_at(0, k), (len(data) + past * CLUSTER) | 1, 8)
+    inspection = inspect_image(Image.from_bytes(bytes(data)), cluster_map=True)
+    assert inspection.walk is not None
+    # (L2-5 notes both zero entries with a host cluster)
+    assert {f.clause for f in inspection.report.findings} == {"L2-2", "L2-5", "RC-5"}
+    kinds = cluster_kinds(inspection.walk).tolist()
+    assert [i for i, kind in enumerate(kinds) if kind == ClusterKind.ZERO] == [zero]
+    assert [i for i, kind in enumerate(kinds) if kind == ClusterKind.LEAKED] == moved
+    assert [i for i, kind in enumerate(kinds) if kind == ClusterKind.FREE] == [len(kinds) - 1]
+    assert kinds[0] == ClusterKind.HEADER

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import pathlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -317,6 +318,9 @@ def _bitmaps_extension_at(field: str) -> Callable[[Image], set[int]]:
 # For these clauses (or corruption ids) a finding must point exactly at one of the places
 # the broken image's parse names: for a LOCATED_ELSEWHERE key, the place it describes.
 EXACTLY_AT: dict[str, Callable[[Image], set[int]]] = {
+    # The first shared cluster: the second of the three the corruption appends.
+    "CMP-3/three-cluster-range-shared": lambda image: {
+        image.file_size - 2 * image.cluster_size},
     "BMP-3/nb-bitmaps-above-the-directory": lambda image: {
         int(corr.bitmap_entries(image)[0][0])},
     "BMP-4/directory-over-64-mib": _bitmaps_extension_at("num_bitmaps"),
@@ -390,6 +394,32 @@ def test_checker_reports_the_broken_clause(c: Corruption, base: Callable[[str], 
             assert exit_code == 2, f"{c.id} {params}: a MUST violation must exit 2, not {exit_code}"
         elif not any(SPEC[other].level == "MUST" for other in c.also):
             assert exit_code != 2, f"{c.id} {params}: a {level} finding alone must not exit 2"
+
+
+# A finding whose message names a cluster or an offset points there.
+NAMED_CLUSTER = re.compile(r"(?:first cluster|in cluster|^cluster) (\d+)\b")
+NAMED_OFFSET = re.compile(r"past the end of the file, first at (0x[0-9a-f]+)")
+
+
+def test_findings_point_where_their_message_says(base: Callable[[str], bytes]) -> None:
+    check_image = _check_image()
+    named, wrong = 0, []
+    for c in CORRUPTIONS:
+        for params in _all_params(c):
+            try:
+                image = Image.from_bytes(c.broken(base(c.base), **params))
+            except ParseError:
+                continue
+            for finding in check_image(image).findings:
+                cluster = NAMED_CLUSTER.search(finding.message)
+                offset = NAMED_OFFSET.search(finding.message)
+                places = ([int(cluster[1]) * image.cluster_size] if cluster else []) + \
+                    ([int(offset[1], 16)] if offset else [])
+                named += len(places)
+                if any(finding.offset != place for place in places):
+                    wrong.append(f"{c.id} {params}: {finding.one_line()}")
+    assert wrong == []
+    assert named > 100, "the corruptions no longer give findings that name a place"
 
 
 # === the strategy ===
