@@ -1638,6 +1638,15 @@ def _bmp12_past_eof(data: bytearray, img: Image, p: Params) -> None:
     _put(data, int(node.ofs_bitmap_table), _beyond_eof(data, img), 8)
 
 
+@corruption("BMP-12", "two-data-clusters-past-eof", "qemu-bitmap-table-2-clusters")
+def _bmp12_two_past_eof(data: bytearray, img: Image, p: Params) -> None:
+    """Bitmap 0's first two table entries point at two clusters past the end of the file."""
+    _, node = bitmap_entries(img)[0]
+    beyond = _beyond_eof(data, img)
+    _put(data, int(node.ofs_bitmap_table), beyond, 8)
+    _put(data, int(node.ofs_bitmap_table) + 8, beyond + img.cluster_size, 8)
+
+
 @corruption("BMP-13", "tail-bits-set", "qemu-bitmap")
 def _bmp13(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap's data cluster (new, refcounted) is all ones, including the bits past the
@@ -1887,6 +1896,31 @@ def _ovl1_l2(data: bytearray, img: Image, p: Params) -> None:
     ref = _pick(_unallocated(img), 0, "unallocated L2 entry")
     table = ref.offset - ref.offset % img.cluster_size
     _put(data, ref.offset, COPIED | table, 8)
+
+
+@corruption("OVL-1", "bitmap-table-runs-into-the-directory", "qemu-bitmap-table-2-clusters",
+            also=("OVL-2", "RC-5"))
+def _ovl1_bitmap_table(data: bytearray, img: Image, p: Params) -> None:
+    """The bitmap directory moves to a free cluster, and bitmap 0's two-cluster table to
+    the free one before it, so the table's second cluster is the directory (its refcount
+    counts both; the old clusters leak). The directory's first bytes, read as table
+    entry 64, then name the table's own first cluster as bitmap data."""
+    size = img.cluster_size
+    ext = _extension(img, ExtensionType.bitmaps)
+    old_directory = int(ext.body.ofs_bitmap_directory)
+    length = int(ext.body.len_bitmap_directory)
+    free = [c for c in range(1, len(data) // size - 1)
+            if _get_refcount(data, img, c) == 0 == _get_refcount(data, img, c + 1)
+            and c % 2]
+    table = _pick(free, 0, "odd free cluster followed by a free one") * size
+    directory = table + size
+    data[directory:directory + length] = data[old_directory:old_directory + length]
+    _set_ext_field(data, img, ExtensionType.bitmaps, BITMAPS_EXTENSION_FIELDS,
+                   "ofs_bitmap_directory", directory)
+    entry, _ = bitmap_entries(img)[0]
+    _put(data, directory + (entry - old_directory), table, 8)
+    set_refcount(data, img, table // size, 2)  # the table, and the data entry 64 names
+    set_refcount(data, img, directory // size, 2)
 
 
 @corruption("OVL-2", "snapshot-l1-is-active-l1", "qemu-snapshot",

@@ -268,6 +268,8 @@ def _findings(data: bytes) -> tuple[set[str], int, dict[str, list[int | None]]]:
 # locate the damage (below).
 LOCATED_ELSEWHERE: dict[str, str] = {
     "BMP-12/data-past-eof": "the first bitmap data cluster past the end of the file",
+    "BMP-12/two-data-clusters-past-eof": "the first of the bitmap data clusters past the end "
+                                         "of the file",
     "HDR-16": "l1_size, the field too small for the virtual size that was changed",
     "HDR-18": "the refcount table offset field, when the cluster count was changed",
     "HDR-22": "the compression type field, when the incompatible bit was changed",
@@ -318,6 +320,8 @@ def _bitmaps_extension_at(field: str) -> Callable[[Image], set[int]]:
 # For these clauses (or corruption ids) a finding must point exactly at one of the places
 # the broken image's parse names: for a LOCATED_ELSEWHERE key, the place it describes.
 EXACTLY_AT: dict[str, Callable[[Image], set[int]]] = {
+    "OVL-1/bitmap-table-runs-into-the-directory": lambda image: {int(
+        image.extension(ExtensionType.bitmaps).body.ofs_bitmap_directory)},
     # The first shared cluster: the second of the three the corruption appends.
     "CMP-3/three-cluster-range-shared": lambda image: {
         image.file_size - 2 * image.cluster_size},
@@ -396,13 +400,17 @@ def test_checker_reports_the_broken_clause(c: Corruption, base: Callable[[str], 
             assert exit_code != 2, f"{c.id} {params}: a {level} finding alone must not exit 2"
 
 
-# A finding whose message names a cluster or an offset points there.
+# A finding whose message names a cluster or an offset points there; the cluster map
+# calls a cluster that an overlap or a refcount finding names corrupt or leaked.
 NAMED_CLUSTER = re.compile(r"(?:first cluster|in cluster|^cluster) (\d+)\b")
 NAMED_OFFSET = re.compile(r"past the end of the file, first at (0x[0-9a-f]+)")
+MAP_KIND_OF = {"OVL-1": ("CORRUPT",), "RC-4": ("CORRUPT",), "RC-5": ("LEAKED", "CORRUPT")}
 
 
 def test_findings_point_where_their_message_says(base: Callable[[str], bytes]) -> None:
-    check_image = _check_image()
+    from qcow2harness.checker import inspect_image
+    from qcow2harness.checker.metadata import ClusterKind, cluster_kinds
+
     named, wrong = 0, []
     for c in CORRUPTIONS:
         for params in _all_params(c):
@@ -410,7 +418,9 @@ def test_findings_point_where_their_message_says(base: Callable[[str], bytes]) -
                 image = Image.from_bytes(c.broken(base(c.base), **params))
             except ParseError:
                 continue
-            for finding in check_image(image).findings:
+            inspection = inspect_image(image, cluster_map=True)
+            kinds = cluster_kinds(inspection.walk) if inspection.walk is not None else None
+            for finding in inspection.report.findings:
                 cluster = NAMED_CLUSTER.search(finding.message)
                 offset = NAMED_OFFSET.search(finding.message)
                 places = ([int(cluster[1]) * image.cluster_size] if cluster else []) + \
@@ -418,6 +428,10 @@ def test_findings_point_where_their_message_says(base: Callable[[str], bytes]) -
                 named += len(places)
                 if any(finding.offset != place for place in places):
                     wrong.append(f"{c.id} {params}: {finding.one_line()}")
+                if cluster and kinds is not None and finding.clause in MAP_KIND_OF:
+                    kind = ClusterKind(int(kinds[int(cluster[1])])).name
+                    if kind not in MAP_KIND_OF[finding.clause]:
+                        wrong.append(f"{c.id} {params}: mapped {kind}: {finding.one_line()}")
     assert wrong == []
     assert named > 100, "the corruptions no longer give findings that name a place"
 
