@@ -58,9 +58,13 @@ __all__ = [
     "bitmap_virtual_size",
     "corruptions_for",
     "extension_field",
+    "filler_snapshots",
     "fill_bitmap",
     "place_compressed_cluster",
+    "replace_snapshot_table",
     "rewrite_bitmap_entries",
+    "snapshot_entry",
+    "snapshot_sizes_totalling",
 ]
 
 
@@ -510,6 +514,57 @@ def _rewrite_snapshot_table(data: bytearray, img: Image, entries: Sequence[bytes
         raise CorruptionError("the new snapshot table does not fit in the old one's clusters")
     data[start:start + room] = blob.ljust(room, b"\0")
     _set_header(data, "num_snapshots", len(entries))
+
+
+def snapshot_entry(img: Image, number: int, **changes: Any) -> bytes:
+    """Snapshot `number`'s table entry, with fields changed (the keywords of a snapshot
+    entry: ofs_l1_table, num_l1_entries, id_str, name, extra, ...)."""
+    return _snapshot_copy(_snapshots(img)[number][1], **changes)
+
+
+MAX_SNAPSHOT_NAMES = 2 * 65535  # an id and a name of 65535 bytes each
+
+
+def filler_snapshots(sizes: Sequence[int], extra: bytes = bytes(16),
+                     first: int = 0) -> list[bytes]:
+    """Snapshot entries of exactly these sizes (multiples of 8), with an empty L1 table,
+    unique ids and names, and 1 to 7 bytes of padding each."""
+    entries = []
+    for number, size in enumerate(sizes, first):
+        fixed = 40 + len(extra)
+        padding = max(1, size - fixed - MAX_SNAPSHOT_NAMES)
+        names = size - fixed - padding
+        tag = f"{number}:".encode()
+        id_length = min(65535, names - len(tag))
+        if size % 8 or padding > 7 or id_length < len(tag):
+            raise CorruptionError(f"no snapshot entry of {size} bytes")
+        entry = _snapshot_bytes(ofs_l1_table=0, num_l1_entries=0,
+                                id_str=(tag * id_length)[:id_length],
+                                name=(tag * names)[:names - id_length], extra=extra)
+        assert len(entry) == size
+        entries.append(entry)
+    return entries
+
+
+def snapshot_sizes_totalling(total: int) -> list[int]:
+    """Entry sizes for filler_snapshots that add up to `total` bytes (a multiple of 8)."""
+    largest = _round_up(40 + 16 + MAX_SNAPSHOT_NAMES + 1, 8)
+    sizes = []
+    while total:
+        size = total if total <= largest else min(largest, total - 64)
+        sizes.append(size)
+        total -= size
+    return sizes
+
+
+def replace_snapshot_table(data: bytearray, img: Image, entries: Sequence[bytes]) -> None:
+    """Append a new snapshot table of these entries, refcounted, and free the old one's
+    first cluster."""
+    old = int(img.header.ofs_snapshot_table)
+    _set_header(data, "ofs_snapshot_table", _append(data, img, b"".join(entries)))
+    _set_header(data, "num_snapshots", len(entries))
+    if old:
+        set_refcount(data, img, old // img.cluster_size, 0)
 
 
 # -- bitmaps -------------------------------------------------------------------
@@ -1340,22 +1395,14 @@ def _snap1(data: bytearray, img: Image, p: Params) -> None:
 
 @corruption("SNAP-2", "snapshot-table-over-64mib", "qemu-snapshot")
 def _snap2(data: bytearray, img: Image, p: Params) -> None:
-    """510 more snapshots, each with 1024 bytes of extra data and an id and a name of 65535
-    bytes, make a table of more than 64 MiB (each entry within every other limit, with an
-    empty L1 table). The table is appended at the end of the file (about 67 MiB) and
-    refcounted."""
-    (_, node), = _snapshots(img)[:1]
-    disk = struct.pack(">QQ", 0, int(img.header.virtual_size))
-    entries = [_snapshot_copy(node)]
-    for i in range(510):
-        entries.append(_snapshot_bytes(
-            ofs_l1_table=0, num_l1_entries=0, id_str=(f"{i}:".encode() * 65535)[:65535],
-            name=(f"big-{i}-".encode() * 65535)[:65535], extra=disk.ljust(1024, b"\0")))
-    old = int(img.header.ofs_snapshot_table)
-    new = _append(data, img, b"".join(entries))
-    _set_header(data, "ofs_snapshot_table", new)
-    _set_header(data, "num_snapshots", len(entries))
-    set_refcount(data, img, old // img.cluster_size, 0)
+    """Some 500 more snapshots, each with an id and a name of up to 65535 bytes and an empty
+    L1 table, make a table of 64 MiB and 8 bytes (each entry within every other limit).
+    The table is appended at the end of the file and refcounted."""
+    first = snapshot_entry(img, 0)
+    fillers = filler_snapshots(snapshot_sizes_totalling(64 * 1024 * 1024 + 8 - len(first)),
+                               extra=struct.pack(">QQ", 0, int(img.header.virtual_size)),
+                               first=1)
+    replace_snapshot_table(data, img, [first, *fillers])
 
 
 @corruption("SNAP-3", "snapshot-l1-unaligned", "qemu-snapshot", also=(LEAKS_WHEN_UNREACHABLE,))
@@ -2308,12 +2355,12 @@ QEMU_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 @dataclass(frozen=True)
 class _ExtraKind:
-    """A base image made here by qemu-img create, then qemu-io and qemu-img commands
-    ("{img}" stands for the image); size None is the corpus's virtual size."""
+    """A base image made here by qemu-img create (size None: the corpus's virtual size),
+    then qemu-io commands (strings) and qemu-img commands (tuples, "{img}" for the image),
+    in order."""
 
     options: str
-    qemu_io: tuple[str, ...] = ()
-    qemu_img: tuple[tuple[str, ...], ...] = ()
+    steps: tuple[str | tuple[str, ...], ...] = ()
     size: str | None = None
 
 
@@ -2326,13 +2373,16 @@ def _two_bitmaps(granularity: str) -> tuple[tuple[str, ...], ...]:
 QEMU_EXTRA_KINDS: dict[str, _ExtraKind] = {
     # Compressed clusters with 4 KiB clusters, where descriptor offset bits 56-57 exist (CMP-1).
     "qemu-compressed-4k": _ExtraKind("cluster_size=4k,compression_type=zlib",
-                                     qemu_io=("write -c -q -P 0x5a 0 4k",
-                                              "write -c -q -P 0x6b 8k 4k")),
+                                     ("write -c -q -P 0x5a 0 4k", "write -c -q -P 0x6b 8k 4k")),
+    # A version 2 image with an internal snapshot, then a write (as qemu-snapshot).
+    "qemu-v2-snapshot": _ExtraKind("compat=0.10", ("write -q -P 0x31 0 64k",
+                                                   ("snapshot", "-c", "snap0", "{img}"),
+                                                   "write -q -P 0x32 0 4k")),
     # Bitmap tables of 64 entries, exactly one 512-byte cluster, and of 65, two clusters.
-    "qemu-bitmap-table-1-cluster": _ExtraKind("cluster_size=512", size="128M",
-                                              qemu_img=_two_bitmaps("512")),
-    "qemu-bitmap-table-2-clusters": _ExtraKind("cluster_size=512", size="129M",
-                                               qemu_img=_two_bitmaps("512")),
+    "qemu-bitmap-table-1-cluster": _ExtraKind("cluster_size=512", _two_bitmaps("512"),
+                                              size="128M"),
+    "qemu-bitmap-table-2-clusters": _ExtraKind("cluster_size=512", _two_bitmaps("512"),
+                                               size="129M"),
 }
 
 ZONED_KINDS = ("reference-zoned",)
@@ -2397,11 +2447,12 @@ def _build_qemu_extra(kind: str, directory: str) -> bytes:
         os.unlink(path)
     qemu.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", extra.options, path,
              extra.size or VIRTUAL_SIZE)
-    for command in extra.qemu_io:
-        qemu.run("qemu-io", "-c", command, path)
-    for arguments in extra.qemu_img:
-        qemu.run("qemu-img", *(path if argument == "{img}" else argument
-                               for argument in arguments))
+    for step in extra.steps:
+        if isinstance(step, str):
+            qemu.run("qemu-io", "-c", step, path)
+        else:
+            qemu.run("qemu-img", *(path if argument == "{img}" else argument
+                                   for argument in step))
     with open(path, "rb") as f:
         return f.read()
 

@@ -453,6 +453,53 @@ def test_compressed_streams_past_the_bound_are_counted(base: Callable[[str], byt
     assert smallest_pieces(data) == in_pieces(found)
 
 
+@pytest.mark.parametrize("extra", [b"", bytes(8)])
+def test_a_version_2_snapshot_needs_no_extra_data(extra: bytes,
+                                                  base: Callable[[str], bytes]) -> None:
+    # SNAP-5 asks version 3 snapshots for 16 bytes of extra data; version 2 ones need none.
+    data = bytearray(base("qemu-v2-snapshot"))
+    image = Image.from_bytes(bytes(data))
+    corr.replace_snapshot_table(data, image, [corr.snapshot_entry(image, 0, extra=extra)])
+    assert_clean_by_each_walk(bytes(data))
+
+
+def test_snapshot_extra_data_findings_past_the_cap_are_counted(
+        base: Callable[[str], bytes]) -> None:
+    # 40 version 3 snapshots with 8 bytes of extra data: SNAP-5 lists some, counts the rest.
+    data = bytearray(base("qemu-snapshot"))
+    image = Image.from_bytes(bytes(data))
+    fillers = corr.filler_snapshots([64] * 40, extra=bytes(8), first=1)
+    corr.replace_snapshot_table(data, image, [corr.snapshot_entry(image, 0), *fillers])
+    report = check_image(Image.from_bytes(bytes(data)))
+    listed = sum(f.clause == "SNAP-5" for f in report.findings)
+    assert 0 < listed < 40
+    assert listed + report.suppressed["SNAP-5"] == 40
+    assert report.clauses() == {"SNAP-5"}
+
+
+def test_a_32_mib_snapshot_l1_table_is_within_snap4(base: Callable[[str], bytes]) -> None:
+    # SNAP-4 allows an L1 table of up to 32 MiB (corruption SNAP-4/snapshot-l1-over-32mib
+    # has one entry more); this one runs past the end of the file, which is SNAP-3.
+    data = bytearray(base("qemu-snapshot"))
+    image = Image.from_bytes(bytes(data))
+    corr.replace_snapshot_table(data, image, [corr.snapshot_entry(
+        image, 0, num_l1_entries=32 * 1024 * 1024 // 8)])
+    clauses = {finding["clause"] for finding in verdict(bytes(data))[0]["violations"]}
+    assert "SNAP-3" in clauses and "SNAP-4" not in clauses
+
+
+def test_a_64_mib_snapshot_table_is_within_snap2(base: Callable[[str], bytes]) -> None:
+    # SNAP-2 allows a table of up to 64 MiB (corruption SNAP-2/snapshot-table-over-64mib
+    # makes one 8 bytes longer); every filler entry is padded.
+    data = bytearray(base("qemu-snapshot"))
+    image = Image.from_bytes(bytes(data))
+    first = corr.snapshot_entry(image, 0)
+    disk = struct.pack(">QQ", 0, int(image.header.virtual_size))
+    sizes = corr.snapshot_sizes_totalling(64 * 1024 * 1024 - len(first))
+    corr.replace_snapshot_table(data, image, [first, *corr.filler_snapshots(sizes, disk, 1)])
+    assert_clean_by_each_walk(bytes(data))
+
+
 def test_an_all_ones_bitmap_table_entry_is_valid() -> None:
     # Bit 0 of a bitmap table entry with no cluster offset means "all ones" (BMP-12 allows
     # it; with an offset it is a finding, corruption BMP-12/table-entry-all-ones-with-offset).
