@@ -62,6 +62,7 @@ __all__ = [
     "fill_bitmap",
     "place_compressed_cluster",
     "replace_snapshot_table",
+    "set_refcount",
     "rewrite_bitmap_entries",
     "snapshot_entry",
     "snapshot_sizes_totalling",
@@ -1831,15 +1832,16 @@ def _crypt4(data: bytearray, img: Image, p: Params) -> None:
     data[start:start + 6] = bytes(6)
 
 
-@corruption("CRYPT-5", "slack-not-zero", "qemu-luks")
+@corruption("CRYPT-5", "slack-not-zero", "qemu-luks", params={"at": (0, 4096)})
 def _crypt5(data: bytearray, img: Image, p: Params) -> None:
-    """(SHOULD) A byte of the encryption header's last cluster past its stated length is not
-    zero."""
+    """(SHOULD) A byte of the encryption header's last cluster past its stated length (the
+    first, or the one `at` bytes after it) is not zero."""
     ext = _extension(img, ExtensionType.full_disk_encryption)
     end = int(ext.body.ofs_crypt_header) + int(ext.body.len_crypt_header)
-    if end % img.cluster_size == 0:
-        raise CorruptionError("the encryption header fills its clusters exactly")
-    data[end] = 0xA5
+    size = img.cluster_size
+    if end % size == 0 or (end + p["at"]) // size != end // size:
+        raise CorruptionError("the encryption header leaves no such slack byte")
+    data[end + p["at"]] = 0xA5
 
 
 @corruption("CRYPT-6", "legacy-aes", "qemu-default")

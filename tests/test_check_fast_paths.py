@@ -500,6 +500,30 @@ def test_a_64_mib_snapshot_table_is_within_snap2(base: Callable[[str], bytes]) -
     assert_clean_by_each_walk(bytes(data))
 
 
+@pytest.mark.parametrize("layout", ["ends-the-file", "refcount-table-next"])
+def test_luks_header_layouts_are_valid(layout: str, base: Callable[[str], bytes]) -> None:
+    # The encryption header may end the file (CRYPT-3: inside it, not past), and only the
+    # rest of its last cluster must be zero (CRYPT-5): here the refcount table, non-zero,
+    # moves to the cluster right after it.
+    data = bytearray(base("qemu-luks"))
+    image = Image.from_bytes(bytes(data))
+    ext = image.extension(ExtensionType.full_disk_encryption)
+    assert ext is not None
+    end = int(ext.body.ofs_crypt_header) + int(ext.body.len_crypt_header)
+    size = image.cluster_size
+    assert end % size and -(-end // size) * size == len(data), "the header is not last"
+    if layout == "ends-the-file":
+        del data[end:]
+    else:
+        table = int(image.header.ofs_refcount_table)
+        moved = corr.append_clusters(data, image, 1)
+        data[moved:moved + size] = data[table:table + size]
+        offset, width = corr.HEADER_FIELDS["ofs_refcount_table"]
+        data[offset:offset + width] = moved.to_bytes(width, "big")
+        corr.set_refcount(data, image, table // size, 0)
+    assert_clean_by_each_walk(bytes(data))
+
+
 def test_an_all_ones_bitmap_table_entry_is_valid() -> None:
     # Bit 0 of a bitmap table entry with no cluster offset means "all ones" (BMP-12 allows
     # it; with an offset it is a finding, corruption BMP-12/table-entry-all-ones-with-offset).

@@ -317,11 +317,18 @@ def _bitmaps_extension_at(field: str) -> Callable[[Image], set[int]]:
                                                corr.BITMAPS_EXTENSION_FIELDS, field)[0]}
 
 
+def _crypt_pointer_at(image: Image) -> set[int]:
+    return {corr.extension_field(image, ExtensionType.full_disk_encryption,
+                                 corr.CRYPT_POINTER_FIELDS, "ofs_crypt_header")[0]}
+
+
 # For these clauses (or corruption ids) a finding must point exactly at one of the places
 # the broken image's parse names: for a LOCATED_ELSEWHERE key, the place it describes.
 EXACTLY_AT: dict[str, Callable[[Image], set[int]]] = {
     "OVL-1/bitmap-table-runs-into-the-directory": lambda image: {int(
         image.extension(ExtensionType.bitmaps).body.ofs_bitmap_directory)},
+    "CRYPT-3/header-past-eof": _crypt_pointer_at,
+    "CRYPT-3/header-unaligned": _crypt_pointer_at,
     # The first shared cluster: the second of the three the corruption appends.
     "CMP-3/three-cluster-range-shared": lambda image: {
         image.file_size - 2 * image.cluster_size},
@@ -403,7 +410,8 @@ def test_checker_reports_the_broken_clause(c: Corruption, base: Callable[[str], 
 # A finding whose message names a cluster or an offset points there; the cluster map
 # calls a cluster that an overlap or a refcount finding names corrupt or leaked.
 NAMED_CLUSTER = re.compile(r"(?:first cluster|in cluster|^cluster) (\d+)\b")
-NAMED_OFFSET = re.compile(r"past the end of the file, first at (0x[0-9a-f]+)")
+NAMED_OFFSET = re.compile(r"(?:past the end of the file, first at|first non-zero byte at) "
+                          r"(0x[0-9a-f]+)")
 MAP_KIND_OF = {"OVL-1": ("CORRUPT",), "RC-4": ("CORRUPT",), "RC-5": ("LEAKED", "CORRUPT")}
 
 
