@@ -1035,6 +1035,13 @@ def _l11_snapshot(data: bytearray, img: Image, p: Params) -> None:
     _put(data, offset, _get(data, offset, 8) | 1 << p["bit"], 8)
 
 
+@corruption("L1-1", "reserved-bit-in-a-later-entry", "qemu-two-l2-tables")
+def _l11_later(data: bytearray, img: Image, p: Params) -> None:
+    """A reserved bit of active L1 entry 1 is set."""
+    offset = _l1_offset(img, _pick(_allocated_l1(img), 1, "allocated L1 entry"))
+    _put(data, offset, _get(data, offset, 8) | 1 << 1, 8)
+
+
 @corruption("L1-2", "l2-offset-unaligned", "qemu-default", also=("RC-4", "RC-5", "L2-1"))
 def _l12(data: bytearray, img: Image, p: Params) -> None:
     """An active L1 entry's L2 offset is moved 512 bytes into its cluster."""
@@ -1064,6 +1071,13 @@ def _l13_shared(data: bytearray, img: Image, p: Params) -> None:
     _add_refcount(data, img, (raw & ENTRY_OFFSET_MASK) // img.cluster_size, 1)
 
 
+@corruption("L1-3", "copied-clear-in-a-later-entry", "qemu-two-l2-tables")
+def _l13_later(data: bytearray, img: Image, p: Params) -> None:
+    """Bit 63 of active L1 entry 1 is clear though its L2 table's refcount is 1."""
+    offset = _l1_offset(img, _pick(_allocated_l1(img), 1, "allocated L1 entry"))
+    _put(data, offset, _get(data, offset, 8) & ~COPIED, 8)
+
+
 @corruption("L1-4", "snapshot-l1-copied-stale", "qemu-snapshot")
 def _l14(data: bytearray, img: Image, p: Params) -> None:
     """(MAY, exercised) A snapshot L1 entry's bit 63 disagrees with the refcount of its L2
@@ -1073,6 +1087,14 @@ def _l14(data: bytearray, img: Image, p: Params) -> None:
     raw = _get(data, offset, 8)
     accurate = _get_refcount(data, img, (raw & ENTRY_OFFSET_MASK) // img.cluster_size) == 1
     _put(data, offset, (raw & ~COPIED) if accurate else (raw | COPIED), 8)
+
+
+@corruption("L1-4", "stale-flag-in-a-later-entry", "qemu-two-l2-tables")
+def _l14_later(data: bytearray, img: Image, p: Params) -> None:
+    """(MAY, exercised) Bit 63 of the snapshot's L1 entry 1 is flipped."""
+    _, node = _snapshots(img)[0]
+    offset = int(node.ofs_l1_table) + 8
+    _put(data, offset, _get(data, offset, 8) ^ COPIED, 8)
 
 
 # -- L2 --------------------------------------------------------------------------------
@@ -1455,6 +1477,18 @@ def _snap7(data: bytearray, img: Image, p: Params) -> None:
     tree breaks the L1 rules."""
     _, node = _snapshots(img)[0]
     _put(data, int(node.ofs_l1_table), COPIED | _beyond_eof(data, img), 8)
+
+
+@corruption("SNAP-7", "snapshot-only-data-past-eof", "qemu-two-l2-tables", also=("RC-5",))
+def _snap7_data(data: bytearray, img: Image, p: Params) -> None:
+    """An entry of an L2 table only the snapshot reaches points at a data cluster past the
+    end of the file (its old cluster leaks)."""
+    _, node = _snapshots(img)[0]
+    active = {int(raw) & ENTRY_OFFSET_MASK for raw in img.l1_entries()}
+    tables = [raw & ENTRY_OFFSET_MASK for raw in (_get(data, int(node.ofs_l1_table) + 8 * i, 8)
+                                                   for i in range(int(node.num_l1_entries)))]
+    table = _pick([t for t in tables if t and t not in active], 0, "snapshot-only L2 table")
+    _put(data, table, _beyond_eof(data, img), 8)
 
 
 # -- BMP -----------------------------------------------------------------------
@@ -2380,6 +2414,13 @@ QEMU_EXTRA_KINDS: dict[str, _ExtraKind] = {
     "qemu-v2-snapshot": _ExtraKind("compat=0.10", ("write -q -P 0x31 0 64k",
                                                    ("snapshot", "-c", "snap0", "{img}"),
                                                    "write -q -P 0x32 0 4k")),
+    # Two L2 tables (guest 0 and 512 MiB), a snapshot, then a write under each table, so
+    # that the active and the snapshot L1 tables each use entries 0 and 1.
+    "qemu-two-l2-tables": _ExtraKind("cluster_size=64k",
+                                     ("write -q -P 0x41 0 64k", "write -q -P 0x42 512M 64k",
+                                      ("snapshot", "-c", "snap0", "{img}"),
+                                      "write -q -P 0x43 0 4k", "write -q -P 0x44 512M 4k"),
+                                     size="1G"),
     # Bitmap tables of 64 entries, exactly one 512-byte cluster, and of 65, two clusters.
     "qemu-bitmap-table-1-cluster": _ExtraKind("cluster_size=512", _two_bitmaps("512"),
                                               size="128M"),

@@ -407,11 +407,15 @@ def test_checker_reports_the_broken_clause(c: Corruption, base: Callable[[str], 
             assert exit_code != 2, f"{c.id} {params}: a {level} finding alone must not exit 2"
 
 
-# A finding whose message names a cluster or an offset points there; the cluster map
-# calls a cluster that an overlap or a refcount finding names corrupt or leaked.
+# A finding whose message names a cluster, an offset or an active L1 entry points there,
+# and a refcount it quotes is the stored one; the cluster map calls a cluster that an
+# overlap or a refcount finding names corrupt or leaked.
 NAMED_CLUSTER = re.compile(r"(?:first cluster|in cluster|^cluster) (\d+)\b")
 NAMED_OFFSET = re.compile(r"(?:past the end of the file, first at|first non-zero byte at) "
                           r"(0x[0-9a-f]+)")
+ACTIVE_L1_ENTRY = re.compile(r"^active L1 entry (\d+)")
+L2_TABLE_REFCOUNT = re.compile(r"for L2 table (0x[0-9a-f]+) has COPIED=\d but the table's "
+                               r"refcount is (\d+)")
 MAP_KIND_OF = {"OVL-1": ("CORRUPT",), "RC-4": ("CORRUPT",), "RC-5": ("LEAKED", "CORRUPT")}
 
 
@@ -431,8 +435,16 @@ def test_findings_point_where_their_message_says(base: Callable[[str], bytes]) -
             for finding in inspection.report.findings:
                 cluster = NAMED_CLUSTER.search(finding.message)
                 offset = NAMED_OFFSET.search(finding.message)
+                l1_entry = ACTIVE_L1_ENTRY.search(finding.message)
                 places = ([int(cluster[1]) * image.cluster_size] if cluster else []) + \
-                    ([int(offset[1], 16)] if offset else [])
+                    ([int(offset[1], 16)] if offset else []) + \
+                    ([int(image.header.ofs_l1_table) + 8 * int(l1_entry[1])] if l1_entry else [])
+                refcount = L2_TABLE_REFCOUNT.search(finding.message)
+                if refcount and inspection.walk is not None and inspection.walk.stored is not None:
+                    named += 1
+                    stored = inspection.walk.stored[int(refcount[1], 16) // image.cluster_size]
+                    if int(stored) != int(refcount[2]):
+                        wrong.append(f"{c.id} {params}: refcount {stored}: {finding.one_line()}")
                 named += len(places)
                 if any(finding.offset != place for place in places):
                     wrong.append(f"{c.id} {params}: {finding.one_line()}")
