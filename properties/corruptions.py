@@ -1135,6 +1135,19 @@ def _l22_eof(data: bytearray, img: Image, p: Params) -> None:
     _put(data, ref.offset, COPIED | _beyond_eof(data, img), 8)
 
 
+@corruption("L2-2", "only-entry-in-the-header-cluster", "qemu-default")
+def _l22_header(data: bytearray, img: Image, p: Params) -> None:
+    """Every L2 entry is dropped (clusters freed) but one, which points 512 bytes into the
+    header cluster: the table's only non-zero entry, with a host offset below one
+    cluster."""
+    refs = [ref for ref in _l2_refs(img) if ref.raw]
+    for ref in refs:
+        _put(data, ref.offset, 0, 8)
+        if ref.raw & ENTRY_OFFSET_MASK:
+            set_refcount(data, img, (ref.raw & ENTRY_OFFSET_MASK) // img.cluster_size, 0)
+    _put(data, _pick(_allocated(img), 0, "allocated L2 entry").offset, 512, 8)
+
+
 @corruption("L2-2", "unallocated-entry-past-eof", "qemu-default", also=("L2-3", "RC-4"))
 def _l22_unallocated_eof(data: bytearray, img: Image, p: Params) -> None:
     """An unallocated L2 entry points at an aligned host cluster past the end of the file
@@ -1334,6 +1347,13 @@ def _cmp4(data: bytearray, img: Image, p: Params) -> None:
 def _cmp4_short(data: bytearray, img: Image, p: Params) -> None:
     """A valid raw-deflate stream that decodes to half a cluster replaces a compressed
     cluster's data."""
+    _replace_stream(data, img, _deflate(b"\x42" * (img.cluster_size // 2)))
+
+
+@corruption("CMP-4", "deflate-short-output-in-version-2", "qemu-v2-compressed")
+def _cmp4_short_v2(data: bytearray, img: Image, p: Params) -> None:
+    """As deflate-short-output, in a version 2 image, whose header has no compression type
+    (deflate, HDR-22)."""
     _replace_stream(data, img, _deflate(b"\x42" * (img.cluster_size // 2)))
 
 
@@ -2410,6 +2430,8 @@ QEMU_EXTRA_KINDS: dict[str, _ExtraKind] = {
     # Compressed clusters with 4 KiB clusters, where descriptor offset bits 56-57 exist (CMP-1).
     "qemu-compressed-4k": _ExtraKind("cluster_size=4k,compression_type=zlib",
                                      ("write -c -q -P 0x5a 0 4k", "write -c -q -P 0x6b 8k 4k")),
+    # A version 2 image (no compression type field: deflate) with a compressed cluster.
+    "qemu-v2-compressed": _ExtraKind("compat=0.10", ("write -c -q -P 0x5c 0 64k",)),
     # A version 2 image with an internal snapshot, then a write (as qemu-snapshot).
     "qemu-v2-snapshot": _ExtraKind("compat=0.10", ("write -q -P 0x31 0 64k",
                                                    ("snapshot", "-c", "snap0", "{img}"),
