@@ -477,6 +477,21 @@ def test_snapshot_extra_data_findings_past_the_cap_are_counted(
     assert report.clauses() == {"SNAP-5"}
 
 
+def test_table_overlaps_past_the_cap_are_counted(base: Callable[[str], bytes]) -> None:
+    # 70 snapshots whose L1 table is the active one: each overlaps it (OVL-2), 32 are
+    # listed and 38 counted, by the numpy walk as in its smallest pieces.
+    data = bytearray(base("qemu-snapshot"))
+    image = Image.from_bytes(bytes(data))
+    l1 = int(image.header.ofs_l1_table)
+    entries = [corr.snapshot_entry(image, 0, ofs_l1_table=l1, id_str=f"{n}".encode(),
+                                   name=f"overlap-{n}".encode()) for n in range(70)]
+    corr.replace_snapshot_table(data, image, entries)
+    found = verdict(bytes(data))
+    listed = sum(line.split()[1] == "OVL-2" for line in found[1])
+    assert (listed, found[0]["suppressed"]["OVL-2"]) == (32, 38)
+    assert smallest_pieces(bytes(data)) == in_pieces(found)
+
+
 def test_a_32_mib_snapshot_l1_table_is_within_snap4(base: Callable[[str], bytes]) -> None:
     # SNAP-4 allows an L1 table of up to 32 MiB (corruption SNAP-4/snapshot-l1-over-32mib
     # has one entry more); this one runs past the end of the file, which is SNAP-3.
