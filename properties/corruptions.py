@@ -1943,6 +1943,14 @@ def _data5(data: bytearray, img: Image, p: Params) -> None:
     _put(data, ref.offset, (ref.raw & ~ENTRY_OFFSET_MASK) | host, 8)
 
 
+@corruption("DATA-5", "not-identity-in-a-later-table", "qemu-data-file-two-l2-tables")
+def _data5_later(data: bytearray, img: Image, p: Params) -> None:
+    """An allocated entry of the second L2 table maps its guest cluster to the next cluster
+    of the data file."""
+    ref = [r for r in _l2_refs(img) if r.raw & COPIED][-1]
+    _put(data, ref.offset, ref.raw + img.cluster_size, 8)
+
+
 @corruption("DATA-6", "compressed-with-data-file", "qemu-data-file", also=("CMP-2", "CMP-4"))
 def _data6(data: bytearray, img: Image, p: Params) -> None:
     """An unallocated entry becomes a compressed descriptor in an image with a data file."""
@@ -2443,6 +2451,10 @@ QEMU_EXTRA_KINDS: dict[str, _ExtraKind] = {
                                       ("snapshot", "-c", "snap0", "{img}"),
                                       "write -q -P 0x43 0 4k", "write -q -P 0x44 512M 4k"),
                                      size="1G"),
+    # An external data file, and data under two L2 tables (guest 0 and 512 MiB).
+    "qemu-data-file-two-l2-tables": _ExtraKind(
+        "data_file=qemu-data-file-two-l2-tables.data",
+        ("write -q -P 0x51 0 64k", "write -q -P 0x52 512M 64k"), size="1G"),
     # Bitmap tables of 64 entries, exactly one 512-byte cluster, and of 65, two clusters.
     "qemu-bitmap-table-1-cluster": _ExtraKind("cluster_size=512", _two_bitmaps("512"),
                                               size="128M"),
@@ -2510,14 +2522,15 @@ def _build_qemu_extra(kind: str, directory: str) -> bytes:
     path = os.path.join(directory, kind + ".qcow2")
     if os.path.exists(path):
         os.unlink(path)
+    # In the image's directory: a data file option names a file beside it.
     qemu.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", extra.options, path,
-             extra.size or VIRTUAL_SIZE)
+             extra.size or VIRTUAL_SIZE, cwd=directory)
     for step in extra.steps:
         if isinstance(step, str):
-            qemu.run("qemu-io", "-c", step, path)
+            qemu.run("qemu-io", "-c", step, path, cwd=directory)
         else:
             qemu.run("qemu-img", *(path if argument == "{img}" else argument
-                                   for argument in step))
+                                   for argument in step), cwd=directory)
     with open(path, "rb") as f:
         return f.read()
 
