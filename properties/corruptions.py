@@ -1686,6 +1686,18 @@ def _bmp11_zero(data: bytearray, img: Image, p: Params) -> None:
     _put(data, offset + BITMAP_ENTRY_FIELDS["ofs_bitmap_table"][0], 0, 8)
 
 
+@corruption("BMP-11", "empty-table-inside-another", "qemu-bitmap-table-2-clusters",
+            also=(LEAKS_WHEN_UNREACHABLE,))
+def _bmp11_empty(data: bytearray, img: Image, p: Params) -> None:
+    """Bitmap 1's table has no entries and starts at the second cluster of bitmap 0's: it
+    claims and overlaps nothing, so it is only the wrong size."""
+    (_, first), (second, _) = bitmap_entries(img)[:2]
+    start, width = BITMAP_ENTRY_FIELDS["num_bitmap_table_entries"]
+    _put(data, second + start, 0, width)
+    _put(data, second + BITMAP_ENTRY_FIELDS["ofs_bitmap_table"][0],
+         int(first.ofs_bitmap_table) + img.cluster_size, 8)
+
+
 @corruption("BMP-11", "table-unaligned", "qemu-bitmap", also=(LEAKS_WHEN_UNREACHABLE,))
 def _bmp11_unaligned(data: bytearray, img: Image, p: Params) -> None:
     """A bitmap table moves 8 bytes further into its cluster."""

@@ -551,6 +551,21 @@ def test_an_empty_active_l1_table_before_a_snapshot(base: Callable[[str], bytes]
     assert numpy_l1[0]["stats"]["l2_tables"] > 0
 
 
+def test_data_past_the_last_zone_is_not_dead_data(base: Callable[[str], bytes]) -> None:
+    # An L2 entry past the virtual disk (the last L2 table maps beyond it) lies in no zone:
+    # WP-10 judges data against its zone's wp only inside the zones.
+    data = bytearray(base("reference-zoned"))
+    image = Image.from_bytes(bytes(data))
+    root = image.root
+    table = int(root.l1_table.entries[0].ofs_l2_table)
+    entry = int(image.header.virtual_size) // image.cluster_size + 10
+    assert entry < int(root.num_l2_entries), "the first L2 table ends at the disk's end"
+    cluster = corr.append_clusters(data, image, 1)
+    data[table + 8 * entry:table + 8 * entry + 8] = ((1 << 63) | cluster).to_bytes(8, "big")
+    clauses = {finding["clause"] for finding in verdict(bytes(data))[0]["violations"]}
+    assert "WP-10" not in clauses, clauses
+
+
 def test_an_all_ones_bitmap_table_entry_is_valid() -> None:
     # Bit 0 of a bitmap table entry with no cluster offset means "all ones" (BMP-12 allows
     # it; with an offset it is a finding, corruption BMP-12/table-entry-all-ones-with-offset).
