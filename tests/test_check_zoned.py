@@ -378,3 +378,38 @@ def test_a_table_running_past_the_end_of_the_file_shares_no_cluster(
     poke_file(path, base + ZONED_FIELDS["ofs_zonedmeta"][0], end, 8)
     found = {f.clause for f in check_path(path).findings}
     assert {"ZONE-20", "ZONE-21"} <= found and "ZONE-22" not in found
+
+
+@pytest.mark.parametrize("bitmap, dead", [(1, True), (1 << 32, False), (3 << 32, False)],
+                         ids=["subcluster-0-allocated", "subcluster-0-zero", "two-zero"])
+def test_dead_data_in_extended_l2_entries(bitmap: int, dead: bool,
+                                          tmp_path: pathlib.Path) -> None:
+    """WP-10 with extended L2 entries, in an image the series wrote (extended_l2=on with a
+    zoned extension; the reference writer writes no extended entries): zone 0 holds 64 KiB,
+    its wp is there, and the entry for the next cluster gets a new host cluster with this
+    subcluster bitmap. Data only if a subcluster is allocated."""
+    from qcow2harness.properties.corruptions import append_clusters
+
+    from qcow2harness import qemu
+
+    reason = qemu.build_unavailable("zoned")
+    if reason:
+        pytest.skip(f"not run: {reason}")
+    path = tmp_path / "extended-zoned.qcow2"
+    qemu.run("qemu-img", "create", "-q", "-f", "qcow2", "-o",
+             "extended_l2=on,cluster_size=64k,zone.mode=host-managed,zone.size=1M,"
+             "zone.capacity=1M,zone.conventional_zones=0,zone.max_open_zones=4,"
+             "zone.max_active_zones=4,zone.max_append_bytes=64k", str(path), "16M",
+             build="zoned")
+    qemu.run("qemu-io", "-c", "write -q -P 0x61 0 64k", str(path), build="zoned")
+    data = bytearray(path.read_bytes())
+    image = Image.from_bytes(bytes(data))
+    assert image.header.is_extended_l2
+    table = int(image.root.l1_table.entries[0].ofs_l2_table)
+    cluster = append_clusters(data, image, 1)
+    poke_bytes(data, table + 16, (1 << 63) | cluster, 8)
+    poke_bytes(data, table + 24, bitmap, 8)
+    path.write_bytes(bytes(data))
+    # The series stores write pointers little-endian (its known WP-2 finding).
+    clauses = check_path(str(path), wp_byte_order="little").clauses()
+    assert ("WP-10" in clauses) == dead, clauses
