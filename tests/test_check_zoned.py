@@ -413,3 +413,23 @@ def test_dead_data_in_extended_l2_entries(bitmap: int, dead: bool,
     # The series stores write pointers little-endian (its known WP-2 finding).
     clauses = check_path(str(path), wp_byte_order="little").clauses()
     assert ("WP-10" in clauses) == dead, clauses
+
+
+def test_a_write_pointer_table_ending_past_the_file_is_not_claimed(
+        tmp_path: pathlib.Path) -> None:
+    """1024 zones of 4 KiB: an 8 KiB table. Moved to the file's last cluster, at an offset
+    with bit 13 set (so offset | length is the offset, inside the file), it runs 4 KiB past
+    the end: ZONE-20, and the walk claims none of it (no OVL-3)."""
+    cluster = 4 * KiB
+    path = _zoned_image(tmp_path / "many.qcow2", 1024, cluster, cluster_size=cluster)
+    base, table = _layout(path)
+    data = bytearray(path.read_bytes())
+    moved = -(-len(data) // cluster) * cluster
+    while not moved & 8 * KiB:
+        moved += cluster
+    data[len(data):] = bytes(moved + cluster - len(data))
+    data[moved:moved + cluster] = data[table:table + cluster]
+    poke_bytes(data, base + ZONED_FIELDS["ofs_zonedmeta"][0], moved, 8)
+    path.write_bytes(bytes(data))
+    clauses = check_path(str(path)).clauses()
+    assert "ZONE-20" in clauses and "OVL-3" not in clauses, clauses
