@@ -657,8 +657,6 @@ def test_a_64_mib_bitmap_directory_is_within_bmp4(base: Callable[[str], bytes]) 
 def test_bitmap_granularity_at_each_bound_is_valid(granularity: int) -> None:
     # BMP-7 allows granularity_bits 9 to 31; corruption BMP-7/granularity-8 goes past them.
     data = bytearray((CORPUS / "seeds" / "qemu-bitmap.qcow2").read_bytes())
-    image = Image.from_bytes(bytes(data))
-    directory = int(next(ext.body.ofs_bitmap_directory for ext in image.extensions()
-                         if ext.magic == ExtensionType.bitmaps))
-    data[directory + corr.BITMAP_ENTRY_FIELDS["granularity_bits"][0]] = granularity
+    entry, _ = corr.bitmap_entries(Image.from_bytes(bytes(data)))[0]
+    data[entry + corr.BITMAP_ENTRY_FIELDS["granularity_bits"][0]] = granularity
     assert_clean_by_each_walk(bytes(data))
